@@ -1,0 +1,4 @@
+from .formatting import PackFusionInputs
+from .loading import LoadBinaryMask, LoadImageFromFile
+
+__all__ = ['LoadImageFromFile', 'LoadBinaryMask', 'PackFusionInputs']

@@ -1,0 +1,66 @@
+from typing import Sequence
+
+import numpy as np
+import torch
+from mmcv.transforms import BaseTransform
+from mmengine.structures import PixelData
+
+from mmfusion.registry import TRANSFORMS
+from mmfusion.structures import FusionDataSample
+
+
+def _to_tensor(value) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    return torch.from_numpy(np.ascontiguousarray(value))
+
+
+@TRANSFORMS.register_module()
+class PackFusionInputs(BaseTransform):
+    """Pack one sample into ``{'inputs': {modality: data}, 'data_samples': ...}``.
+
+    Modalities found in ``results`` are packed, each in the layout its
+    sub-preprocessor expects:
+
+    - ``img``: HWC (or HW) array -> CHW tensor (channel order unchanged).
+    - ``audio``: 1-D or (C, T) waveform array -> float tensor.
+    - ``points``: (N, C) array -> float tensor.
+    - ``text``: str or list of str, passed through.
+
+    ``gt_seg_map`` becomes ``data_sample.gt_sem_seg`` (1xHxW long).
+    """
+
+    MODALITIES = ('img', 'audio', 'points', 'text')
+
+    def __init__(self,
+                 meta_keys: Sequence[str] = ('sample_id', 'sample_idx', 'img_path', 'seg_map_path',
+                                             'ori_shape', 'img_shape', 'scale_factor', 'flip',
+                                             'flip_direction')) -> None:
+        self.meta_keys = tuple(meta_keys)
+
+    def transform(self, results: dict) -> dict:
+        inputs = {}
+        if 'img' in results:
+            img = results['img']
+            if img.ndim == 2:
+                img = img[..., None]
+            inputs['img'] = _to_tensor(img.transpose(2, 0, 1))
+        if 'audio' in results:
+            inputs['audio'] = _to_tensor(results['audio']).float()
+        if 'points' in results:
+            inputs['points'] = _to_tensor(results['points']).float()
+        if 'text' in results:
+            inputs['text'] = results['text']
+        if not inputs:
+            raise KeyError(f'PackFusionInputs found none of {self.MODALITIES} in the results '
+                           f'(keys: {sorted(results)})')
+
+        data_sample = FusionDataSample()
+        if 'gt_seg_map' in results:
+            seg = _to_tensor(results['gt_seg_map'].astype(np.int64))
+            data_sample.gt_sem_seg = PixelData(data=seg[None])
+        data_sample.set_metainfo({k: results[k] for k in self.meta_keys if k in results})
+        return dict(inputs=inputs, data_samples=data_sample)
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(meta_keys={self.meta_keys})'

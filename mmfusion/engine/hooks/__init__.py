@@ -1,0 +1,3 @@
+from .visualization_hook import FusionVisualizationHook
+
+__all__ = ['FusionVisualizationHook']

@@ -1,0 +1,4 @@
+from .cpu_amp_optim_wrapper import CPUAmpOptimWrapper
+from .optim_wrapper_constructor import FusionOptimWrapperConstructor
+
+__all__ = ['CPUAmpOptimWrapper', 'FusionOptimWrapperConstructor']

@@ -1,0 +1,3 @@
+from .seg_overlap_metric import BinarySegMetric, binary_overlap_scores
+
+__all__ = ['BinarySegMetric', 'binary_overlap_scores']

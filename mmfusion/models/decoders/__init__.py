@@ -1,0 +1,1 @@
+from .gms import *  # noqa: F401,F403

@@ -1,0 +1,3 @@
+from .latent_mapping_net import LatentMappingNet
+
+__all__ = ['LatentMappingNet']

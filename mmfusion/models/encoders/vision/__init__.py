@@ -1,0 +1,3 @@
+from .kl_vae import DiffusersKLVAE
+
+__all__ = ['DiffusersKLVAE']

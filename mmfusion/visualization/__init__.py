@@ -1,0 +1,3 @@
+from .fusion_visualizer import FusionVisualizer
+
+__all__ = ['FusionVisualizer']

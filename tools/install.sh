@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# One install entry for mmfusion (DESIGN.md §1). Idempotent: when nothing that
+# decides the environment changed since the last successful run, it exits at once.
+#   venv -> torch/torchvision/torchaudio pins -> mmcv 2.1.0 compiled without build
+#   isolation (pip's wheel cache makes later installs take seconds) -> the rest -> -e .
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PY=${PYTHON:-python3}
+STAMP="$VENV/.mmfusion-install.sha"
+want=$(cat tools/install.sh requirements/*.txt setup.py | sha256sum | cut -d' ' -f1)
+
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+    echo "[install] $VENV is up to date"
+    exit 0
+fi
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+pip() { "$VENV/bin/python" -m pip "$@"; }
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+echo "[install] torch, torchvision, torchaudio (exact pins; ~2 min the first time)"
+# torchaudio is installed in a second step: resolving all three at once picks
+# mismatched builds (DESIGN.md §1).
+pip install -q torch==2.9.1 torchvision==0.24.1
+pip install -q -r requirements/torch.txt
+
+# mmcv/mmengine pick opencv-python unless a headless OpenCV is already present.
+pip install -q opencv-python-headless 'setuptools<80' wheel ninja
+
+if "$VENV/bin/python" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '2.1.0'" 2>/dev/null; then
+    echo "[install] mmcv 2.1.0 with ops already installed"
+else
+    echo "[install] mmcv 2.1.0: no wheel exists for torch 2.9; the first build compiles"
+    echo "[install] the CPU ops (~12-18 min on 2 cores). pip caches the wheel afterwards."
+    MAX_JOBS=${MAX_JOBS:-2} pip install --no-build-isolation mmcv==2.1.0
+fi
+
+echo "[install] OpenMMLab stack and runtime requirements"
+pip install -q -r requirements/mminstall.txt -r requirements/runtime.txt -r requirements/tests.txt
+pip install -q --no-build-isolation --no-deps -e .
+"$VENV/bin/python" -c "import torch, torchvision, torchaudio, mmcv.ops, mmdet, mmseg, mmfusion; print('[install] ok: torch', torch.__version__, 'mmcv', mmcv.__version__)"
+echo "$want" > "$STAMP"
