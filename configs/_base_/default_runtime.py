@@ -18,6 +18,8 @@ default_hooks = dict(
         max_keep_ckpts=2,
         backend_args=dict(backend='mmfusion_atomic_local')),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # Resume restores torch's RNG too, so it continues exactly.
+    rng_state=dict(type='TorchRNGStateHook'),
     visualization=dict(type='FusionVisualizationHook'))
 
 vis_backends = [dict(type='LocalVisBackend')]

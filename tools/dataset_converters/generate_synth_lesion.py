@@ -13,8 +13,8 @@ validation, then test. Sample ``i`` draws all of its randomness from
 ``numpy.random.default_rng([seed, i])``, so the same parameters always give
 byte-identical files and a sample does not depend on how many others exist.
 
-Image model. Every image is built as an echo amplitude map, multiplied by
-speckle and displayed with a gamma curve:
+Image model. Every image is an echo amplitude map multiplied by speckle and
+displayed like a B-mode scan (log compression):
 
 * Background echogenicity: a smooth random field plus horizontal-ish, wavy
   tissue layers; optionally a dark subcutaneous (fat-like) layer near the top
@@ -26,13 +26,14 @@ speckle and displayed with a gamma curve:
   partially smoothed (reduced speckle contrast), which sets them apart from
   the distractors by texture as well as by shape.
 * Acoustic effects: posterior shadowing (or, for some lesions, enhancement)
-  below lesions, shadow bands not attached to any lesion, depth-dependent
-  attenuation with random gain, and in about half of the images a sector-scan
-  fan whose outside is black.
+  below lesions, shadow bands not attached to any lesion, exponential
+  attenuation with depth at a random rate, and in about a third of the images
+  a sector-scan fan whose outside is black.
 * Speckle: fully developed, i.e. the magnitude of laterally elongated,
   correlated complex Gaussian noise (Rayleigh-distributed), applied
-  multiplicatively; then random gamma, contrast, brightness and a little
-  additive noise.
+  multiplicatively.
+* Display: log compression to a random dynamic range (30-45 dB), then random
+  contrast and brightness and a little additive noise.
 
 Dark layers, ducts, shadows, the deep field and the fan edges are as dark as
 the lesions, so an intensity threshold alone segments poorly; the lesions are
@@ -54,7 +55,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 from PIL import Image
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import distance_transform_edt, gaussian_filter
 from scipy.special import expit
 
 # Bump whenever the image model changes, so stale outputs are not reused.
@@ -64,7 +65,7 @@ SPLITS = ('train', 'val', 'test')
 
 def _smooth_field(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
     """Gaussian-filtered white noise, normalised to zero mean and unit std."""
-    field = gaussian_filter(rng.standard_normal((size, size)), sigma, mode='reflect')
+    field = gaussian_filter(rng.standard_normal((size, size)), sigma)
     return (field - field.mean()) / (field.std() + 1e-8)
 
 
@@ -109,11 +110,15 @@ def _duct(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> np.ndarra
     length = rng.uniform(0.35, 0.8) * size
     angle = rng.uniform(-0.4, 0.4)
     bend = rng.uniform(-0.15, 0.15) * size
-    cx, cy = rng.uniform(0.2, 0.8) * size, rng.uniform(0.2, 0.85) * size
-    t = np.linspace(-0.5, 0.5, 48)
+    # The middle of the tube is always inside the image, so its centreline is never empty.
+    cx, cy = rng.uniform(0.2, 0.8) * size, rng.uniform(0.2, 0.8) * size
+    t = np.linspace(-0.5, 0.5, int(2 * length))  # ~2 samples per pixel of length
     px = cx + t * length * np.cos(angle) - bend * (1 - 4 * t ** 2) * np.sin(angle)
     py = cy + t * length * np.sin(angle) + bend * (1 - 4 * t ** 2) * np.cos(angle)
-    dist = np.sqrt(((yy[..., None] - py) ** 2 + (xx[..., None] - px) ** 2).min(axis=-1))
+    centreline = np.ones((size, size), dtype=bool)  # False on the tube's centreline
+    keep = (px >= 0) & (px <= size - 1) & (py >= 0) & (py <= size - 1)
+    centreline[np.round(py[keep]).astype(int), np.round(px[keep]).astype(int)] = False
+    dist = distance_transform_edt(centreline)
     half_width = rng.uniform(1.5, 4.0) * size / 128
     return 1 - rng.uniform(0.55, 0.8) * expit((half_width - dist) / 0.8)
 
@@ -138,7 +143,7 @@ def _sector_fan(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> np.
     half_angle = rng.uniform(0.45, 0.7)
     angle = np.arctan2(xx - apex_x, yy - apex_y)
     dist = np.hypot(xx - apex_x, yy - apex_y)
-    return expit((half_angle - np.abs(angle)) * dist / 1.0)
+    return expit((half_angle - np.abs(angle)) * dist)  # ~1 px soft edge
 
 
 def _lesion_distance(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray,
@@ -200,7 +205,7 @@ def generate_sample(seed: int, index: int, size: int = 128) -> Tuple[np.ndarray,
     rng = np.random.default_rng([seed, index])
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
 
-    fan = _sector_fan(rng, yy, xx) if rng.random() < 0.5 else np.ones((size, size))
+    fan = _sector_fan(rng, yy, xx) if rng.random() < 0.35 else np.ones((size, size))
     echo = _background(rng, yy, xx)
     if rng.random() < 0.7:
         echo *= _dark_layer(rng, yy, xx)
@@ -213,16 +218,16 @@ def generate_sample(seed: int, index: int, size: int = 128) -> Tuple[np.ndarray,
     for cx, cy, radius in _place_lesions(rng, size, fan):
         dist = _lesion_distance(rng, yy, xx, cx, cy, radius)
         mask |= dist < 0
-        margin = rng.choice([rng.uniform(0.4, 1.0), rng.uniform(1.5, 4.0)], p=[0.6, 0.4])
+        margin = rng.choice([rng.uniform(0.4, 1.0), rng.uniform(1.2, 3.0)], p=[0.6, 0.4])
         inside = expit(-dist / margin)
-        contrast = rng.uniform(0.08, 0.45)  # interior / surrounding echogenicity
+        contrast = rng.uniform(0.06, 0.4)  # interior / surrounding echogenicity
         interior = contrast * (1 + 0.15 * _smooth_field(rng, size, radius / 3))
         if rng.random() < 0.3:  # internal echoes: a few small bright specks
             for _ in range(rng.integers(2, 6)):
                 r_in = radius * 0.6 * np.sqrt(rng.random())
                 phi = rng.uniform(0, 2 * np.pi)
                 ex, ey = cx + r_in * np.cos(phi), cy + r_in * np.sin(phi)
-                interior = interior + rng.uniform(0.3, 0.7) * np.exp(
+                interior = interior + contrast * rng.uniform(0.5, 1.5) * np.exp(
                     -((xx - ex) ** 2 + (yy - ey) ** 2) / (2 * rng.uniform(0.8, 1.8) ** 2))
         echo = echo * (1 - inside) + echo * interior * inside
         if rng.random() < 0.3:  # echogenic rim just outside the boundary
@@ -236,13 +241,13 @@ def generate_sample(seed: int, index: int, size: int = 128) -> Tuple[np.ndarray,
             lateral = expit((0.8 * radius - np.abs(xx - cx)) / rng.uniform(1.5, 4.0))
             axial = expit((yy - cy - 0.6 * radius) / 3.0)
             strength = -rng.uniform(0.3, 0.65) if effect < 0.4 else rng.uniform(0.15, 0.35)
-            shading *= 1 + strength * lateral * axial * (dist > 0)
+            shading *= 1 + strength * lateral * axial * (1 - inside)
 
     for _ in range(rng.choice([0, 1, 2], p=[0.4, 0.4, 0.2])):
         shading *= _shadow_band(rng, yy, xx)
 
     speckle = 1 + (_speckle(rng, size) - 1) * (1 - smoothing)
-    attenuation = np.exp(-rng.uniform(0.3, 1.6) * yy / size)
+    attenuation = np.exp(-rng.uniform(0.2, 1.2) * yy / size)
     amplitude = echo * shading * speckle * attenuation
     decibels = 20 * np.log10(amplitude / np.percentile(amplitude[fan > 0.5], 99) + 1e-6)
     gray = np.clip(1 + decibels / rng.uniform(30, 45), 0, None)
@@ -256,11 +261,12 @@ def _readme(params: Dict[str, int]) -> str:
     total = params['num_train'] + params['num_val'] + params['num_test']
     return f"""# Synthetic breast-ultrasound-like lesion dataset
 
-Generated by `tools/dataset_converters/generate_synth_lesion.py` (generator
-version {params['version']}) with seed {params['seed']}: {total} images of
-{params['size']}x{params['size']} pixels ({params['num_train']} train,
-{params['num_val']} val, {params['num_test']} test). Re-running with the same
-parameters gives byte-identical files.
+Generated by `tools/dataset_converters/generate_synth_lesion.py`
+(generator version {params['version']}, seed {params['seed']}).
+
+- {total} images of {params['size']}x{params['size']} pixels: \
+{params['num_train']} train, {params['num_val']} val, {params['num_test']} test.
+- Re-running with the same parameters gives byte-identical files.
 
 - `images/case_XXXXX.png`: RGB 8-bit, gray content replicated to 3 channels.
 - `masks/case_XXXXX.png`: 8-bit single channel, 0 = background, 255 = lesion.

@@ -1,0 +1,52 @@
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+
+from mmfusion.utils import register_all_modules
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DATA = osp.join(REPO, 'tests', 'data')
+GMS_TINY = osp.join(REPO, 'configs', 'gms', 'gms_kl-f4-tiny_1xb8-2k_synth-lesion.py')
+
+# A VAE/mapping net small enough for a training step in well under a second.
+TINY_VAE = dict(
+    in_channels=3, out_channels=3,
+    down_block_types=['DownEncoderBlock2D'] * 2, up_block_types=['UpDecoderBlock2D'] * 2,
+    block_out_channels=[8, 16], layers_per_block=1, latent_channels=4, norm_num_groups=4,
+    sample_size=32)
+TINY_MAPPING = dict(base_channels=8, channel_mults=(1, 1, 2, 2), num_groups=4)
+
+register_all_modules()
+
+
+def tiny_gms_cfg(work_dir: str, max_iters: int = 4) -> Config:
+    """The real tiny GMS config, shrunk to the test fixture and a tiny width."""
+    cfg = Config.fromfile(GMS_TINY)
+    cfg.work_dir = work_dir
+    cfg.model.vae.update(config=TINY_VAE, pretrained=None, prefix=None)
+    cfg.model.mapping_net.update(TINY_MAPPING)
+    root = osp.join(DATA, 'medical_seg')
+    for split, loader in (('train', 'train_dataloader'), ('val', 'val_dataloader'),
+                          ('val', 'test_dataloader')):
+        cfg[loader].dataset.update(data_root=root, ann_file=f'splits/{split}.txt')
+        cfg[loader].batch_size = 2
+    for pipeline in (cfg.train_dataloader.dataset.pipeline, cfg.val_dataloader.dataset.pipeline,
+                     cfg.test_dataloader.dataset.pipeline):
+        for t in pipeline:
+            if t['type'] == 'Resize':
+                t['scale'] = (32, 32)
+    cfg.train_cfg.update(max_iters=max_iters, val_interval=max_iters)
+    cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
+    cfg.default_hooks.checkpoint.interval = 2
+    cfg.default_hooks.checkpoint.max_keep_ckpts = -1
+    cfg.default_hooks.logger.interval = 1
+    cfg.randomness = dict(seed=0, deterministic=True)
+    cfg.visualizer.vis_backends = []
+    return cfg
+
+
+@pytest.fixture
+def gms_cfg(tmp_path):
+    return tiny_gms_cfg(str(tmp_path / 'work'))
+
