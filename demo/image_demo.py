@@ -25,7 +25,7 @@ def main() -> None:
     model = init_model(args.config, args.checkpoint, device=args.device)
     result = inference_model(model, args.image)
 
-    visualizer = VISUALIZERS.build(dict(type='FusionVisualizer', alpha=args.alpha))
+    visualizer = VISUALIZERS.build(dict(type='FusionVisualizer', name='image_demo', alpha=args.alpha))
     visualizer.dataset_meta = model.dataset_meta
     mkdir_or_exist(osp.dirname(osp.abspath(args.out_file)))
     image = mmcv.imread(args.image, channel_order='rgb')

@@ -49,11 +49,12 @@ def main() -> None:
     with explain_unknown_type():
         runner = Runner.from_cfg(cfg)
         metrics = runner.test()
-    print(json.dumps({'checkpoint': args.checkpoint, **metrics}))
     if args.show_dir:
         runner.logger.info(f'drawings written to {osp.abspath(args.show_dir)}')
     if args.out:
         runner.logger.info(f'predictions written to {osp.abspath(args.out)}')
+    # Last line of stdout: the metrics as JSON, for scripts.
+    print(json.dumps({'checkpoint': args.checkpoint, **metrics}), flush=True)
 
 
 if __name__ == '__main__':

@@ -26,6 +26,21 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
     """A checkpoint holds a pickled global outside mmfusion's allow-list."""
 
 
+def _history_buffer_getattr(obj: object, name: str) -> object:
+    """Stands in for ``builtins.getattr`` while unpickling: mmengine's
+    ``HistoryBuffer`` pickles its statistics methods as
+    ``getattr(HistoryBuffer, 'mean')``; allowing the real ``getattr`` would
+    let a checkpoint reach any attribute of any allowed object."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+    # The defaults are registered lazily, by the first HistoryBuffer created.
+    allowed = {'min', 'max', 'current', 'mean', *HistoryBuffer._statistics_methods}
+    if obj is HistoryBuffer and name in allowed:
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(
+        f'Unsupported global: GLOBAL builtins.getattr({getattr(obj, "__name__", obj)!r}, {name!r}) '
+        'outside HistoryBuffer statistics')
+
+
 def _safe_globals() -> List:
     from mmengine.logging.history_buffer import HistoryBuffer
     from mmengine.config.config import ConfigDict
@@ -34,6 +49,7 @@ def _safe_globals() -> List:
         HistoryBuffer, ConfigDict, OrderedDict,
         numpy_core.multiarray.scalar, numpy_core.multiarray._reconstruct,
         np.ndarray, np.dtype,
+        (_history_buffer_getattr, 'builtins.getattr'),
     ]
     # numpy>=1.25 pickles dtypes by their class (np.dtypes.Float64DType, ...).
     allowed += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith('DType')]
@@ -41,7 +57,7 @@ def _safe_globals() -> List:
 
 
 SAFE_GLOBALS = _safe_globals()
-_UNSUPPORTED = re.compile(r'Unsupported global: GLOBAL ([\w.]+)')
+_UNSUPPORTED = re.compile(r'GLOBAL ([\w.]+(?:\([^)]*\))?)')
 
 
 def safe_torch_load(path: str, map_location: Union[str, torch.device, None] = 'cpu') -> object:

@@ -30,6 +30,13 @@ def register_all_modules(init_default_scope: bool = True) -> None:
         DefaultScope.get_instance(f'mmfusion-{stamp}', scope_name='mmfusion')
 
 
+class UnknownTypeError(KeyError):
+    """A config ``type`` that no registry in scope knows."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted
+        return str(self.args[0])
+
+
 _NOT_IN_REGISTRY = re.compile(r"(\S+) is not in the (\S+)::(.+?) registry")
 
 
@@ -64,7 +71,8 @@ def explain_unknown_type() -> Iterator[None]:
         if match is None:
             raise
         name, scope, registry_name = match.groups()
+        name = name.strip('\'"')
         candidates = _registered_names(scope, registry_name)
         close = difflib.get_close_matches(name.split('.')[-1], candidates, n=5, cutoff=0.5)
-        raise KeyError(f'unknown type {name!r} in the {registry_name!r} registry (scope '
+        raise UnknownTypeError(f'unknown type {name!r} in the {registry_name!r} registry (scope '
                        f'{scope!r}); closest registered names: {close or "none"}') from e

@@ -10,7 +10,7 @@ def test_bf16_training_step_on_cpu(gms_cfg):
     runner = Runner.from_cfg(gms_cfg)
     dtypes = []
     runner.model.mapping_net.register_forward_hook(
-        lambda m, i, o: dtypes.append(o['out'].dtype))
+        lambda m, i, o: dtypes.append(o['out'].dtype) if m.training else None)
     runner.train()
     assert isinstance(runner.optim_wrapper, CPUAmpOptimWrapper)
     assert dtypes == [torch.bfloat16]

@@ -11,9 +11,16 @@ from mmfusion.utils import ATOMIC_BACKEND, UnsafeCheckpointError, safe_torch_loa
 from mmfusion.utils.checkpoint import AtomicLocalBackend
 
 
+def _buffer(*values):
+    buf = HistoryBuffer()
+    for v in values:
+        buf.update(v)
+    return buf
+
+
 def test_allow_listed_mmengine_objects_load(tmp_path):
     ckpt = dict(meta=dict(seed=np.int64(3), lr=np.float64(0.1), shape=np.array([1, 2])),
-                message_hub=dict(log_scalars={'loss': HistoryBuffer([1.0, 2.0])}),
+                message_hub=dict(log_scalars={'loss': _buffer(1.0, 2.0)}),
                 state_dict={'w': torch.ones(2)})
     path = tmp_path / 'ok.pth'
     torch.save(ckpt, path)
@@ -74,3 +81,17 @@ def test_runner_checkpoints_go_through_the_atomic_backend(gms_cfg, monkeypatch):
     monkeypatch.setattr(AtomicLocalBackend, 'put', spy)
     Runner.from_cfg(gms_cfg).train()
     assert 'iter_2.pth' in written and 'iter_4.pth' in written
+
+
+class ReachAround:
+    """getattr is allowed only for HistoryBuffer's statistics methods."""
+
+    def __reduce__(self):
+        return (getattr, (HistoryBuffer, '__init__'))
+
+
+def test_getattr_beyond_history_buffer_statistics_is_refused(tmp_path):
+    path = tmp_path / 'getattr.pth'
+    torch.save({'x': ReachAround()}, path)
+    with pytest.raises(UnsafeCheckpointError, match="getattr\\('HistoryBuffer', '__init__'\\)"):
+        safe_torch_load(str(path))

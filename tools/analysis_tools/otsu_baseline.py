@@ -6,7 +6,8 @@ image is converted to gray, optionally resized to ``--size``, smoothed with a
 Gaussian (``--sigma``), and thresholded with Otsu's method; pixels *below*
 the threshold are predicted as lesion (lesions are hypoechoic, i.e. dark).
 The prediction is compared with the mask (``> 127`` is lesion) at the mask's
-native resolution, and the mean per-image Dice and IoU are printed as JSON.
+native resolution, and the mean per-image Dice, IoU and HD95 (the same
+function as mmfusion's ``BinarySegMetric``) are printed as JSON.
 
 Example::
 
@@ -22,23 +23,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 from skimage.filters import threshold_otsu
 
-
-def dice_score(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Dice = 2|P & G| / (|P| + |G|); 1 when both are empty."""
-    pred, gt = pred.astype(bool), gt.astype(bool)
-    total = int(pred.sum()) + int(gt.sum())
-    if total == 0:
-        return 1.0
-    return 2.0 * int(np.logical_and(pred, gt).sum()) / total
-
-
-def iou_score(pred: np.ndarray, gt: np.ndarray) -> float:
-    """IoU = |P & G| / |P | G|; 1 when both are empty."""
-    pred, gt = pred.astype(bool), gt.astype(bool)
-    union = int(np.logical_or(pred, gt).sum())
-    if union == 0:
-        return 1.0
-    return int(np.logical_and(pred, gt).sum()) / union
+from mmfusion.evaluation import binary_overlap_scores
 
 
 def otsu_predict(image: Image.Image, size: Optional[int] = None,
@@ -89,7 +74,7 @@ def main() -> None:
                         help='Gaussian smoothing sigma in pixels (default: 2)')
     args = parser.parse_args()
 
-    dices, ious = [], []
+    scores = []
     for stem in _read_split(args.data_root, args.split):
         with Image.open(osp.join(args.data_root, 'images', stem + '.png')) as img:
             pred = otsu_predict(img, args.size, args.sigma)
@@ -97,12 +82,11 @@ def main() -> None:
             gt = np.asarray(m.convert('L')) > 127
         if pred.shape != gt.shape:
             raise ValueError(f'{stem}: image is {pred.shape[::-1]} but mask is {gt.shape[::-1]}')
-        dices.append(dice_score(pred, gt))
-        ious.append(iou_score(pred, gt))
+        scores.append(binary_overlap_scores(pred, gt))
 
-    print(json.dumps(dict(method='otsu', split=args.split, num_images=len(dices),
-                          dice=round(float(np.mean(dices)), 4),
-                          iou=round(float(np.mean(ious)), 4))))
+    print(json.dumps(dict(method='otsu', split=args.split, num_images=len(scores),
+                          **{k: round(float(np.mean([s[k] for s in scores])), 4)
+                             for k in ('dice', 'iou', 'hd95')})))
 
 
 if __name__ == '__main__':

@@ -5,6 +5,7 @@ import mmcv
 from mmengine.fileio import get
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
+from mmengine.utils import mkdir_or_exist
 
 from mmfusion.registry import HOOKS
 from mmfusion.structures import FusionDataSample
@@ -41,5 +42,5 @@ class FusionVisualizationHook(Hook):
             out_file = osp.join(runner.work_dir, runner.timestamp, self.out_dir, f'{name}.png') \
                 if self.out_dir else None
             if out_file:
-                mmcv.mkdir_or_exist(osp.dirname(out_file))
+                mkdir_or_exist(osp.dirname(out_file))
             visualizer.add_datasample(name, image, sample, out_file=out_file, step=index)

@@ -1,1 +1,3 @@
-from .gms import *  # noqa: F401,F403
+from .gms import LatentMappingNet
+
+__all__ = ['LatentMappingNet']

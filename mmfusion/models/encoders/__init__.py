@@ -1,4 +1,4 @@
 from .base_encoder import BaseEncoder
-from .vision import *  # noqa: F401,F403
+from .vision import DiffusersKLVAE
 
-__all__ = ['BaseEncoder']
+__all__ = ['BaseEncoder', 'DiffusersKLVAE']

@@ -74,7 +74,11 @@ class DiffusersKLVAE(BaseEncoder):
         if _is_ldm_layout(state_dict):
             from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
             state_dict = convert_ldm_vae_checkpoint(state_dict, dict(self.vae.config))
-        missing, unexpected = self.vae.load_state_dict(state_dict, strict=False)
+        try:
+            missing, unexpected = self.vae.load_state_dict(state_dict, strict=False)
+        except RuntimeError as e:  # shape mismatches
+            raise RuntimeError(f'VAE weights in {path} do not fit the configured AutoencoderKL '
+                               f'(check `config`): {str(e)[:500]}') from e
         if missing or unexpected:
             raise KeyError(f'VAE weights in {path} do not match the configured AutoencoderKL: '
                            f'missing {missing[:5]}{"..." if len(missing) > 5 else ""}, '
