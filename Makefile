@@ -18,4 +18,4 @@ test: install
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
 clean-demo:
-	rm -rf work_dirs/vae_kl-f4-tiny_1xb8-3k_synth-lesion work_dirs/gms_kl-f4-tiny_1xb8-2k_synth-lesion outputs/gms_demo
+	rm -rf work_dirs/vae_kl-f4-tiny_1xb8-1k_synth-lesion work_dirs/gms_kl-f4-tiny_1xb8-1k_synth-lesion outputs/gms_demo

@@ -5,7 +5,8 @@ CONFIG=$1
 CHECKPOINT=$2
 NPROCS=$3
 PORT=${PORT:-29500}
+PYTHON=${PYTHON:-python}
 cd "$(dirname "$0")/.."
-PYTHONPATH="$(pwd):${PYTHONPATH:-}" torchrun --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
+PYTHONPATH="$(pwd):${PYTHONPATH:-}" "$PYTHON" -m torch.distributed.run --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
     --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="$PORT" --nproc_per_node="$NPROCS" \
     tools/test.py "$CONFIG" "$CHECKPOINT" --launcher pytorch "${@:4}"
