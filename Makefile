@@ -15,7 +15,7 @@ demo: data
 	bash tools/gms_demo.sh
 
 test: install
-	$(PY) -m pytest tests -q -p no:cacheprovider
+	$(PY) -m pytest -q
 
 clean-demo:
-	rm -rf work_dirs/vae_kl-f4-tiny_1xb8-1k_synth-lesion work_dirs/gms_kl-f4-tiny_1xb8-1k_synth-lesion outputs/gms_demo
+	rm -rf work_dirs/vae_kl-f4-tiny_1xb8-600it_synth-lesion work_dirs/gms_kl-f4-tiny_1xb8-800it_synth-lesion outputs/gms_demo

@@ -7,7 +7,7 @@ from mmfusion.utils import register_all_modules
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DATA = osp.join(REPO, 'tests', 'data')
-GMS_TINY = osp.join(REPO, 'configs', 'gms', 'gms_kl-f4-tiny_1xb8-1k_synth-lesion.py')
+GMS_TINY = osp.join(REPO, 'configs', 'gms', 'gms_kl-f4-tiny_1xb8-800it_synth-lesion.py')
 
 # A VAE/mapping net small enough for a training step in well under a second.
 TINY_VAE = dict(

@@ -7,10 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 DATA=data/synth_lesion
-VAE_CFG=configs/gms/vae_kl-f4-tiny_1xb8-1k_synth-lesion.py
-GMS_CFG=configs/gms/gms_kl-f4-tiny_1xb8-1k_synth-lesion.py
-VAE_CKPT=work_dirs/vae_kl-f4-tiny_1xb8-1k_synth-lesion/iter_1000.pth
-GMS_CKPT=work_dirs/gms_kl-f4-tiny_1xb8-1k_synth-lesion/iter_1000.pth
+VAE_CFG=configs/gms/vae_kl-f4-tiny_1xb8-600it_synth-lesion.py
+GMS_CFG=configs/gms/gms_kl-f4-tiny_1xb8-800it_synth-lesion.py
+VAE_CKPT=work_dirs/vae_kl-f4-tiny_1xb8-600it_synth-lesion/iter_600.pth
+GMS_CKPT=work_dirs/gms_kl-f4-tiny_1xb8-800it_synth-lesion/iter_800.pth
 OUT=outputs/gms_demo
 mkdir -p "$OUT"
 

@@ -26,7 +26,7 @@ def test_cfg_options_amp_resume_and_auto_scale_lr():
     assert cfg.auto_scale_lr.enable and cfg.work_dir == '/tmp/x'
     cfg = _build_cfg([GMS_TINY, '--resume', 'some/iter_10.pth'])
     assert cfg.resume is True and cfg.load_from == 'some/iter_10.pth'
-    assert cfg.work_dir.endswith('work_dirs/gms_kl-f4-tiny_1xb8-1k_synth-lesion')
+    assert cfg.work_dir.endswith('work_dirs/gms_kl-f4-tiny_1xb8-800it_synth-lesion')
 
 
 def test_unknown_type_from_the_command_line(tmp_path):

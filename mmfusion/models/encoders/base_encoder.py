@@ -1,6 +1,5 @@
 from typing import Optional
 
-import torch.nn as nn
 from mmengine.model import BaseModule
 
 
@@ -21,7 +20,7 @@ class BaseEncoder(BaseModule):
         if self.frozen:
             for param in self.parameters():
                 param.requires_grad_(False)
-            nn.Module.train(self, False)
+            self.train(False)
 
     def train(self, mode: bool = True) -> 'BaseEncoder':
         return super().train(mode and not self.frozen)
