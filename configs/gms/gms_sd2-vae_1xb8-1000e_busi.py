@@ -23,7 +23,8 @@ model = dict(
     vae=dict(type='DiffusersKLVAE', config=sd_vae, pretrained='checkpoints/768-v-ema-first-stage-VAE.ckpt',
              scale_factor=0.18215, frozen=True),
     mapping_net=dict(type='LatentMappingNet', in_channels=4, out_channels=4, base_channels=32,
-                     channel_mults=(1, 2, 4, 4), num_groups=16),
+                     channel_mults=(1, 2, 4, 4), num_groups=16,
+                     out_levels=('level2', 'level1', 'out')),
     supervised_levels=('level2', 'level1', 'out'),
     posterior_sample_prob=0.5)
 

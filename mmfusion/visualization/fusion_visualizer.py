@@ -35,7 +35,8 @@ class FusionVisualizer(Visualizer):
         self.gt_color = gt_color
 
     def _class_color(self, index: int) -> Tuple[int, int, int]:
-        palette = self.palette or self.dataset_meta.get('palette') or [(0, 0, 0), (255, 64, 64)]
+        palette = (self.palette or (self.dataset_meta or {}).get('palette')
+                   or [(0, 0, 0), (255, 64, 64)])
         return tuple(palette[index % len(palette)])
 
     def _draw_sem_seg_fill(self, image: np.ndarray, seg: np.ndarray) -> np.ndarray:

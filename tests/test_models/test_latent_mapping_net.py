@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from mmfusion.models import LatentMappingNet
@@ -25,3 +26,10 @@ def test_attention_is_global():
     with torch.no_grad():
         a, b = block(stem(x)), block(stem(y))
     assert (a[..., -1, -1] - b[..., -1, -1]).abs().max() > 1e-6
+
+
+def test_out_levels_select_heads():
+    net = LatentMappingNet(base_channels=8, num_groups=4, out_levels=('level1', 'out'))
+    assert list(net(torch.randn(1, 4, 8, 8))) == ['level1', 'out']
+    with pytest.raises(ValueError, match='must include "out"'):
+        LatentMappingNet(out_levels=('level1',))

@@ -8,6 +8,6 @@ model = dict(
     vae={{_base_.model.vae}},
     mapping_net=dict(
         type='LatentMappingNet', in_channels=4, out_channels=4, base_channels=32,
-        channel_mults=(1, 2, 4, 4), num_groups=16),
+        channel_mults=(1, 2, 4, 4), num_groups=16, out_levels=('level2', 'level1', 'out')),
     supervised_levels=('level2', 'level1', 'out'),
     posterior_sample_prob=0.5)

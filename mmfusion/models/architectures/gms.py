@@ -84,6 +84,10 @@ class GMS(BaseModel):
         self.loss_latent = MODELS.build(loss_latent)
         self.loss_dice = MODELS.build(loss_dice)
         self.supervised_levels = tuple(supervised_levels)
+        missing = set(self.supervised_levels) - set(self.mapping_net.heads)
+        if missing:
+            raise ValueError(f'supervised_levels {sorted(missing)} have no head in the mapping '
+                             f'network (its out_levels: {tuple(self.mapping_net.heads)})')
         self.posterior_sample_prob = posterior_sample_prob
         self.threshold = threshold
 

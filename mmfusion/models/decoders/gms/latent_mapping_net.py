@@ -51,13 +51,17 @@ class LatentMappingNet(BaseModule):
 
     Every block runs at the latent resolution (no down/upsampling). Encoder
     blocks widen the channels by ``channel_mults``; decoder blocks concatenate
-    the matching encoder output (nested skips) and narrow them back. Each
-    decoder level has a head predicting a full latent (deep supervision):
-    ``level3``, ``level2``, ``level1`` and the final ``out``.
+    the matching encoder output (nested skips) and narrow them back. Decoder
+    levels ``level3``, ``level2``, ``level1`` and the final ``out`` can each
+    have a head predicting a full latent (deep supervision); ``out_levels``
+    says which exist. Build only the supervised ones: a head without a loss
+    is an unused parameter, which DistributedDataParallel rejects.
 
     The paper's setting is ``base_channels=32, channel_mults=(1, 2, 4, 4)``
     with 4 latent channels (~1.5M parameters).
     """
+
+    LEVELS = ('level3', 'level2', 'level1', 'out')
 
     def __init__(self,
                  in_channels: int = 4,
@@ -65,11 +69,16 @@ class LatentMappingNet(BaseModule):
                  base_channels: int = 32,
                  channel_mults: Sequence[int] = (1, 2, 4, 4),
                  num_groups: int = 16,
+                 out_levels: Sequence[str] = ('level3', 'level2', 'level1', 'out'),
                  init_cfg=dict(type='Kaiming', layer='Conv2d', mode='fan_out',
                                nonlinearity='leaky_relu')) -> None:
         super().__init__(init_cfg=init_cfg)
         if len(channel_mults) != 4:
             raise ValueError(f'channel_mults must have 4 entries, got {channel_mults}')
+        unknown = set(out_levels) - set(self.LEVELS)
+        if unknown or 'out' not in out_levels:
+            raise ValueError(f'out_levels must include "out" and be among {self.LEVELS}, '
+                             f'got {tuple(out_levels)}')
         ch = base_channels
         c0, c1, c2, c3, c4 = ch, *(ch * m for m in channel_mults)
         self.stem = nn.Conv2d(in_channels, c0, 3, padding=1)
@@ -86,7 +95,7 @@ class LatentMappingNet(BaseModule):
         self.heads = nn.ModuleDict({
             name: nn.Sequential(nn.GroupNorm(num_groups, c, eps=1e-6), nn.SiLU(),
                                 nn.Conv2d(c, out_channels, 3, padding=1, bias=False))
-            for name, c in (('level3', c3), ('level2', c2), ('level1', c1), ('out', c0))
+            for name, c in zip(self.LEVELS, (c3, c2, c1, c0)) if name in out_levels
         })
 
     def forward(self, x: Tensor) -> Dict[str, Tensor]:
@@ -95,8 +104,8 @@ class LatentMappingNet(BaseModule):
             feats.append(block(feats[-1]))
         outs = {}
         h = feats[4]
-        for block, skip, name in zip(self.dec, (feats[3], feats[2], feats[1], feats[0]),
-                                     ('level3', 'level2', 'level1', 'out')):
+        for block, skip, name in zip(self.dec, feats[3::-1], self.LEVELS):
             h = block(torch.cat([skip, h], dim=1))
-            outs[name] = self.heads[name](h)
+            if name in self.heads:
+                outs[name] = self.heads[name](h)
         return outs

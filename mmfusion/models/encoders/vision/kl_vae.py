@@ -1,7 +1,6 @@
 import os.path as osp
 from typing import Dict, Optional, Tuple
 
-import torch
 from torch import Tensor
 
 from mmfusion.registry import MODELS
