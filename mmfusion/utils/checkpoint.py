@@ -32,9 +32,8 @@ def _history_buffer_getattr(obj: object, name: str) -> object:
     ``getattr(HistoryBuffer, 'mean')``; allowing the real ``getattr`` would
     let a checkpoint reach any attribute of any allowed object."""
     from mmengine.logging.history_buffer import HistoryBuffer
-    # The defaults are registered lazily, by the first HistoryBuffer created.
-    allowed = {'min', 'max', 'current', 'mean', *HistoryBuffer._statistics_methods}
-    if obj is HistoryBuffer and name in allowed:
+    # mmengine registers its default statistics when a buffer is first made.
+    if obj is HistoryBuffer and name in HistoryBuffer()._statistics_methods:
         return getattr(obj, name)
     raise pickle.UnpicklingError(
         f'Unsupported global: GLOBAL builtins.getattr({getattr(obj, "__name__", obj)!r}, {name!r}) '
@@ -74,8 +73,8 @@ def safe_torch_load(path: str, map_location: Union[str, torch.device, None] = 'c
         offender = match.group(1) if match else 'unknown'
         raise UnsafeCheckpointError(
             f'refusing to load checkpoint {path}: it pickles the global `{offender}`, which is '
-            'not in mmfusion\'s allow-list of objects mmengine stores. Only load files you '
-            'trust; if you do, convert it with torch.load(..., weights_only=False) yourself.'
+            'not in mmfusion\'s allow-list of objects mmengine stores. If you trust the file and '
+            'the object, allow-list that global with torch.serialization.add_safe_globals.'
         ) from e
 
 

@@ -74,5 +74,6 @@ def explain_unknown_type() -> Iterator[None]:
         name = name.strip('\'"')
         candidates = _registered_names(scope, registry_name)
         close = difflib.get_close_matches(name.split('.')[-1], candidates, n=5, cutoff=0.5)
-        raise UnknownTypeError(f'unknown type {name!r} in the {registry_name!r} registry (scope '
-                       f'{scope!r}); closest registered names: {close or "none"}') from e
+        raise UnknownTypeError(f'unknown type {name!r} in the {registry_name!r} registry '
+                               f'(scope {scope!r}); closest registered names: {close or "none"}'
+                               ) from e

@@ -69,7 +69,7 @@ class LatentMappingNet(BaseModule):
                  base_channels: int = 32,
                  channel_mults: Sequence[int] = (1, 2, 4, 4),
                  num_groups: int = 16,
-                 out_levels: Sequence[str] = ('level3', 'level2', 'level1', 'out'),
+                 out_levels: Sequence[str] = LEVELS,
                  init_cfg=dict(type='Kaiming', layer='Conv2d', mode='fan_out',
                                nonlinearity='leaky_relu')) -> None:
         super().__init__(init_cfg=init_cfg)

@@ -59,10 +59,6 @@ class DiffusersKLVAE(BaseEncoder):
                                   if scale_factor is None else scale_factor)
         self._apply_freeze()
 
-    @property
-    def downsample_factor(self) -> int:
-        return 2**(len(self.vae.config.block_out_channels) - 1)
-
     def load_weights(self, path: str, prefix: Optional[str] = None) -> None:
         """Load a single weights file in LDM or diffusers layout (see class doc)."""
         state_dict = load_state_dict_file(path)
@@ -74,14 +70,10 @@ class DiffusersKLVAE(BaseEncoder):
             from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
             state_dict = convert_ldm_vae_checkpoint(state_dict, dict(self.vae.config))
         try:
-            missing, unexpected = self.vae.load_state_dict(state_dict, strict=False)
-        except RuntimeError as e:  # shape mismatches
+            self.vae.load_state_dict(state_dict)
+        except RuntimeError as e:  # missing/unexpected keys or shape mismatches
             raise RuntimeError(f'VAE weights in {path} do not fit the configured AutoencoderKL '
                                f'(check `config`): {str(e)[:500]}') from e
-        if missing or unexpected:
-            raise KeyError(f'VAE weights in {path} do not match the configured AutoencoderKL: '
-                           f'missing {missing[:5]}{"..." if len(missing) > 5 else ""}, '
-                           f'unexpected {unexpected[:5]}{"..." if len(unexpected) > 5 else ""}')
 
     def encode(self, img: Tensor) -> Tuple[Tensor, Tensor]:
         """Image in [-1, 1] -> scaled posterior (mean, std), each (B, C, h, w)."""
