@@ -20,7 +20,10 @@ class MultiModalDataPreprocessor(BaseDataPreprocessor):
     Each sub-preprocessor is any mmengine data preprocessor: it receives
     ``{'inputs': inputs[modality]}`` and returns its batched ``inputs``.
     Modalities without a sub-preprocessor (e.g. raw ``text`` strings) are only
-    moved to the model's device. For images, ``batch_input_shape`` (the padded
+    moved to the model's device. A sub-preprocessor may return extra keys
+    next to ``inputs`` (e.g. ``lengths`` of padded audio or point clouds);
+    they are added to the batch inputs as ``<modality>_<key>``
+    (``audio_lengths``). For images, ``batch_input_shape`` (the padded
     batch size) is written into every data sample's metainfo, as mmdet does.
     """
 
@@ -38,7 +41,10 @@ class MultiModalDataPreprocessor(BaseDataPreprocessor):
         batch_inputs = {}
         for name, value in inputs.items():
             if name in self.preprocessors:
-                batch_inputs[name] = self.preprocessors[name]({'inputs': value}, training)['inputs']
+                out = self.preprocessors[name]({'inputs': value}, training)
+                batch_inputs[name] = out['inputs']
+                batch_inputs.update({f'{name}_{key}': extra for key, extra in out.items()
+                                     if key not in ('inputs', 'data_samples')})
             else:
                 batch_inputs[name] = self.cast_data(value)
         data_samples = self.cast_data(data.get('data_samples'))

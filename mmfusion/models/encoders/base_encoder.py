@@ -1,26 +1,165 @@
-from typing import Optional
+"""One freezing mechanism for every encoder wrapper (DESIGN.md §5)."""
+import re
+from typing import Any, Dict, Optional, Sequence, Union
 
+import torch
 from mmengine.model import BaseModule
+from torch import nn
+
+from mmfusion.utils.dependency import require
+from .feature_cache import FeatureCache, split_batch, stack_samples
+
+_DTYPES = {'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16,
+           'fp16': torch.float16, 'float16': torch.float16,
+           'fp32': torch.float32, 'float32': torch.float32}
+
+
+def _cast_floats(obj: Any, dtype: torch.dtype) -> Any:
+    """Cast every floating tensor in a nested tuple/list/dict structure."""
+    if torch.is_tensor(obj):
+        return obj.to(dtype) if obj.is_floating_point() else obj
+    if isinstance(obj, dict):
+        return type(obj)((k, _cast_floats(v, dtype)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cast_floats(v, dtype) for v in obj)
+    return obj
 
 
 class BaseEncoder(BaseModule):
-    """Base of every encoder wrapper: one freezing mechanism for all of them.
+    """Base of every encoder wrapper.
 
-    A frozen encoder has ``requires_grad=False`` on every parameter (so the
-    optimizer constructor leaves them out), and stays in eval mode when the
-    runner calls ``model.train()`` (dropout off, norm statistics fixed).
-    Subclasses build their modules, then call :meth:`_apply_freeze`.
+    Subclasses build their modules (and load their checkpoint) in
+    ``__init__``, then call :meth:`_apply_freeze` once at the end.
+
+    Args:
+        frozen: freeze the encoder. Frozen parameters have
+            ``requires_grad=False`` (the optimizer constructor leaves them
+            out, so they never change) and the encoder stays in eval mode when
+            the runner calls ``model.train()`` (dropout off, norm statistics
+            fixed).
+        trainable_modules: regular expressions over submodule names (as in
+            ``named_modules()``) that stay trainable in a frozen encoder, e.g.
+            ``[r'.*blocks\\.11']`` to tune the last ViT block. These modules
+            also follow ``train()``/``eval()``.
+        lora: LoRA through peft on named modules, e.g.
+            ``dict(target_modules=['qkv'], r=4, alpha=8)``; only the LoRA
+            matrices are trainable. Implies a frozen base.
+        frozen_dtype: ``'bf16'``/``'fp16'`` casts a fully frozen encoder once
+            to that dtype; inputs are cast to it and floating outputs back to
+            float32, so the decoder sees float32.
+        init_cfg: mmengine init config.
+
+    Frozen encoders may also cache their outputs on disk (see
+    :class:`FeatureCache` and ``FeatureCacheHook``): call
+    :meth:`forward_cached` with per-sample ids instead of ``forward``.
     """
 
-    def __init__(self, frozen: bool = True, init_cfg: Optional[dict] = None) -> None:
+    def __init__(self,
+                 frozen: bool = True,
+                 trainable_modules: Sequence[str] = (),
+                 lora: Optional[dict] = None,
+                 frozen_dtype: Optional[str] = None,
+                 init_cfg: Optional[Union[dict, list]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        self.frozen = frozen
+        if frozen_dtype is not None and frozen_dtype not in _DTYPES:
+            raise ValueError(f'frozen_dtype must be one of {sorted(_DTYPES)}, got {frozen_dtype!r}')
+        if frozen_dtype is not None and (not frozen or trainable_modules or lora):
+            raise ValueError('frozen_dtype casts the whole encoder, so it needs frozen=True and '
+                             'no trainable_modules or lora')
+        self.frozen = bool(frozen or lora)
+        self.trainable_modules = list(trainable_modules)
+        self.lora = dict(lora) if lora else None
+        self.frozen_dtype = _DTYPES[frozen_dtype] if frozen_dtype else None
+        self.feature_cache: Optional[FeatureCache] = None
 
+    # -- freezing ---------------------------------------------------------
     def _apply_freeze(self) -> None:
-        if self.frozen:
-            for param in self.parameters():
-                param.requires_grad_(False)
-            self.train(False)
+        """Freeze, open the trainable modules, inject LoRA, cast; in this order."""
+        if not self.frozen:
+            return
+        for param in self.parameters():
+            param.requires_grad_(False)
+        self._trainable_names = self._match_modules(self.trainable_modules)
+        for name in self._trainable_names:
+            for param in self.get_submodule(name).parameters():
+                param.requires_grad_(True)
+        if self.lora:
+            self._inject_lora(self.lora)
+        if self.frozen_dtype is not None:
+            self.to(self.frozen_dtype)
+            self.register_forward_pre_hook(self._cast_inputs_hook, with_kwargs=True)
+            self.register_forward_hook(self._cast_outputs_hook)
+        self.train(False)
+
+    def _match_modules(self, patterns: Sequence[str]) -> list:
+        names = [n for n, _ in self.named_modules() if n]
+        matched = []
+        for pattern in patterns:
+            hits = [n for n in names if re.fullmatch(pattern, n)]
+            if not hits:
+                raise ValueError(f'{type(self).__name__}: no submodule name matches '
+                                 f'trainable_modules pattern {pattern!r}; some names: {names[:8]}')
+            matched += [n for n in hits if n not in matched]
+        # A matched module's children are covered by the parent.
+        return [n for n in matched if not any(n.startswith(m + '.') for m in matched)]
+
+    def _inject_lora(self, cfg: dict) -> None:
+        peft = require('peft', f'{type(self).__name__}(lora=...)')
+        cfg = dict(cfg)
+        target_modules = cfg.pop('target_modules')
+        config = peft.LoraConfig(target_modules=target_modules,
+                                 r=cfg.pop('r', 4), lora_alpha=cfg.pop('alpha', 8),
+                                 lora_dropout=cfg.pop('dropout', 0.0), **cfg)
+        try:
+            peft.inject_adapter_in_model(config, self)
+        except ValueError as e:  # peft names the missing targets
+            raise ValueError(f'{type(self).__name__}: LoRA target_modules {target_modules} '
+                             f'do not match this encoder: {e}') from e
 
     def train(self, mode: bool = True) -> 'BaseEncoder':
-        return super().train(mode and not self.frozen)
+        super().train(mode and not self.frozen)
+        if mode and self.frozen:
+            for name in getattr(self, '_trainable_names', []):
+                self.get_submodule(name).train(True)
+        return self
+
+    # -- low dtype ---------------------------------------------------------
+    def _cast_inputs_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple:
+        return _cast_floats(args, self.frozen_dtype), _cast_floats(kwargs, self.frozen_dtype)
+
+    @staticmethod
+    def _cast_outputs_hook(module: nn.Module, args: tuple, output: Any) -> Any:
+        return _cast_floats(output, torch.float32)
+
+    # -- feature cache -----------------------------------------------------
+    def attach_feature_cache(self, cache: Optional[FeatureCache]) -> None:
+        """Use ``cache`` in :meth:`forward_cached` (``None`` detaches)."""
+        if cache is not None and any(p.requires_grad for p in self.parameters()):
+            raise ValueError(f'{type(self).__name__} has trainable parameters; only a fully '
+                             'frozen encoder may cache its outputs')
+        self.feature_cache = cache
+
+    def forward_cached(self, inputs: Any, sample_ids: Optional[Sequence[str]] = None) -> Any:
+        """``forward(inputs)``, served from the feature cache when one is attached.
+
+        The batch's outputs are read from disk when every sample is cached;
+        otherwise the batch is encoded and each sample's outputs are written.
+        ``sample_ids`` must identify the sample (e.g. its file path), so the
+        cache is independent of batch composition, shuffling and workers.
+        """
+        cache = self.feature_cache
+        if cache is None or sample_ids is None:
+            return self(inputs)
+        device = next(self.parameters()).device
+        hits = [cache.get(i) for i in sample_ids]
+        if all(h is not None for h in hits):
+            return stack_samples(hits, device)
+        with torch.no_grad():
+            outputs = self(inputs)
+        for sample_id, sample_out in zip(sample_ids, split_batch(outputs, len(sample_ids))):
+            cache.put(sample_id, sample_out)
+        return outputs
+
+    def cache_fingerprint_state(self) -> Dict[str, torch.Tensor]:
+        """Tensors that define the encoder's outputs (weights and buffers)."""
+        return self.state_dict()
