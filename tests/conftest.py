@@ -50,3 +50,13 @@ def tiny_gms_cfg(work_dir: str, max_iters: int = 4) -> Config:
 def gms_cfg(tmp_path):
     return tiny_gms_cfg(str(tmp_path / 'work'))
 
+
+
+@pytest.fixture(scope='session')
+def synthshapes_root(tmp_path_factory) -> str:
+    """A small SynthShapes dataset generated once per test session."""
+    from tools.dataset_converters.generate_synthshapes import main
+    root = str(tmp_path_factory.mktemp('synthshapes'))
+    main(['--out', root, '--num-train', '24', '--num-val', '8', '--num-val-novel', '8',
+          '--img-size', '64'])
+    return root

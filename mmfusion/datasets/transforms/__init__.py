@@ -1,4 +1,8 @@
 from .formatting import PackFusionInputs
 from .loading import LoadBinaryMask, LoadImageFromFile
+from .loading_audio import LoadAudioFromFile
+from .loading_points import LoadPointsFromFile
+from .processing import CropToBox
 
-__all__ = ['LoadImageFromFile', 'LoadBinaryMask', 'PackFusionInputs']
+__all__ = ['LoadImageFromFile', 'LoadBinaryMask', 'LoadAudioFromFile', 'LoadPointsFromFile',
+           'PackFusionInputs', 'CropToBox']

@@ -27,7 +27,8 @@ class PackFusionInputs(BaseTransform):
     - ``points``: (N, C) array -> float tensor.
     - ``text``: str or list of str, passed through.
 
-    ``gt_seg_map`` becomes ``data_sample.gt_sem_seg`` (1xHxW long).
+    ``gt_seg_map`` becomes ``data_sample.gt_sem_seg`` (1xHxW long) and
+    ``gt_label`` becomes ``data_sample.gt_label`` (a long tensor).
     """
 
     MODALITIES = ('img', 'audio', 'points', 'text')
@@ -59,6 +60,8 @@ class PackFusionInputs(BaseTransform):
         if 'gt_seg_map' in results:
             seg = _to_tensor(results['gt_seg_map'].astype(np.int64))
             data_sample.gt_sem_seg = PixelData(data=seg[None])
+        if 'gt_label' in results:
+            data_sample.gt_label = torch.as_tensor(results['gt_label'], dtype=torch.long)
         data_sample.set_metainfo({k: results[k] for k in self.meta_keys if k in results})
         return dict(inputs=inputs, data_samples=data_sample)
 

@@ -1,4 +1,5 @@
+from .feature_cache_hook import FeatureCacheHook
 from .rng_state_hook import TorchRNGStateHook
 from .visualization_hook import FusionVisualizationHook
 
-__all__ = ['FusionVisualizationHook', 'TorchRNGStateHook']
+__all__ = ['FusionVisualizationHook', 'TorchRNGStateHook', 'FeatureCacheHook']

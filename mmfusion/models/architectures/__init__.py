@@ -1,4 +1,6 @@
+from .clip_pretrainer import CLIPPretrainer
+from .frozen_feature_classifier import FrozenFeatureClassifier
 from .gms import GMS
 from .kl_autoencoder import KLAutoencoder
 
-__all__ = ['GMS', 'KLAutoencoder']
+__all__ = ['GMS', 'KLAutoencoder', 'CLIPPretrainer', 'FrozenFeatureClassifier']

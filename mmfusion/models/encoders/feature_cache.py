@@ -118,3 +118,19 @@ class FeatureCache:
             if osp.exists(tmp):
                 os.remove(tmp)
             raise
+
+
+def sample_ids_of(data_samples: Optional[Sequence[Any]]) -> Optional[List[str]]:
+    """Cache keys of a batch: each sample's ``sample_id`` (else ``img_path``).
+
+    Returns ``None`` (no caching) when any sample has neither.
+    """
+    if not data_samples:
+        return None
+    ids = []
+    for sample in data_samples:
+        key = sample.metainfo.get('sample_id', sample.metainfo.get('img_path'))
+        if key is None:
+            return None
+        ids.append(str(key))
+    return ids

@@ -1,0 +1,19 @@
+# Tiny CLIP pretrained from scratch on SynthShapes region-text pairs (object
+# crops with their category names in random prompt templates), evaluated by
+# zero-shot classification over all 30 colour-shape names, seen and held-out.
+_base_ = [
+    '../_base_/models/clip_vit-tiny.py',
+    '../_base_/datasets/synthshapes_crops.py',
+    '../_base_/schedules/adamw_cosine_2k.py',
+    '../_base_/default_runtime.py',
+]
+model = dict(classes={{_base_.classes}})
+max_iters = 1000
+optim_wrapper = dict(optimizer=dict(lr=1e-3, weight_decay=0.1))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=50, end=max_iters, eta_min=1e-5),
+]
+train_cfg = dict(max_iters=max_iters, val_interval=500)
+default_hooks = dict(checkpoint=dict(interval=500))
+auto_scale_lr = dict(base_batch_size=128)

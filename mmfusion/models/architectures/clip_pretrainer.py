@@ -1,0 +1,100 @@
+import math
+import random
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from mmengine.dist import get_dist_info
+from mmengine.model import BaseModel
+from torch import Tensor, nn
+
+from mmfusion.registry import MODELS
+from mmfusion.structures import FusionDataSample
+from mmfusion.utils.dependency import require
+from ..encoders.feature_cache import sample_ids_of
+from ..encoders.text.prompt_templates import get_templates
+
+
+@MODELS.register_module()
+class CLIPPretrainer(BaseModel):
+    """Contrastive image-text pretraining (CLIP) with zero-shot prediction.
+
+    ``inputs['img']`` are images and ``inputs['text']`` their texts (captions,
+    or class names filled into ``train_templates``). The loss is open_clip's
+    ``ClipLoss`` (symmetric InfoNCE, gathering features across ranks under
+    DDP) with a learnable temperature clamped at ``max_logit_scale``.
+
+    ``predict`` classifies images zero-shot among ``classes`` (from the config,
+    or given per call): every name is embedded with prompt ensembling over
+    ``test_templates``; ``pred_score`` holds softmax probabilities.
+    """
+
+    def __init__(self,
+                 image_encoder: dict,
+                 text_encoder: dict,
+                 data_preprocessor: Optional[dict] = None,
+                 train_templates: Union[str, Sequence[str], None] = None,
+                 test_templates: Union[str, Sequence[str]] = 'simple',
+                 classes: Optional[Sequence[str]] = None,
+                 init_logit_scale: float = math.log(1 / 0.07),
+                 max_logit_scale: float = 100.0,
+                 init_cfg: Optional[dict] = None) -> None:
+        if data_preprocessor is not None:
+            data_preprocessor = MODELS.build(data_preprocessor)
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.image_encoder = MODELS.build(image_encoder)
+        self.text_encoder = MODELS.build(text_encoder)
+        self.logit_scale = nn.Parameter(torch.tensor(float(init_logit_scale)))
+        self.max_log_scale = math.log(max_logit_scale)
+        self.train_templates = get_templates(train_templates) if train_templates else None
+        self.test_templates = test_templates
+        self.classes = list(classes) if classes else None
+        rank, world_size = get_dist_info()
+        self.loss_fn = require('open_clip', 'CLIPPretrainer').loss.ClipLoss(
+            local_loss=False, gather_with_grad=True, rank=rank, world_size=world_size)
+
+    def scale(self) -> Tensor:
+        return self.logit_scale.clamp(max=self.max_log_scale).exp()
+
+    def embed_images(self, img: Tensor, data_samples=None) -> Tensor:
+        feats = self.image_encoder.forward_cached(img, sample_ids_of(data_samples))['pooled']
+        return F.normalize(feats, dim=-1)
+
+    def embed_texts(self, texts: List[str]) -> Tensor:
+        if self.train_templates is not None:
+            texts = [random.choice(self.train_templates).format(t) for t in texts]
+        return F.normalize(self.text_encoder(texts)['pooled'], dim=-1)
+
+    def forward(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None,
+                mode: str = 'tensor'):
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return self.embed_images(inputs['img'], data_samples)
+        raise RuntimeError(f'invalid mode "{mode}"; expected loss, predict or tensor')
+
+    def loss(self, inputs: Dict, data_samples=None) -> Dict[str, Tensor]:
+        if 'text' not in inputs:
+            raise KeyError('CLIPPretrainer needs inputs["text"]: one text per image')
+        image_features = self.embed_images(inputs['img'], data_samples)
+        text_features = self.embed_texts(list(inputs['text']))
+        scale = self.scale()
+        return dict(loss_clip=self.loss_fn(image_features, text_features, scale),
+                    logit_scale=scale.detach())
+
+    @torch.no_grad()
+    def predict(self, inputs: Dict, data_samples: List[FusionDataSample],
+                classes: Optional[Sequence[str]] = None) -> List[FusionDataSample]:
+        classes = classes or self.classes
+        if not classes:
+            raise ValueError('zero-shot prediction needs class names: set `classes` in the model '
+                             'config or pass them to predict()')
+        class_features = self.text_encoder.encode_class_names(list(classes), self.test_templates)
+        image_features = self.embed_images(inputs['img'], data_samples)
+        scores = (self.scale() * image_features @ class_features.t()).softmax(-1)
+        for sample, score in zip(data_samples, scores):
+            sample.pred_score = score
+            sample.pred_label = score.argmax()
+        return data_samples

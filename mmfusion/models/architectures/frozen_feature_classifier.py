@@ -1,0 +1,63 @@
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from torch import Tensor, nn
+
+from mmfusion.registry import MODELS
+from mmfusion.structures import FusionDataSample
+from ..encoders.feature_cache import sample_ids_of
+
+
+@MODELS.register_module()
+class FrozenFeatureClassifier(BaseModel):
+    """A linear (or MLP) probe on one output of an encoder.
+
+    The classic evaluation of a frozen foundation model: ``encoder`` (any
+    registered encoder, usually frozen) produces ``feature_key`` (B, C); a
+    head trained with cross-entropy maps it to ``num_classes`` scores. The
+    encoder runs through ``forward_cached``, so a ``FeatureCacheHook`` makes
+    epochs after the first skip it.
+    """
+
+    def __init__(self,
+                 encoder: dict,
+                 num_classes: int,
+                 in_channels: int,
+                 feature_key: str = 'pooled',
+                 hidden_channels: Optional[int] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        if data_preprocessor is not None:
+            data_preprocessor = MODELS.build(data_preprocessor)
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.encoder = MODELS.build(encoder)
+        self.feature_key = feature_key
+        if hidden_channels:
+            self.head = nn.Sequential(nn.Linear(in_channels, hidden_channels), nn.GELU(),
+                                      nn.Linear(hidden_channels, num_classes))
+        else:
+            self.head = nn.Linear(in_channels, num_classes)
+
+    def extract_feat(self, img: Tensor, data_samples=None) -> Tensor:
+        feats = self.encoder.forward_cached(img, sample_ids_of(data_samples))
+        if self.feature_key not in feats:
+            raise KeyError(f'encoder {type(self.encoder).__name__} has no output '
+                           f'{self.feature_key!r}; it returns {sorted(feats)}')
+        return feats[self.feature_key]
+
+    def forward(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None,
+                mode: str = 'tensor'):
+        logits = self.head(self.extract_feat(inputs['img'], data_samples))
+        if mode == 'tensor':
+            return logits
+        if mode == 'loss':
+            labels = torch.stack([s.gt_label for s in data_samples]).to(logits.device)
+            return dict(loss_cls=F.cross_entropy(logits, labels))
+        if mode == 'predict':
+            for sample, score in zip(data_samples, logits.softmax(-1)):
+                sample.pred_score = score
+                sample.pred_label = score.argmax()
+            return data_samples
+        raise RuntimeError(f'invalid mode "{mode}"; expected loss, predict or tensor')

@@ -1,0 +1,139 @@
+from typing import Dict, Optional
+
+import torch
+from torch import Tensor, nn
+
+from mmfusion.registry import MODELS
+from mmfusion.utils import load_state_dict_file
+from mmfusion.utils.dependency import require
+from ..base_encoder import BaseEncoder
+from .log_mel import LogMelFrontend
+from .utils import lengths_to_padding_mask
+
+
+class Conv2dSubsampling(nn.Module):
+    """Two stride-2 3x3 convolutions over (time, mel): 4x fewer frames.
+
+    Unpadded convolutions, so every output frame only sees valid input
+    frames: ``L -> (L - 1) // 2`` per convolution.
+    """
+
+    def __init__(self, in_features: int, channels: int, out_features: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, channels, 3, stride=2), nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, stride=2), nn.ReLU())
+        freq = ((in_features - 1) // 2 - 1) // 2
+        if freq < 1:
+            raise ValueError(f'Conv2dSubsampling needs at least 7 input features, got {in_features}')
+        self.out = nn.Linear(channels * freq, out_features)
+
+    @staticmethod
+    def num_frames(lengths: Tensor) -> Tensor:
+        for _ in range(2):
+            lengths = torch.div(lengths - 1, 2, rounding_mode='floor')
+        return lengths.clamp(min=0)
+
+    def forward(self, feats: Tensor, lengths: Tensor) -> tuple:
+        """``(B, L, F)`` features -> ``(B, L', out_features)`` and ``(B,)`` lengths."""
+        x = self.conv(feats.unsqueeze(1))  # (B, C, L', F')
+        x = self.out(x.permute(0, 2, 1, 3).flatten(2))
+        return x, self.num_frames(lengths)
+
+
+@MODELS.register_module()
+class ConformerEncoder(BaseEncoder):
+    """Log-mel -> conv subsampling (4x) -> ``torchaudio.models.Conformer``.
+
+    Args:
+        frontend: :class:`LogMelFrontend` kwargs (default: 80 mels, 25 ms
+            window, 10 ms hop at 16 kHz), so the encoder runs at 40 ms/frame.
+        embed_dim: Conformer width.
+        num_heads: attention heads.
+        ffn_dim: feed-forward hidden width.
+        num_layers: Conformer layers.
+        depthwise_conv_kernel_size: kernel of the convolution module.
+        dropout: dropout of every Conformer block.
+        use_group_norm: GroupNorm instead of BatchNorm1d in the convolution
+            module.
+        convolution_first: convolution module before self-attention.
+        subsampling_channels: channels of the subsampling convolutions
+            (``None``: ``embed_dim``).
+        checkpoint: a state dict file of this module (``.pth``/``.safetensors``,
+            or an mmfusion checkpoint with ``prefix``). The frontend's fixed
+            buffers (window, mel filterbank) may be absent from it.
+        prefix: keep only keys starting with it (and strip it).
+        frozen: trainable by default, unlike pretrained encoders.
+        **kwargs: other :class:`BaseEncoder` options (``trainable_modules``,
+            ``lora``, ``frozen_dtype``, ``init_cfg``).
+
+    The convolution modules of torchaudio's Conformer see padded frames, so
+    valid frames of a padded batch differ (slightly) from the utterance
+    computed alone; padded frames are excluded from attention.
+    """
+
+    def __init__(self,
+                 frontend: Optional[dict] = None,
+                 embed_dim: int = 144,
+                 num_heads: int = 4,
+                 ffn_dim: int = 576,
+                 num_layers: int = 16,
+                 depthwise_conv_kernel_size: int = 31,
+                 dropout: float = 0.1,
+                 use_group_norm: bool = False,
+                 convolution_first: bool = False,
+                 subsampling_channels: Optional[int] = None,
+                 checkpoint: Optional[str] = None,
+                 prefix: Optional[str] = None,
+                 frozen: bool = False,
+                 **kwargs) -> None:
+        super().__init__(frozen=frozen, **kwargs)
+        torchaudio = require('torchaudio', 'ConformerEncoder')
+        self.frontend = LogMelFrontend(**(frontend or {}))
+        self.subsampling = Conv2dSubsampling(self.frontend.n_mels, subsampling_channels or embed_dim,
+                                             embed_dim)
+        self.conformer = torchaudio.models.Conformer(
+            input_dim=embed_dim, num_heads=num_heads, ffn_dim=ffn_dim, num_layers=num_layers,
+            depthwise_conv_kernel_size=depthwise_conv_kernel_size, dropout=dropout,
+            use_group_norm=use_group_norm, convolution_first=convolution_first)
+        self.embed_dim = embed_dim
+        if checkpoint is not None:
+            self.load_checkpoint(checkpoint, prefix)
+        self._apply_freeze()
+
+    def load_checkpoint(self, path: str, prefix: Optional[str] = None) -> None:
+        """Load a state dict of this module (see ``checkpoint``)."""
+        state_dict = load_state_dict_file(path)
+        if prefix:
+            state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+            if not state_dict:
+                raise KeyError(f'no key in {path} starts with prefix {prefix!r}')
+        result = self.load_state_dict(state_dict, strict=False)
+        # The frontend's buffers are recomputed from its config, not learned.
+        missing = [k for k in result.missing_keys if not k.startswith('frontend.')]
+        if missing or result.unexpected_keys:
+            raise RuntimeError(f'Conformer weights in {path} do not fit this ConformerEncoder: '
+                               f'missing {missing[:8]}, unexpected {result.unexpected_keys[:8]}')
+
+    def forward(self, wave: Tensor, lengths: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """Encode a padded waveform batch.
+
+        Args:
+            wave: ``(B, T)`` waveforms at the frontend's sample rate.
+            lengths: ``(B,)`` valid samples; ``None``: all ``T`` are valid.
+
+        Returns:
+            dict with ``last`` ``(B, frames, embed_dim)``, ``lengths`` ``(B,)``
+            long valid frames and ``padding_mask`` ``(B, frames)`` bool, True
+            at padded frames. ``frames`` is the longest valid length.
+        """
+        mel = self.frontend(wave, lengths)
+        x, frame_lengths = self.subsampling(mel['feats'], mel['lengths'])
+        if bool((frame_lengths < 1).any()):
+            raise ValueError(f'ConformerEncoder: input too short, {frame_lengths.tolist()} frames '
+                             f'after subsampling from {mel["lengths"].tolist()} mel frames')
+        # torchaudio's Conformer sizes its padding mask by lengths.max().
+        x = x[:, :int(frame_lengths.max())]
+        x, frame_lengths = self.conformer(x, frame_lengths)
+        return dict(last=x, lengths=frame_lengths,
+                    padding_mask=lengths_to_padding_mask(frame_lengths, x.shape[1]))
