@@ -27,6 +27,7 @@ def test_one_sample_per_object(synthshapes_root):
     dataset = CocoInstanceCropDataset(**dataset_cfg)
     with open(osp.join(synthshapes_root, 'annotations', 'instances_val.json')) as f:
         coco = json.load(f)
+    assert list(dataset.metainfo['classes']) == THING_CLASSES
     assert len(dataset) == len(coco['annotations'])
     assert len({dataset.get_data_info(i)['sample_id'] for i in range(len(dataset))}) == len(dataset)
     sample = dataset[0]

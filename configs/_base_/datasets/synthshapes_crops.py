@@ -5,8 +5,10 @@
 dataset_type = 'CocoInstanceCropDataset'
 data_root = 'data/synthshapes'
 crop_size = (32, 32)
-# Thing classes; must equal mmfusion.datasets.synthshapes_meta.THING_CLASSES
-# (a test checks); novel_classes never appear in the training split.
+# The datasets label objects by the annotation file's categories in id order,
+# which for SynthShapes are these names (a test checks they equal
+# mmfusion.datasets.synthshapes_meta.THING_CLASSES); zero-shot models get them
+# as `classes`. novel_classes never appear in the training split.
 _colours = ['red', 'green', 'blue', 'yellow', 'purple', 'orange']
 _shapes = ['circle', 'square', 'triangle', 'star', 'cross']
 classes = [f'{c} {s}' for c in _colours for s in _shapes]
@@ -34,8 +36,7 @@ train_dataloader = dict(
     sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(type=dataset_type, data_root=data_root,
                  ann_file='annotations/instances_train.json',
-                 data_prefix=dict(img_path='images'), metainfo=dict(classes=classes),
-                 pipeline=train_pipeline))
+                 data_prefix=dict(img_path='images'), pipeline=train_pipeline))
 # Seen objects (val) and objects of images with held-out combinations
 # (val_novel) together; the metric reports seen and novel top-1 separately.
 val_dataloader = dict(
@@ -47,7 +48,7 @@ val_dataloader = dict(
         type='ConcatDataset',
         datasets=[
             dict(type=dataset_type, data_root=data_root, ann_file=f'annotations/instances_{s}.json',
-                 data_prefix=dict(img_path='images'), metainfo=dict(classes=classes),
+                 data_prefix=dict(img_path='images'),
                  pipeline=test_pipeline, test_mode=True) for s in ('val', 'val_novel')
         ]))
 test_dataloader = val_dataloader

@@ -36,7 +36,9 @@ class PackFusionInputs(BaseTransform):
     def __init__(self,
                  meta_keys: Sequence[str] = ('sample_id', 'sample_idx', 'img_path', 'seg_map_path',
                                              'ori_shape', 'img_shape', 'scale_factor', 'flip',
-                                             'flip_direction')) -> None:
+                                             'flip_direction', 'audio_path', 'sample_rate',
+                                             'audio_length', 'points_path', 'num_points')
+                 ) -> None:
         self.meta_keys = tuple(meta_keys)
 
     def transform(self, results: dict) -> dict:

@@ -58,7 +58,7 @@ class LoadAudioFromFile(BaseTransform):
         if rate != self.sample_rate:
             if self.strict:
                 raise ValueError(f'audio file {path} has sample rate {rate} Hz, expected '
-                                 f'{self.sample_rate} Hz (strict=True; set strict=False to resample)')
+                                 f'{self.sample_rate} Hz (strict=True; strict=False resamples)')
             if rate not in self._warned_rates:
                 self._warned_rates.add(rate)
                 print_log(f'LoadAudioFromFile: resampling audio from {rate} Hz to '

@@ -1,6 +1,7 @@
 """Point-cloud file loading (.ply, .xyz, .txt, .npy, .bin)."""
 import io
 import os.path as osp
+import warnings
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -98,8 +99,10 @@ class LoadPointsFromFile(BaseTransform):
             raise ValueError(f'cannot read point file {path} as text: {e}') from e
         try:
             # Commas become spaces so "x,y,z" and "x y z" (and "x, y, z") parse alike.
-            arr = np.loadtxt(io.StringIO(text.replace(',', ' ')), dtype=np.float64,
-                             comments='#', ndmin=2)
+            with warnings.catch_warnings():  # an empty file is reported below, not warned
+                warnings.simplefilter('ignore', UserWarning)
+                arr = np.loadtxt(io.StringIO(text.replace(',', ' ')), dtype=np.float64,
+                                 comments='#', ndmin=2)
         except ValueError as e:  # ragged rows or non-numeric tokens; numpy names the row
             raise ValueError(f'cannot parse point file {path}: {e}; expected one point per '
                              'line with the same number of numeric values') from e
@@ -152,7 +155,8 @@ class LoadPointsFromFile(BaseTransform):
             raise ValueError(f'point file {path} has {arr.shape[1]} values per point; '
                              'expected at least 3 (x, y, z)')
         # Checked after the cast: a float64 value beyond float32's range becomes inf.
-        arr = arr.astype(np.float32)
+        with np.errstate(over='ignore'):
+            arr = arr.astype(np.float32)
         finite = np.isfinite(arr).all(axis=1)
         if not finite.all():
             bad = np.flatnonzero(~finite)

@@ -44,7 +44,8 @@ class AudioDataPreprocessor(BaseDataPreprocessor):
         data = self.cast_data(data)
         waves = self._as_list(data['inputs'])
         lengths = torch.tensor([w.shape[0] for w in waves], dtype=torch.long, device=self.device)
-        batch = waves[0].new_full((len(waves), int(lengths.max())), self.pad_value, dtype=torch.float32)
+        batch = waves[0].new_full((len(waves), int(lengths.max())), self.pad_value,
+                                  dtype=torch.float32)
         for i, wave in enumerate(waves):
             wave = wave.float()
             if self.normalize:

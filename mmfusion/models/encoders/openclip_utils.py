@@ -9,9 +9,8 @@ import copy
 import difflib
 import warnings
 from types import ModuleType
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-import torch
 from torch import Tensor, nn
 
 from mmfusion.utils import load_state_dict_file
@@ -53,7 +52,8 @@ def resolve_model_cfg(user: str,
     preprocess: dict = {}
     if model_name is not None:
         if ':' in model_name:
-            raise ValueError(f'{user}: model_name {model_name!r} uses a schema (hf-hub:, local-dir:); '
+            raise ValueError(f'{user}: model_name {model_name!r} uses a schema (hf-hub:, '
+                             'local-dir:); '
                              'pass the open_clip_config.json content as `model_cfg` and the '
                              'weights file as `checkpoint` instead')
         cfg = open_clip.get_model_config(model_name)
@@ -65,7 +65,8 @@ def resolve_model_cfg(user: str,
     else:
         cfg = copy.deepcopy(dict(model_cfg))
         if pretrained_tag is not None:
-            raise ValueError(f'{user}: `pretrained_tag` needs `model_name` (tags belong to named models)')
+            raise ValueError(f'{user}: `pretrained_tag` needs `model_name` '
+                             '(tags belong to named models)')
         if 'model_cfg' in cfg:  # open_clip_config.json layout
             preprocess = dict(cfg.get('preprocess_cfg') or {})
             cfg = copy.deepcopy(dict(cfg['model_cfg']))
@@ -149,8 +150,9 @@ def read_openclip_checkpoint(path: str, prefix: Optional[str], user: str) -> Dic
         state_dict = load_state_dict_file(path)
     except RuntimeError as e:
         if 'TorchScript' in str(e):
-            raise RuntimeError(f'{user}: {path} is a TorchScript archive (OpenAI\'s original .pt); '
-                               'save torch.jit.load(path).state_dict() to a file and load that') from e
+            raise RuntimeError(f'{user}: {path} is a TorchScript archive (OpenAI\'s original '
+                               '.pt); save torch.jit.load(path).state_dict() to a file and '
+                               'load that') from e
         raise
     if prefix:
         state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
@@ -162,20 +164,31 @@ def read_openclip_checkpoint(path: str, prefix: Optional[str], user: str) -> Dic
 
 
 def load_strict(module: nn.Module, state_dict: Dict[str, Tensor], path: str, user: str,
-                hint: str = '') -> None:
+                hint: str = '',
+                adapt: Optional[Callable[[Dict[str, Tensor]], None]] = None) -> None:
     """``load_state_dict`` that names ``path`` on missing, unexpected or
-    mis-shaped keys."""
+    mis-shaped keys. ``adapt`` edits the state dict in place once the key sets
+    agree (e.g. open_clip's positional-embedding resizing)."""
     own = module.state_dict()
+
+    def fail(detail: str) -> RuntimeError:
+        return RuntimeError(f'{user}: checkpoint {path} does not fit the configured model{hint}: '
+                            f'{detail}; check model_name/model_cfg and prefix')
+
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
+    if missing or unexpected:
+        raise fail(f'{len(missing)} missing keys {_head(missing)}, '
+                   f'{len(unexpected)} unexpected keys {_head(unexpected)}')
+    if adapt is not None:
+        try:
+            adapt(state_dict)
+        except (RuntimeError, ValueError, AssertionError) as e:
+            raise fail(f'resizing its positional embedding failed ({e})') from e
     mis_shaped = [f'{k}: {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}'
-                  for k in sorted(set(own) & set(state_dict)) if state_dict[k].shape != own[k].shape]
-    if missing or unexpected or mis_shaped:
-        raise RuntimeError(
-            f'{user}: checkpoint {path} does not fit the configured model{hint}: '
-            f'{len(missing)} missing keys {_head(missing)}, {len(unexpected)} unexpected keys '
-            f'{_head(unexpected)}, {len(mis_shaped)} shape mismatches {_head(mis_shaped)}; '
-            'check model_name/model_cfg and prefix')
+                  for k in sorted(own) if state_dict[k].shape != own[k].shape]
+    if mis_shaped:
+        raise fail(f'{len(mis_shaped)} shape mismatches (checkpoint vs model) {_head(mis_shaped)}')
     module.load_state_dict(state_dict, strict=True)
 
 
@@ -201,11 +214,3 @@ def take_in_order(features: List[Tensor], taken: List[int], wanted: List[int]) -
     """Features come back in block order (``taken`` = sorted unique indices);
     return them in the order (and multiplicity) the user asked for."""
     return [features[taken.index(i)] for i in wanted]
-
-
-def float_dtype_of(module: nn.Module) -> torch.dtype:
-    """dtype of the first floating parameter (the input dtype the module expects)."""
-    for p in module.parameters():
-        if p.is_floating_point():
-            return p.dtype
-    return torch.float32

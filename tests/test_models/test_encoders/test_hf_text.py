@@ -3,7 +3,6 @@ import os.path as osp
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from mmfusion.models.encoders.text import HFTextEncoder
 from mmfusion.registry import MODELS

@@ -72,8 +72,8 @@ def test_matches_upstream_image_encoder(tiny_sam):
     assert torch.allclose(neck_of_last, ref, atol=1e-5)
     # Hooks are temporary.
     assert all(not b._forward_hooks for b in enc.image_encoder.blocks)
-    assert SAMImageEncoder.mean == tuple(sam.pixel_mean.flatten().tolist())
-    assert SAMImageEncoder.std == tuple(sam.pixel_std.flatten().tolist())
+    assert torch.equal(torch.tensor(SAMImageEncoder.mean), sam.pixel_mean.flatten())
+    assert torch.equal(torch.tensor(SAMImageEncoder.std), sam.pixel_std.flatten())
 
 
 def test_checkpoint_formats_and_freezing(tiny_sam, tmp_path):

@@ -85,13 +85,15 @@ def test_torchaudio_state_dict(tmp_path, cfg):
 
 def test_factory_names_and_errors(tmp_path):
     enc = Wav2Vec2Encoder(arch='hubert_base')  # torchaudio's builder; HuBERT is a Wav2Vec2Model
-    assert type(enc.model).__name__ == 'Wav2Vec2Model' and len(enc.model.encoder.transformer.layers) == 12
+    assert type(enc.model).__name__ == 'Wav2Vec2Model'
+    assert len(enc.model.encoder.transformer.layers) == 12
     with pytest.raises(ValueError, match=r"unknown arch 'wav2vec3'.*wav2vec2_base"):
         Wav2Vec2Encoder(arch='wav2vec3')
     with pytest.raises(TypeError, match='wav2vec2_model'):
         Wav2Vec2Encoder(arch=dict(TINY, bogus=1))
     path = str(tmp_path / 'other.pth')
-    torch.save(wav2vec2_model(**dict(TINY, encoder_embed_dim=48), aux_num_out=None).state_dict(), path)
+    wider = wav2vec2_model(**dict(TINY, encoder_embed_dim=48), aux_num_out=None)
+    torch.save(wider.state_dict(), path)
     with pytest.raises(RuntimeError, match=r'other\.pth.*arch'):
         Wav2Vec2Encoder(arch=TINY, checkpoint=path)
 
@@ -112,8 +114,10 @@ def test_frozen_by_default_and_trainable_layers():
 @pytest.mark.parametrize('kind', ['wav2vec2', 'wav2vec2-stable', 'hubert'])
 def test_huggingface_folder(tmp_path, kind):
     transformers = pytest.importorskip('transformers')
-    config_cls, model_cls = ((transformers.HubertConfig, transformers.HubertModel) if kind == 'hubert'
-                             else (transformers.Wav2Vec2Config, transformers.Wav2Vec2Model))
+    if kind == 'hubert':
+        config_cls, model_cls = transformers.HubertConfig, transformers.HubertModel
+    else:
+        config_cls, model_cls = transformers.Wav2Vec2Config, transformers.Wav2Vec2Model
     stable = kind == 'wav2vec2-stable'
     config = config_cls(
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
@@ -140,6 +144,7 @@ def test_huggingface_folder(tmp_path, kind):
 
 
 # -- fairseq checkpoint -----------------------------------------------------
+_LAYER = r'encoder\.transformer\.layers\.(\d+)\.'
 _TO_FAIRSEQ = [  # torchaudio key -> fairseq key: the inverse of torchaudio's _map_key
     (r'feature_extractor\.conv_layers\.(\d+)\.conv\.', r'feature_extractor.conv_layers.\1.0.'),
     (r'encoder\.feature_projection\.projection\.', 'post_extract_proj.'),
@@ -150,11 +155,11 @@ _TO_FAIRSEQ = [  # torchaudio key -> fairseq key: the inverse of torchaudio's _m
      'encoder.pos_conv.0.weight_v'),
     (r'encoder\.transformer\.pos_conv_embed\.conv\.bias', 'encoder.pos_conv.0.bias'),
     (r'encoder\.transformer\.layer_norm\.', 'encoder.layer_norm.'),
-    (r'encoder\.transformer\.layers\.(\d+)\.attention\.', r'encoder.layers.\1.self_attn.'),
-    (r'encoder\.transformer\.layers\.(\d+)\.layer_norm\.', r'encoder.layers.\1.self_attn_layer_norm.'),
-    (r'encoder\.transformer\.layers\.(\d+)\.feed_forward\.intermediate_dense\.', r'encoder.layers.\1.fc1.'),
-    (r'encoder\.transformer\.layers\.(\d+)\.feed_forward\.output_dense\.', r'encoder.layers.\1.fc2.'),
-    (r'encoder\.transformer\.layers\.(\d+)\.final_layer_norm\.', r'encoder.layers.\1.final_layer_norm.'),
+    (_LAYER + r'attention\.', r'encoder.layers.\1.self_attn.'),
+    (_LAYER + r'layer_norm\.', r'encoder.layers.\1.self_attn_layer_norm.'),
+    (_LAYER + r'feed_forward\.intermediate_dense\.', r'encoder.layers.\1.fc1.'),
+    (_LAYER + r'feed_forward\.output_dense\.', r'encoder.layers.\1.fc2.'),
+    (_LAYER + r'final_layer_norm\.', r'encoder.layers.\1.final_layer_norm.'),
     (r'aux\.', 'proj.'),
 ]
 
@@ -254,7 +259,8 @@ def test_padded_batch_matches_single_utterance():
         alone = enc(short_wave[None])
     frames = alone['last'].shape[1]
     assert out['lengths'].tolist() == [out['last'].shape[1], frames]
-    assert out['padding_mask'][1].tolist() == [False] * frames + [True] * (out['last'].shape[1] - frames)
+    padded = out['last'].shape[1] - frames
+    assert out['padding_mask'][1].tolist() == [False] * frames + [True] * padded
     for hyp, exp in zip(out['feats'] + [out['last']], alone['feats'] + [alone['last']]):
         assert _max_diff(hyp[1, :frames], exp[0]) <= ATOL
 
@@ -265,6 +271,19 @@ def test_padded_batch_matches_single_utterance():
         out = enc_gn(batch, torch.tensor([4000, 2600]))
         alone = enc_gn(short_wave[None])
     assert _max_diff(out['last'][1, :frames], alone['last'][0]) > 1e-3
+
+
+def test_wavlm_runs_unpadded_and_refuses_lengths():
+    cfg = dict(TINY, encoder_num_buckets=32, encoder_max_distance=64)
+    torch.manual_seed(0)
+    ref = _randomize(torchaudio.models.wavlm_model(**cfg, aux_num_out=None))
+    enc = Wav2Vec2Encoder(arch=cfg)
+    enc.model.load_state_dict(ref.state_dict())
+    wave = torch.randn(2, 2000)
+    with torch.no_grad():
+        assert _max_diff(enc(wave)['feats'][-1], ref.extract_features(wave)[0][-1]) <= ATOL
+    with pytest.raises(NotImplementedError, match='WavLM'):
+        enc(wave, torch.tensor([2000, 1500]))
 
 
 def test_lengths_to_padding_mask():
@@ -284,10 +303,11 @@ def test_log_mel_matches_stft_and_filterbank():
     fbanks = torchaudio.functional.melscale_fbanks(201, 0.0, 8000.0, 40, 16000)
     expected = torch.log(spec.transpose(1, 2) @ fbanks + 1e-6)
     assert out['feats'].shape == (2, 26, 40)
-    assert torch.allclose(out['feats'], expected, atol=1e-4)
+    assert _max_diff(out['feats'], expected) <= ATOL
     assert out['lengths'].tolist() == [26, 19]
     uncentred = LogMelFrontend(n_fft=400, hop_length=160, n_mels=40, center=False)
-    assert uncentred(wave)['feats'].shape[1] == uncentred.num_frames(torch.tensor([4000])).item() == 23
+    assert uncentred(wave)['feats'].shape[1] == 23  # (4000 - 400) // 160 + 1
+    assert uncentred.num_frames(torch.tensor([4000])).item() == 23
 
 
 TINY_CONFORMER = dict(frontend=dict(n_mels=16), embed_dim=16, num_heads=2, ffn_dim=32,
@@ -319,7 +339,8 @@ def test_conformer_shapes_and_checkpoint(tmp_path):
     loaded = ConformerEncoder(**TINY_CONFORMER, checkpoint=path, prefix='speech.').eval()
     with torch.no_grad():
         assert _max_diff(loaded(wave, torch.tensor([4000, 2400]))['last'], out['last']) == 0
-    torch.save({k[len('speech.'):]: v for k, v in state.items() if 'conformer_layers.1' not in k}, path)
+    torch.save({k[len('speech.'):]: v for k, v in state.items()
+                if 'conformer_layers.1' not in k}, path)
     with pytest.raises(RuntimeError, match=r'conformer\.pth.*missing'):
         ConformerEncoder(**TINY_CONFORMER, checkpoint=path)
     with pytest.raises(ValueError, match='too short'):

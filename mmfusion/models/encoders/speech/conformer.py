@@ -25,7 +25,8 @@ class Conv2dSubsampling(nn.Module):
             nn.Conv2d(channels, channels, 3, stride=2), nn.ReLU())
         freq = ((in_features - 1) // 2 - 1) // 2
         if freq < 1:
-            raise ValueError(f'Conv2dSubsampling needs at least 7 input features, got {in_features}')
+            raise ValueError('Conv2dSubsampling needs at least 7 input features, '
+                             f'got {in_features}')
         self.out = nn.Linear(channels * freq, out_features)
 
     @staticmethod
@@ -90,8 +91,8 @@ class ConformerEncoder(BaseEncoder):
         super().__init__(frozen=frozen, **kwargs)
         torchaudio = require('torchaudio', 'ConformerEncoder')
         self.frontend = LogMelFrontend(**(frontend or {}))
-        self.subsampling = Conv2dSubsampling(self.frontend.n_mels, subsampling_channels or embed_dim,
-                                             embed_dim)
+        self.subsampling = Conv2dSubsampling(
+            self.frontend.n_mels, subsampling_channels or embed_dim, embed_dim)
         self.conformer = torchaudio.models.Conformer(
             input_dim=embed_dim, num_heads=num_heads, ffn_dim=ffn_dim, num_layers=num_layers,
             depthwise_conv_kernel_size=depthwise_conv_kernel_size, dropout=dropout,
@@ -128,10 +129,10 @@ class ConformerEncoder(BaseEncoder):
             at padded frames. ``frames`` is the longest valid length.
         """
         mel = self.frontend(wave, lengths)
+        if bool((self.subsampling.num_frames(mel['lengths']) < 1).any()):
+            raise ValueError(f'ConformerEncoder: input too short, {mel["lengths"].tolist()} mel '
+                             'frames leave no frame after 4x subsampling (7 needed)')
         x, frame_lengths = self.subsampling(mel['feats'], mel['lengths'])
-        if bool((frame_lengths < 1).any()):
-            raise ValueError(f'ConformerEncoder: input too short, {frame_lengths.tolist()} frames '
-                             f'after subsampling from {mel["lengths"].tolist()} mel frames')
         # torchaudio's Conformer sizes its padding mask by lengths.max().
         x = x[:, :int(frame_lengths.max())]
         x, frame_lengths = self.conformer(x, frame_lengths)

@@ -80,7 +80,8 @@ class LogMelFrontend(BaseModule):
             ``(B,)`` long, the valid frames of each item.
         """
         if wave.dim() != 2:
-            raise ValueError(f'LogMelFrontend expects waveforms (B, T), got shape {tuple(wave.shape)}')
+            raise ValueError('LogMelFrontend expects waveforms (B, T), '
+                             f'got shape {tuple(wave.shape)}')
         if lengths is None:
             lengths = full_lengths(wave)
         # Quiet mel bins lose their digits in half precision before the log.

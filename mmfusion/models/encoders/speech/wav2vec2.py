@@ -82,8 +82,8 @@ def _fairseq_to_torchaudio(state_dict: Dict[str, Tensor], path: str) -> Dict[str
         try:
             new_key = _map_key(key)
         except ValueError as e:
-            raise ValueError(f'{path}: fairseq key {key!r} has no torchaudio counterpart '
-                             '(not a wav2vec2/HuBERT checkpoint?)') from e
+            raise ValueError(f'{path}: key {key!r} is neither a torchaudio nor a fairseq '
+                             'wav2vec2/HuBERT key (not such a checkpoint, or set `prefix`?)') from e
         if new_key is not None:  # None: pretraining-only (quantizer, mask_emb, ...)
             converted[new_key] = value
     return converted
@@ -123,10 +123,12 @@ class Wav2Vec2Encoder(BaseEncoder):
     Padding: valid frames of a padded batch equal the utterance computed
     alone only for archs whose conv feature extractor uses per-frame layer
     norm (``extractor_mode='layer_norm'``: ``wav2vec2_large_lv60k``,
-    ``wav2vec2_xlsr_*``, ``hubert_large``/``xlarge``, ``wavlm_large``). The
+    ``wav2vec2_xlsr_*``, ``hubert_large``/``xlarge``). The
     ``group_norm`` archs (``wav2vec2_base``/``large``, ``hubert_base``,
     ``wavlm_base``) normalise the first conv layer over all time steps,
-    padding included, exactly as the original models do.
+    padding included, exactly as the original models do. WavLM archs run
+    only without ``lengths`` (torchaudio's WavLM takes no attention mask
+    there).
     """
 
     def __init__(self,
@@ -143,8 +145,11 @@ class Wav2Vec2Encoder(BaseEncoder):
         self.model.aux = None
         depth = len(self.model.encoder.transformer.layers)
         if num_layers is not None and not 0 < num_layers <= depth:
-            raise ValueError(f'Wav2Vec2Encoder: num_layers must be in [1, {depth}], got {num_layers}')
+            raise ValueError(f'Wav2Vec2Encoder: num_layers must be in [1, {depth}], '
+                             f'got {num_layers}')
         self.num_layers = num_layers
+        attention = self.model.encoder.transformer.layers[0].attention
+        self._is_wavlm = type(attention).__name__ == 'WavLMSelfAttention'
         if checkpoint is not None and not osp.isdir(checkpoint):
             self.load_checkpoint(checkpoint, prefix)
         self._apply_freeze()
@@ -174,7 +179,8 @@ class Wav2Vec2Encoder(BaseEncoder):
         """Channels ``C`` of every output feature."""
         return self.model.encoder.transformer.layer_norm.normalized_shape[0]
 
-    def forward(self, wave: Tensor, lengths: Optional[Tensor] = None) -> Dict[str, Union[Tensor, List[Tensor]]]:
+    def forward(self, wave: Tensor,
+                lengths: Optional[Tensor] = None) -> Dict[str, Union[Tensor, List[Tensor]]]:
         """Encode a padded waveform batch.
 
         Args:
@@ -193,8 +199,14 @@ class Wav2Vec2Encoder(BaseEncoder):
             - ``padding_mask``: ``(B, frames)`` bool, True at padded frames.
         """
         if wave.dim() != 2:
-            raise ValueError(f'Wav2Vec2Encoder expects waveforms (B, T), got shape {tuple(wave.shape)}')
+            raise ValueError('Wav2Vec2Encoder expects waveforms (B, T), '
+                             f'got shape {tuple(wave.shape)}')
         if lengths is not None:
+            if self._is_wavlm:
+                raise NotImplementedError(
+                    "Wav2Vec2Encoder: torchaudio's WavLM layers take no attention mask in "
+                    'extract_features, so padded batches (lengths) are not supported; encode '
+                    'equal-length audio with lengths=None')
             lengths = lengths.long()
         feats, out_lengths = self.model.extract_features(wave, lengths, self.num_layers)
         last = feats[-1]

@@ -1,4 +1,5 @@
+from .hf_text import HFTextEncoder
 from .openclip_text import OpenCLIPTextEncoder
 from .prompt_templates import TEMPLATE_SETS, get_templates
 
-__all__ = ['OpenCLIPTextEncoder', 'TEMPLATE_SETS', 'get_templates']
+__all__ = ['HFTextEncoder', 'OpenCLIPTextEncoder', 'TEMPLATE_SETS', 'get_templates']

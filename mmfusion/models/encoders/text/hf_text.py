@@ -49,7 +49,8 @@ class HFTextEncoder(BaseEncoder):
         self.pretrained = pretrained
         self.pooling = pooling
         self.normalize = normalize
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(pretrained, local_files_only=True)
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(
+            pretrained, local_files_only=True)
         self.model = transformers.AutoModel.from_pretrained(
             pretrained, local_files_only=True, **(model_kwargs or {}))
         limit = getattr(self.model.config, 'max_position_embeddings', None)

@@ -96,8 +96,9 @@ class OpenCLIPTextEncoder(BaseEncoder):
         text_cfg = cfg['text_cfg']
         kwargs = dict(text_cfg.get('tokenizer_kwargs') or {})
         if text_cfg.get('hf_tokenizer_name'):
-            return open_clip.HFTokenizer(text_cfg['hf_tokenizer_name'], context_length=length,
-                                         tokenizer_mode=text_cfg.get('tokenizer_mode'), **kwargs)
+            return open_clip.tokenizer.HFTokenizer(
+                text_cfg['hf_tokenizer_name'], context_length=length,
+                tokenizer_mode=text_cfg.get('tokenizer_mode'), **kwargs)
         return open_clip.SimpleTokenizer(context_length=length, **kwargs)
 
     @staticmethod
@@ -126,8 +127,7 @@ class OpenCLIPTextEncoder(BaseEncoder):
         own = self.state_dict()
         # transformers>=4.31 no longer stores position_ids (open_clip drops them too).
         text = {k: v for k, v in text.items() if not k.endswith('position_ids') or k in own}
-        resize_text_pos_embed(text, self)
-        load_strict(self, text, path, name)
+        load_strict(self, text, path, name, adapt=lambda sd: resize_text_pos_embed(sd, self))
 
     # -- forward -----------------------------------------------------------
     def tokenize(self, texts: Union[str, Sequence[str]]) -> Tensor:

@@ -35,13 +35,13 @@ def get_templates(templates: Union[str, Sequence[Template]]) -> List[str]:
     """Resolve a set name or a list of templates to ``'...{}...'`` strings.
 
     Raises:
-        KeyError: unknown set name (the message lists the known names).
-        ValueError: a template without exactly one ``{}``.
+        ValueError: unknown set name (the message lists the known names), or a
+            template without exactly one ``{}``.
     """
     if isinstance(templates, str):
         if templates not in TEMPLATE_SETS:
-            raise KeyError(f'unknown prompt template set {templates!r}; known sets: '
-                           f'{sorted(TEMPLATE_SETS)} (or pass a list of "...{{}}..." strings)')
+            raise ValueError(f'unknown prompt template set {templates!r}; known sets: '
+                             f'{sorted(TEMPLATE_SETS)} (or pass a list of "...{{}}..." strings)')
         found = TEMPLATE_SETS[templates]
         templates = found() if callable(found) else found
     out = []

@@ -58,7 +58,7 @@ class OpenCLIPImageEncoder(BaseEncoder):
                  **kwargs) -> None:
         super().__init__(**kwargs)
         name = type(self).__name__
-        open_clip = import_open_clip(name)
+        import_open_clip(name)
         cfg, preprocess = resolve_model_cfg(name, model_name, model_cfg, pretrained_tag)
         self.visual = build_tower(cfg, 'visual', name)
         self.embed_dim = int(cfg['embed_dim'])
@@ -67,14 +67,17 @@ class OpenCLIPImageEncoder(BaseEncoder):
         size = self.visual.image_size
         self.image_size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
 
-        if isinstance(self.visual, open_clip.VisionTransformer):
+        from open_clip.modified_resnet import ModifiedResNet
+        from open_clip.timm_model import TimmModel
+        from open_clip.transformer import VisionTransformer
+        if isinstance(self.visual, VisionTransformer):
             self.arch = 'vit'
             num_blocks = len(self.visual.transformer.resblocks)
             self.out_indices = normalize_indices(out_indices, num_blocks, 'ViT blocks', name)
-        elif isinstance(self.visual, open_clip.ModifiedResNet):
+        elif isinstance(self.visual, ModifiedResNet):
             self.arch = 'resnet'
             self.out_indices = [1, 2, 3, 4]  # layer1..layer4 (0 is the stem)
-        elif isinstance(self.visual, open_clip.TimmModel):
+        elif isinstance(self.visual, TimmModel):
             self.arch = 'timm'
             trunk = self.visual.trunk
             # Transformer trunks have one reduction for every block: take the
@@ -84,7 +87,8 @@ class OpenCLIPImageEncoder(BaseEncoder):
             self.out_indices = (normalize_indices(out_indices, num, 'timm blocks', name)
                                 if self._timm_plain else list(range(num)))
         else:
-            raise TypeError(f'{name}: unsupported open_clip image tower {type(self.visual).__name__}')
+            raise TypeError(f'{name}: unsupported open_clip image tower '
+                            f'{type(self.visual).__name__}')
 
         if checkpoint is not None:
             self.load_checkpoint(checkpoint, prefix)
@@ -102,8 +106,7 @@ class OpenCLIPImageEncoder(BaseEncoder):
             visual = {f'visual.{k}': v for k, v in state_dict.items()}
             hint = ' (it has no visual.* key, so it was read as a bare image-tower state dict)'
         # open_clip's own loader interpolates a ViT grid of another size.
-        resize_pos_embed(visual, self)
-        load_strict(self, visual, path, name, hint)
+        load_strict(self, visual, path, name, hint, adapt=lambda sd: resize_pos_embed(sd, self))
 
     # -- forward -----------------------------------------------------------
     def forward(self, img: Tensor) -> Dict[str, Union[Tensor, List[Tensor]]]:
@@ -139,7 +142,8 @@ class OpenCLIPImageEncoder(BaseEncoder):
               resized bicubically.
         """
         if img.dim() != 4 or img.shape[1] != 3:
-            raise ValueError(f'{type(self).__name__} expects (B, 3, H, W) images, got {tuple(img.shape)}')
+            raise ValueError(f'{type(self).__name__} expects (B, 3, H, W) images, '
+                             f'got {tuple(img.shape)}')
         if self.arch == 'vit':
             return self._forward_vit(img)
         if self.arch == 'resnet':

@@ -2,7 +2,6 @@
 from functools import partial
 from typing import Dict, List, Optional, Union
 
-import torch
 from torch import Tensor, nn
 
 from mmfusion.registry import MODELS

@@ -57,7 +57,7 @@ class TimmBackbone(BaseEncoder):
             create_kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=checkpoint))
         try:
             self.model = timm.create_model(model_name, features_only=True, **create_kwargs)
-        except RuntimeError as e:
+        except (RuntimeError, KeyError) as e:  # strict load / a model's checkpoint filter
             if checkpoint is None:
                 raise
             raise RuntimeError(f'TimmBackbone: the weights in {checkpoint} do not fit timm model '
