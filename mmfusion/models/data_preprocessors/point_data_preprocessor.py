@@ -86,7 +86,8 @@ class PointDataPreprocessor(BaseDataPreprocessor):
                 raise TypeError(f'PointDataPreprocessor: cloud {i} is a {type(cloud).__name__}, '
                                 'expected a tensor (PackFusionInputs makes one)')
             if cloud.dim() != 2 or cloud.shape[1] < 3 or cloud.shape[0] < 1:
-                raise ValueError(f'PointDataPreprocessor: cloud {i} has shape {tuple(cloud.shape)}, '
+                raise ValueError(f'PointDataPreprocessor: cloud {i} has shape '
+                                 f'{tuple(cloud.shape)}, '
                                  'expected (N >= 1, C >= 3) with x, y, z first')
             clouds.append(cloud)
         channels = {c.shape[1] for c in clouds}

@@ -71,7 +71,7 @@ def encoder_fingerprint(state: Dict[str, torch.Tensor], extra: Any = None) -> st
     """sha256 over every tensor (name, dtype, shape, bytes) and ``extra`` as JSON."""
     digest = hashlib.sha256()
     for name in sorted(state):
-        tensor = state[name].detach().cpu().contiguous()
+        tensor = state[name].detach().cpu().reshape(-1)
         digest.update(f'{name}|{tensor.dtype}|{tuple(tensor.shape)}|'.encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b'')
     digest.update(json.dumps(extra, sort_keys=True, default=repr).encode())

@@ -214,6 +214,18 @@ def test_named_models_have_upstream_keys():
         OpenCLIPImageEncoder(model_name='ViT-B-33x')
 
 
+def test_preprocess_from_pretrained_tags():
+    with torch.device('meta'):
+        # SigLIP's only tag uses Inception mean/std, not open_clip's OpenAI default.
+        siglip = OpenCLIPImageEncoder(model_name='ViT-B-16-SigLIP')
+        with pytest.warns(UserWarning, match='quick_gelu'):
+            OpenCLIPImageEncoder(model_name='ViT-B-32', pretrained_tag='openai')
+    tag = open_clip.get_pretrained_cfg('ViT-B-16-SigLIP', 'webli')
+    assert siglip.mean == pytest.approx([v * 255 for v in tag['mean']])
+    assert siglip.std == pytest.approx([v * 255 for v in tag['std']])
+    assert siglip.mean != pytest.approx([v * 255 for v in open_clip.OPENAI_DATASET_MEAN])
+
+
 def test_frozen_by_default_and_registry():
     enc = MODELS.build(dict(type='OpenCLIPImageEncoder', model_cfg=VIT_CFG))
     txt = MODELS.build(dict(type='OpenCLIPTextEncoder', model_cfg=VIT_CFG))

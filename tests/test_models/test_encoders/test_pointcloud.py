@@ -165,7 +165,8 @@ def test_preprocessor_errors_and_multimodal_lengths():
         pre(dict(inputs=[torch.rand(4, 3), torch.rand(4, 6)]))
     with pytest.raises(ValueError, match=r'cloud 1 has shape \(4, 2\)'):
         pre(dict(inputs=[torch.rand(4, 3), torch.rand(4, 2)]))
-    mm = MODELS.build(dict(type='MultiModalDataPreprocessor', points=dict(type='PointDataPreprocessor')))
+    mm = MODELS.build(dict(type='MultiModalDataPreprocessor',
+                           points=dict(type='PointDataPreprocessor')))
     batch = pseudo_collate([dict(inputs=dict(points=torch.rand(n, 3))) for n in (5, 9)])
     out = mm(batch)['inputs']
     assert out['points'].shape == (2, 9, 3) and out['points_lengths'].tolist() == [5, 9]
@@ -262,7 +263,8 @@ def _perturbed(model):
     with torch.no_grad():
         for name, t in model.state_dict().items():
             if t.is_floating_point():
-                t.copy_(torch.rand(t.shape, generator=g) * 0.5 + (0.5 if 'running_var' in name else -0.25))
+                low = 0.5 if 'running_var' in name else -0.25  # variances stay positive
+                t.copy_(torch.rand(t.shape, generator=g) * 0.5 + low)
     return model
 
 
@@ -317,7 +319,8 @@ def test_file_to_encoder_pipeline(tmp_path):
         for t in pipeline:
             results = t(results)
         samples.append(results)
-    pre = MODELS.build(dict(type='MultiModalDataPreprocessor', points=dict(type='PointDataPreprocessor')))
+    pre = MODELS.build(dict(type='MultiModalDataPreprocessor',
+                           points=dict(type='PointDataPreprocessor')))
     inputs = pre(pseudo_collate(samples))['inputs']
     out = _tiny(PointMAEEncoder)(inputs['points'], inputs['points_lengths'])
     assert out['pooled'].shape == (2, 32) and torch.isfinite(out['pooled']).all()

@@ -82,10 +82,10 @@ def farthest_point_sample(xyz: Tensor,
     if valid is not None:
         dist = dist.masked_fill(~valid, -1.0)
     far = torch.as_tensor(start_idx, device=xyz.device, dtype=torch.long).expand(B).clone()
-    limit = lengths if lengths is not None else torch.full((B, ), N, device=xyz.device)
-    if bool((far < 0).any()) or bool((far >= torch.as_tensor(limit, device=xyz.device)).any()):
+    limit = valid.sum(1) if valid is not None else torch.full((B, ), N, device=xyz.device)
+    if bool((far < 0).any()) or bool((far >= limit).any()):
         raise ValueError(f'start_idx {far.tolist()} must index a real point of each cloud '
-                         f'(lengths {torch.as_tensor(limit).tolist()})')
+                         f'(lengths {limit.tolist()})')
     batch = torch.arange(B, device=xyz.device)
     out = torch.empty(B, n, dtype=torch.long, device=xyz.device)
     for i in range(n):

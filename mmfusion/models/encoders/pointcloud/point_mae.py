@@ -316,7 +316,8 @@ class PointMAEEncoder(BaseEncoder):
             - ``mask``: (B, G) bool, True = hidden; only when masking.
         """
         if points.dim() != 3 or points.shape[-1] < 3:
-            raise ValueError(f'PointMAEEncoder expects points (B, N, 3+), got {tuple(points.shape)}')
+            raise ValueError('PointMAEEncoder expects points (B, N, 3+), got '
+                             f'{tuple(points.shape)}')
         masking = self.mask_ratio > 0 if masking is None else masking
         dtype = self.pos_embed[0].weight.dtype
         groups, centers = self.group(points, lengths)
