@@ -56,10 +56,11 @@ def test_hook_serves_second_epoch_and_invalidates(synthshapes_root, tmp_path):
     data = runner.model.data_preprocessor(dict(inputs={'img': [sample['inputs']['img']]},
                                                data_samples=[sample['data_samples']]))
     ids = [sample['data_samples'].metainfo['sample_id']]
-    cached = runner.model.encoder.forward_cached(data['inputs']['img'], ids)
+    cached = runner.model.encoder.forward_cached(data['inputs']['img'], ids, keys=['pooled'])
+    assert cache.hits == num_samples + 1
     runner.model.encoder.attach_feature_cache(None)
     fresh = runner.model.encoder(data['inputs']['img'])
-    torch.testing.assert_close(cached, fresh, atol=1e-6, rtol=0)
+    torch.testing.assert_close(cached['pooled'], fresh['pooled'], atol=1e-6, rtol=0)
 
     # New encoder weights: a different fingerprint, an empty cache, new features.
     cfg2 = cfg.copy()

@@ -57,7 +57,8 @@ class CLIPPretrainer(BaseModel):
         return self.logit_scale.clamp(max=self.max_log_scale).exp()
 
     def embed_images(self, img: Tensor, data_samples=None) -> Tensor:
-        feats = self.image_encoder.forward_cached(img, sample_ids_of(data_samples))['pooled']
+        feats = self.image_encoder.forward_cached(img, sample_ids_of(data_samples),
+                                                  keys=['pooled'])['pooled']
         return F.normalize(feats, dim=-1)
 
     def embed_texts(self, texts: List[str]) -> Tensor:

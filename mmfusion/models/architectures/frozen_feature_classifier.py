@@ -41,10 +41,8 @@ class FrozenFeatureClassifier(BaseModel):
             self.head = nn.Linear(in_channels, num_classes)
 
     def extract_feat(self, img: Tensor, data_samples=None) -> Tensor:
-        feats = self.encoder.forward_cached(img, sample_ids_of(data_samples))
-        if self.feature_key not in feats:
-            raise KeyError(f'encoder {type(self.encoder).__name__} has no output '
-                           f'{self.feature_key!r}; it returns {sorted(feats)}')
+        feats = self.encoder.forward_cached(img, sample_ids_of(data_samples),
+                                            keys=[self.feature_key])
         return feats[self.feature_key]
 
     def forward(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None,

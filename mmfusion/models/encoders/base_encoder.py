@@ -139,26 +139,39 @@ class BaseEncoder(BaseModule):
                              'frozen encoder may cache its outputs')
         self.feature_cache = cache
 
-    def forward_cached(self, inputs: Any, sample_ids: Optional[Sequence[str]] = None) -> Any:
+    def forward_cached(self, inputs: Any, sample_ids: Optional[Sequence[str]] = None,
+                       keys: Optional[Sequence[str]] = None) -> Any:
         """``forward(inputs)``, served from the feature cache when one is attached.
 
         The batch's outputs are read from disk when every sample is cached;
         otherwise the batch is encoded and each sample's outputs are written.
         ``sample_ids`` must identify the sample (e.g. its file path), so the
         cache is independent of batch composition, shuffling and workers.
+        ``keys`` keeps only those entries of a dict output (less to store and
+        read when the caller needs e.g. only ``'pooled'``).
         """
         cache = self.feature_cache
         if cache is None or sample_ids is None:
-            return self(inputs)
-        device = next(self.parameters()).device
+            return self._select(self(inputs), keys)
+        if keys is not None:  # a subset is a different entry than the full output
+            sample_ids = [f'{i}|{",".join(keys)}' for i in sample_ids]
         hits = [cache.get(i) for i in sample_ids]
         if all(h is not None for h in hits):
-            return stack_samples(hits, device)
+            return stack_samples(hits, next(self.parameters()).device)
         with torch.no_grad():
-            outputs = self(inputs)
+            outputs = self._select(self(inputs), keys)
         for sample_id, sample_out in zip(sample_ids, split_batch(outputs, len(sample_ids))):
             cache.put(sample_id, sample_out)
         return outputs
+
+    @staticmethod
+    def _select(outputs: Any, keys: Optional[Sequence[str]]) -> Any:
+        if keys is None:
+            return outputs
+        missing = [k for k in keys if k not in outputs]
+        if missing:
+            raise KeyError(f'encoder outputs have no {missing}; they have {sorted(outputs)}')
+        return {k: outputs[k] for k in keys}
 
     def cache_fingerprint_state(self) -> Dict[str, torch.Tensor]:
         """Tensors that define the encoder's outputs (weights and buffers)."""
