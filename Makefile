@@ -3,13 +3,22 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install data demo test clean-demo
+.PHONY: install data synthshapes clip demo test clean-demo
 
 install:
 	bash tools/install.sh
 
 data: install
 	$(PY) tools/dataset_converters/generate_synth_lesion.py --out data/synth_lesion
+
+# SynthShapes (COCO instances/panoptic/captions, semantic PNGs, RefCOCO refs) in ~40 s.
+synthshapes: install
+	$(PY) tools/dataset_converters/generate_synthshapes.py --out data/synthshapes --num-train 3000
+
+# Tiny CLIP on SynthShapes, its zero-shot evaluation and the feature-cache benchmark.
+clip: synthshapes
+	$(PY) tools/train.py configs/clip/clip_vit-tiny_1xb128-1k_synthshapes.py
+	$(PY) tools/analysis_tools/benchmark_feature_cache.py
 
 demo: data
 	bash tools/gms_demo.sh

@@ -14,8 +14,8 @@ model = dict(
     data_preprocessor={{_base_.model.data_preprocessor}},
     encoder=dict(type='OpenCLIPImageEncoder', model_cfg={{_base_.clip_cfg}},
                  checkpoint=clip_ckpt, prefix='image_encoder.', frozen=True),
-    in_channels=64,
-    num_classes=30)
+    in_channels={{_base_.clip_cfg.embed_dim}},
+    num_classes=30)  # the colour-shape classes of SynthShapes
 train_dataloader = dict(
     batch_size=64,
     sampler=dict(type='DefaultSampler', shuffle=True),

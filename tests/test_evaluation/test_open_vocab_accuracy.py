@@ -31,3 +31,11 @@ def test_unknown_novel_class():
     metric.dataset_meta = dict(classes=['a', 'b'])
     with pytest.raises(ValueError, match='zebra'):
         metric.compute_metrics([dict(rank=0, label=0, num_classes=2)])
+
+
+def test_ties_count_against_the_prediction():
+    metric = OpenVocabAccuracy(topk=(1, 2))
+    metric.dataset_meta = dict(classes=['a', 'b', 'c'])
+    metric.process({}, [dict(pred_score=torch.full((3, ), 1 / 3), gt_label=torch.tensor(1))])
+    out = metric.compute_metrics(metric.results)
+    assert out['top1'] == 0.0 and out['top2'] == 0.0

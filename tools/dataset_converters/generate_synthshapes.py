@@ -46,7 +46,7 @@ from pycocotools import mask as mask_utils
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 from mmfusion.datasets.synthshapes_meta import (  # noqa: E402
-    ALL_CLASSES, COLOURS, HELD_OUT, SEEN_CLASSES, SHAPES, STUFF_CLASSES, THING_CLASSES)
+    ALL_CLASSES, COLOURS, HELD_OUT, SEEN_CLASSES, SHAPES, SIZES, STUFF_CLASSES, THING_CLASSES)
 
 SPLITS = ('train', 'val', 'val_novel')
 THING_IDS = {name: i + 1 for i, name in enumerate(THING_CLASSES)}
@@ -111,14 +111,14 @@ def make_scene(rng: np.random.Generator, size: int, split: str) -> Dict:
         names[-1] = HELD_OUT[rng.integers(len(HELD_OUT))]
     objects = []
     for name in names:
-        large = bool(rng.random() < 0.5)
-        r = size * (rng.uniform(0.15, 0.21) if large else rng.uniform(0.08, 0.115))
+        size_name = SIZES[int(rng.random() < 0.5)]
+        r = size * (rng.uniform(0.15, 0.21) if size_name == 'large' else rng.uniform(0.08, 0.115))
         cx, cy = rng.uniform(r * 0.8, size - r * 0.8, size=2)
         poly = shape_polygon(name.split()[1], cx, cy, r, rng.uniform(-0.35, 0.35))
         full = np.zeros((size, size), np.uint8)
         cv2.fillPoly(full, [np.round(poly * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
         colour = np.array(COLOURS[name.split()[0]], np.float32) + rng.uniform(-15, 15, size=3)
-        objects.append(dict(name=name, size='large' if large else 'small', full=full.astype(bool),
+        objects.append(dict(name=name, size=size_name, full=full.astype(bool),
                             colour=np.clip(colour, 0, 255)))
     # Paint in order; later objects occlude earlier ones.
     visible_union = np.zeros((size, size), bool)

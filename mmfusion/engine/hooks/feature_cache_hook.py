@@ -8,12 +8,21 @@ from mmfusion.models.encoders.feature_cache import FeatureCache, encoder_fingerp
 from mmfusion.registry import HOOKS
 
 
+# Name fragments of the random augmentations of mmcv/mmdet/mmseg/mmpretrain.
+_RANDOM_MARKERS = ('Random', 'RandAugment', 'AutoAugment', 'ColorJitter', 'PhotoMetricDistortion',
+                   'Mixup', 'CutMix', 'Mosaic')
+
+
 def _random_transforms(cfg: Any) -> List[str]:
-    """Types in a (nested) config whose name says they are random augmentations."""
+    """Random augmentations in a (nested) config: known transform names and
+    data-preprocessor ``batch_augments``."""
     found = []
     if isinstance(cfg, dict):
-        if isinstance(cfg.get('type'), str) and 'Random' in cfg['type']:
-            found.append(cfg['type'])
+        kind = cfg.get('type')
+        if isinstance(kind, str) and any(m in kind for m in _RANDOM_MARKERS):
+            found.append(kind)
+        if cfg.get('batch_augments'):
+            found.append('batch_augments')
         for value in cfg.values():
             found += _random_transforms(value)
     elif isinstance(cfg, (list, tuple)):
@@ -29,13 +38,18 @@ class FeatureCacheHook(Hook):
     Before training, validation and testing, each encoder in ``encoders``
     (dotted submodule names of the model, e.g. ``'image_encoder'``) gets a
     :class:`FeatureCache` under ``cache_dir/<fingerprint>``. The fingerprint
-    hashes the encoder's weights and buffers, its class, and the dataset and
-    data-preprocessor configs of every dataloader, so changing the weights
-    (e.g. ``load_from``) or the input pipeline starts a fresh cache.
+    hashes the encoder's weights and buffers, its class, the dataset configs
+    of the train/val/test dataloaders and the model's data preprocessor, so
+    changing the weights (e.g. ``load_from``) or the input pipeline starts a
+    fresh cache.
 
-    Only deterministic pipelines can be cached: a dataset config with a
-    ``Random*`` transform is rejected, because its cached features would
-    freeze one random draw. The architecture must call the encoder through
+    Only deterministic pipelines can be cached: random augmentations
+    (``Random*``, ``RandAugment``, ``PhotoMetricDistortion``..., or
+    ``batch_augments``) are rejected, because their cached features would
+    freeze one random draw. Entries are keyed by each sample's ``sample_id``
+    (else its ``img_path``), so one id must mean one input across splits. Only
+    encoders whose outputs have a fixed per-sample shape can be cached (image
+    encoders at a fixed input size; not padded audio or point batches). The architecture must call the encoder through
     ``forward_cached`` (``CLIPPretrainer``, ``FrozenFeatureClassifier`` do).
     """
 
@@ -48,14 +62,15 @@ class FeatureCacheHook(Hook):
 
     def _attach(self, runner: Runner) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        data_cfg = {split: runner.cfg.get(f'{split}_dataloader', {}).get('dataset')
+        data_cfg = {split: (runner.cfg.get(f'{split}_dataloader') or {}).get('dataset')
                     for split in ('train', 'val', 'test')}
         random_ops = _random_transforms(data_cfg)
+        preprocessor_cfg = (runner.cfg.get('model') or {}).get('data_preprocessor')
+        random_ops += _random_transforms(preprocessor_cfg)
         if random_ops:
             raise ValueError(f'FeatureCacheHook: the dataset configs use random transforms '
                              f'{sorted(set(random_ops))}; cached features would freeze one random '
                              'draw. Remove them or the hook.')
-        preprocessor_cfg = runner.cfg.get('model', {}).get('data_preprocessor')
         for name in self.encoders:
             try:
                 encoder = model.get_submodule(name)

@@ -28,8 +28,11 @@ class OpenVocabAccuracy(BaseMetric):
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
             score = sample['pred_score'].float().cpu()
-            rank = int((score > score[int(sample['gt_label'])]).sum())  # 0 = top-1
-            self.results.append(dict(rank=rank, label=int(sample['gt_label']),
+            label = int(sample['gt_label'])
+            # Other classes scoring at least as high as the true one: ties count
+            # against the prediction, so a collapsed (constant) score gets no credit.
+            rank = int((score >= score[label]).sum()) - 1
+            self.results.append(dict(rank=rank, label=label,
                                      num_classes=score.numel()))
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:

@@ -12,7 +12,7 @@ from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
 from mmfusion.utils.dependency import require
 from ..encoders.feature_cache import sample_ids_of
-from ..encoders.text.prompt_templates import get_templates
+from ..encoders.text.prompt_templates import fill_templates, get_templates
 
 
 @MODELS.register_module()
@@ -47,11 +47,10 @@ class CLIPPretrainer(BaseModel):
         self.logit_scale = nn.Parameter(torch.tensor(float(init_logit_scale)))
         self.max_log_scale = math.log(max_logit_scale)
         self.train_templates = get_templates(train_templates) if train_templates else None
-        self.test_templates = test_templates
+        self.test_templates = get_templates(test_templates)
         self.classes = list(classes) if classes else None
-        rank, world_size = get_dist_info()
-        self.loss_fn = require('open_clip', 'CLIPPretrainer').loss.ClipLoss(
-            local_loss=False, gather_with_grad=True, rank=rank, world_size=world_size)
+        self._open_clip = require('open_clip', 'CLIPPretrainer')
+        self._class_features: Optional[tuple] = None  # (classes, features) while not training
 
     def scale(self) -> Tensor:
         return self.logit_scale.clamp(max=self.max_log_scale).exp()
@@ -63,7 +62,7 @@ class CLIPPretrainer(BaseModel):
 
     def embed_texts(self, texts: List[str]) -> Tensor:
         if self.train_templates is not None:
-            texts = [random.choice(self.train_templates).format(t) for t in texts]
+            texts = [fill_templates([random.choice(self.train_templates)], [t])[0] for t in texts]
         return F.normalize(self.text_encoder(texts)['pooled'], dim=-1)
 
     def forward(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None,
@@ -82,8 +81,25 @@ class CLIPPretrainer(BaseModel):
         image_features = self.embed_images(inputs['img'], data_samples)
         text_features = self.embed_texts(list(inputs['text']))
         scale = self.scale()
-        return dict(loss_clip=self.loss_fn(image_features, text_features, scale),
+        # Built per call: the process group may start after the model is built.
+        rank, world_size = get_dist_info()
+        loss_fn = self._open_clip.loss.ClipLoss(gather_with_grad=True, rank=rank,
+                                                world_size=world_size)
+        return dict(loss_clip=loss_fn(image_features, text_features, scale),
                     logit_scale=scale.detach())
+
+    def train(self, mode: bool = True) -> 'CLIPPretrainer':
+        self._class_features = None  # the text encoder may change while training
+        return super().train(mode)
+
+    def class_features(self, classes: Sequence[str]) -> Tensor:
+        """Prompt-ensembled, normalised text embeddings of ``classes`` (C, D),
+        computed once per class list between training phases."""
+        key = tuple(classes)
+        if self._class_features is None or self._class_features[0] != key:
+            feats = self.text_encoder.encode_class_names(list(classes), self.test_templates)
+            self._class_features = (key, feats)
+        return self._class_features[1]
 
     @torch.no_grad()
     def predict(self, inputs: Dict, data_samples: List[FusionDataSample],
@@ -92,7 +108,7 @@ class CLIPPretrainer(BaseModel):
         if not classes:
             raise ValueError('zero-shot prediction needs class names: set `classes` in the model '
                              'config or pass them to predict()')
-        class_features = self.text_encoder.encode_class_names(list(classes), self.test_templates)
+        class_features = self.class_features(classes)
         image_features = self.embed_images(inputs['img'], data_samples)
         scores = (self.scale() * image_features @ class_features.t()).softmax(-1)
         for sample, score in zip(data_samples, scores):

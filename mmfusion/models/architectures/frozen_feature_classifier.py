@@ -51,6 +51,9 @@ class FrozenFeatureClassifier(BaseModel):
         if mode == 'tensor':
             return logits
         if mode == 'loss':
+            if not data_samples or any('gt_label' not in s for s in data_samples):
+                raise KeyError('FrozenFeatureClassifier needs data_samples with gt_label '
+                               '(a dataset that sets "gt_label", packed by PackFusionInputs)')
             labels = torch.stack([s.gt_label for s in data_samples]).to(logits.device)
             return dict(loss_cls=F.cross_entropy(logits, labels))
         if mode == 'predict':

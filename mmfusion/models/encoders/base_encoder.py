@@ -164,13 +164,13 @@ class BaseEncoder(BaseModule):
             cache.put(sample_id, sample_out)
         return outputs
 
-    @staticmethod
-    def _select(outputs: Any, keys: Optional[Sequence[str]]) -> Any:
+    def _select(self, outputs: Any, keys: Optional[Sequence[str]]) -> Any:
         if keys is None:
             return outputs
         missing = [k for k in keys if k not in outputs]
         if missing:
-            raise KeyError(f'encoder outputs have no {missing}; they have {sorted(outputs)}')
+            raise KeyError(f'{type(self).__name__} outputs have no {missing}; '
+                           f'they have {sorted(outputs)}')
         return {k: outputs[k] for k in keys}
 
     def cache_fingerprint_state(self) -> Dict[str, torch.Tensor]:

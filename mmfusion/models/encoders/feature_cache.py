@@ -86,7 +86,6 @@ class FeatureCache:
         self.fingerprint = fingerprint
         os.makedirs(self.root, exist_ok=True)
         self.hits = 0
-        self.misses = 0
 
     def _path(self, sample_id: str) -> str:
         key = hashlib.sha1(str(sample_id).encode()).hexdigest()
@@ -95,7 +94,6 @@ class FeatureCache:
     def get(self, sample_id: str) -> Optional[Any]:
         path = self._path(sample_id)
         if not osp.exists(path):
-            self.misses += 1
             return None
         with safe_open(path, 'pt') as f:
             spec = json.loads(f.metadata()['spec'])
