@@ -1,10 +1,12 @@
-from .checkpoint import (ATOMIC_BACKEND, SAFE_GLOBALS, AtomicLocalBackend, UnsafeCheckpointError,
-                         load_state_dict_file, safe_torch_load)
+from .checkpoint import (ATOMIC_BACKEND, SAFE_GLOBALS, STATE_DICT_CONTAINERS, AtomicLocalBackend,
+                         UnsafeCheckpointError, load_state_dict_file, load_strict, safe_torch_load,
+                         select_prefix, unwrap_state_dict)
 from .dependency import require
 from .setup_env import explain_unknown_type, register_all_modules
 
 __all__ = [
-    'ATOMIC_BACKEND', 'SAFE_GLOBALS', 'AtomicLocalBackend', 'UnsafeCheckpointError',
-    'load_state_dict_file', 'safe_torch_load', 'require', 'explain_unknown_type',
+    'ATOMIC_BACKEND', 'SAFE_GLOBALS', 'STATE_DICT_CONTAINERS', 'AtomicLocalBackend',
+    'UnsafeCheckpointError', 'load_state_dict_file', 'load_strict', 'safe_torch_load',
+    'select_prefix', 'unwrap_state_dict', 'require', 'explain_unknown_type',
     'register_all_modules'
 ]

@@ -1,4 +1,5 @@
-"""Safe checkpoint loading and atomic checkpoint writing.
+"""Safe checkpoint loading, state-dict unwrapping and strict loading, and
+atomic checkpoint writing.
 
 torch>=2.6 loads with ``weights_only=True``, which refuses the Python objects
 mmengine pickles into checkpoints (``HistoryBuffer``, numpy scalars, ...), so
@@ -12,12 +13,13 @@ import pickle
 import re
 import tempfile
 from collections import OrderedDict
-from typing import Dict, List, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.runner import CheckpointLoader
+from torch import nn
 
 ATOMIC_BACKEND = 'mmfusion_atomic_local'
 
@@ -80,18 +82,142 @@ def safe_torch_load(path: str, map_location: Union[str, torch.device, None] = 'c
 
 def load_state_dict_file(path: str) -> Dict[str, torch.Tensor]:
     """Read a weights file (.safetensors, or a torch pickle read safely) and
-    unwrap a ``state_dict`` entry (mmengine and Lightning checkpoints)."""
+    unwrap it with :func:`unwrap_state_dict`."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'weights file not found: {path}')
     if path.endswith('.safetensors'):
         from safetensors.torch import load_file
-        return load_file(path)
-    obj = safe_torch_load(path)
-    if isinstance(obj, dict) and isinstance(obj.get('state_dict'), dict):
-        obj = obj['state_dict']
+        return unwrap_state_dict(load_file(path), path)
+    return unwrap_state_dict(safe_torch_load(path), path)
+
+
+#: Keys under which training code nests the model weights, tried in this order:
+#: mmengine / Lightning / open_clip training (``state_dict``), fairseq and
+#: generic trainers (``model``), Point-MAE (``base_model``), DeepSpeed (``module``).
+STATE_DICT_CONTAINERS = ('state_dict', 'model', 'base_model', 'module')
+_DDP_PREFIX = 'module.'
+
+
+def unwrap_state_dict(obj: object, path: str) -> Dict[str, torch.Tensor]:
+    """The flat state dict inside a loaded checkpoint.
+
+    While ``obj`` holds a dict under one of :data:`STATE_DICT_CONTAINERS`,
+    that dict is taken instead (a flat state dict maps names to tensors, so a
+    dict value is always a container). Then, if *every* key starts with
+    ``module.`` (saved from a ``DataParallel``/``DistributedDataParallel``
+    wrapper), that prefix is stripped. A ``prefix`` given to an encoder
+    (:func:`select_prefix`) applies to the keys after this unwrapping.
+
+    Raises:
+        TypeError: ``obj`` (or what it wraps) is not a dict; names ``path``.
+    """
+    for _ in range(len(STATE_DICT_CONTAINERS)):
+        if not isinstance(obj, dict):
+            break
+        inner = next((obj[k] for k in STATE_DICT_CONTAINERS if isinstance(obj.get(k), dict)),
+                     None)
+        if inner is None:
+            break
+        obj = inner
     if not isinstance(obj, dict):
         raise TypeError(f'{path} holds a {type(obj).__name__}, expected a state dict')
+    if obj and all(isinstance(k, str) and k.startswith(_DDP_PREFIX) for k in obj):
+        obj = {k[len(_DDP_PREFIX):]: v for k, v in obj.items()}
     return obj
+
+
+def _head(items: Sequence[str], n: int = 10) -> List[str]:
+    """The first ``n`` items, plus a note of how many more there are."""
+    items = list(items)
+    return items[:n] + ([f'... {len(items) - n} more'] if len(items) > n else [])
+
+
+def select_prefix(state_dict: Dict[str, torch.Tensor], prefix: Optional[str], path: str,
+                  owner: str) -> Dict[str, torch.Tensor]:
+    """Keep the keys starting with ``prefix`` and strip it (``None``/``''``:
+    everything, unchanged), e.g. ``'backbone.'`` to read an encoder out of an
+    mmfusion checkpoint of the model holding it.
+
+    Raises:
+        KeyError: no key starts with ``prefix``; names ``owner`` (the class
+            loading), ``path``, ``prefix`` and a few keys the file has.
+    """
+    if not prefix:
+        return state_dict
+    selected = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    if not selected:
+        raise KeyError(f'{owner}: no key in {path} starts with prefix {prefix!r}; '
+                       f'{len(state_dict)} keys, e.g. {_head(sorted(state_dict), 5)}')
+    return selected
+
+
+def load_strict(module: nn.Module,
+                state_dict: Dict[str, torch.Tensor],
+                path: str,
+                owner: str,
+                hint: str = '',
+                adapt: Optional[Callable[[Dict[str, torch.Tensor]], None]] = None,
+                may_miss: Optional[Callable[[str], bool]] = None) -> List[str]:
+    """``module.load_state_dict`` whose error names ``path`` and lists the
+    missing, unexpected and mis-shaped keys (at most 10 of each, with counts).
+
+    Keys are compared after the module's own load hooks ran (e.g. torch's
+    conversion of old ``weight_g``/``weight_v`` weight-norm names), as
+    ``load_state_dict`` does. Like ``load_state_dict(strict=True)``, a failed
+    load may leave the tensors that did fit loaded.
+
+    Args:
+        module: the module to load into.
+        state_dict: its keys must be exactly ``module.state_dict()``'s.
+        path: the file ``state_dict`` came from (for the message).
+        owner: the class loading (for the message).
+        hint: appended to the message, e.g. which arguments to check.
+        adapt: edits ``state_dict`` in place before shapes are compared
+            (e.g. resizing a positional embedding to the model's grid).
+        may_miss: keys for which it returns True may be absent from
+            ``state_dict``; the module keeps its values for them (e.g. fixed
+            buffers recomputed from the config).
+
+    Returns:
+        The keys that were allowed to be missing and kept their values.
+
+    Raises:
+        RuntimeError: the state dict does not fit ``module``.
+    """
+
+    def fail(details: List[str]) -> RuntimeError:
+        return RuntimeError(f'{owner}: checkpoint {path} does not fit the configured model: '
+                            + ', '.join(details) + (f'; {hint}' if hint else ''))
+
+    problems = []
+    if adapt is not None:
+        try:
+            adapt(state_dict)
+        except (RuntimeError, ValueError, AssertionError, KeyError) as e:
+            problems.append(f'adapting it to the model failed ({e})')
+    own = module.state_dict()
+    mis_shaped = sorted(k for k, v in state_dict.items()
+                        if k in own and tuple(v.shape) != tuple(own[k].shape))
+    try:
+        result = module.load_state_dict(
+            {k: v for k, v in state_dict.items() if k not in mis_shaped}, strict=False)
+    except RuntimeError as e:  # mismatches a load hook hid from the check above
+        raise fail(problems + [str(e)]) from e
+    absent = sorted(k for k in result.missing_keys if k not in mis_shaped)
+    kept = [k for k in absent if may_miss is not None and may_miss(k)]
+    missing = [k for k in absent if k not in kept]
+    unexpected = sorted(result.unexpected_keys)
+    if missing:
+        problems.append(f'{len(missing)} missing keys {_head(missing)}')
+    if unexpected:
+        problems.append(f'{len(unexpected)} unexpected keys {_head(unexpected)}')
+    if mis_shaped:
+        shapes = [f'{k}: {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}'
+                  for k in mis_shaped]
+        problems.append(f'{len(shapes)} shape mismatches (checkpoint vs model) {_head(shapes)}')
+    if problems:
+        raise fail(problems)
+    return kept
 
 
 @CheckpointLoader.register_scheme(prefixes='', force=True)

@@ -95,3 +95,64 @@ def test_getattr_beyond_history_buffer_statistics_is_refused(tmp_path):
     torch.save({'x': ReachAround()}, path)
     with pytest.raises(UnsafeCheckpointError, match="getattr\\('HistoryBuffer', '__init__'\\)"):
         safe_torch_load(str(path))
+
+
+# -- state-dict helpers shared by the encoder wrappers -------------------------
+def test_load_state_dict_file_unwraps_containers_and_ddp_prefix(tmp_path):
+    from mmfusion.utils import load_state_dict_file
+    weights = {'a.weight': torch.ones(2), 'b.bias': torch.zeros(1)}
+    layouts = {
+        'plain': weights,
+        'mmengine': dict(meta=dict(epoch=1), state_dict=weights),
+        'fairseq': dict(model=weights, cfg=dict(model=dict(_name='x')), args=None),
+        'point_mae': dict(base_model={f'module.{k}': v for k, v in weights.items()}, epoch=3),
+        'deepspeed': dict(module=weights),
+        'nested': dict(state_dict=dict(model=weights)),
+    }
+    for name, obj in layouts.items():
+        torch.save(obj, tmp_path / f'{name}.pth')
+        loaded = load_state_dict_file(str(tmp_path / f'{name}.pth'))
+        assert sorted(loaded) == sorted(weights), name
+    # 'module.' is stripped only when every key has it (DDP), not from one key.
+    mixed = {'module.x': torch.ones(1), 'y': torch.ones(1)}
+    torch.save(mixed, tmp_path / 'mixed.pth')
+    assert sorted(load_state_dict_file(str(tmp_path / 'mixed.pth'))) == ['module.x', 'y']
+    torch.save([torch.ones(1)], tmp_path / 'list.pth')
+    with pytest.raises(TypeError, match='list.pth holds a list'):
+        load_state_dict_file(str(tmp_path / 'list.pth'))
+
+
+def test_select_prefix():
+    from mmfusion.utils import select_prefix
+    sd = {'backbone.w': torch.ones(1), 'head.w': torch.zeros(1)}
+    assert select_prefix(sd, None, 'x.pth', 'Enc') is sd
+    assert list(select_prefix(sd, 'backbone.', 'x.pth', 'Enc')) == ['w']
+    with pytest.raises(KeyError, match=r"Enc: no key in x\.pth starts with prefix 'neck\.'.*"
+                                       r"backbone\.w"):
+        select_prefix(sd, 'neck.', 'x.pth', 'Enc')
+
+
+def test_load_strict_names_file_and_keys():
+    from mmfusion.utils import load_strict
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.BatchNorm1d(3))
+    good = {k: v.clone() + 1 for k, v in model.state_dict().items()}
+    assert load_strict(model, dict(good), 'w.pth', 'Enc') == []
+    assert torch.equal(model[0].weight, good['0.weight'])
+    bad = {k: v for k, v in good.items() if k != '0.bias'}
+    bad['extra'] = torch.zeros(1)
+    with pytest.raises(RuntimeError, match=r"Enc: checkpoint w\.pth does not fit.*1 missing keys "
+                                           r"\['0\.bias'\], 1 unexpected keys \['extra'\]; hint"):
+        load_strict(model, bad, 'w.pth', 'Enc', hint='hint')
+    shaped = dict(good, **{'0.weight': torch.zeros(4, 2)})
+    with pytest.raises(RuntimeError, match=r'1 shape mismatches.*0\.weight: \(4, 2\) vs \(3, 2\)'):
+        load_strict(model, shaped, 'w.pth', 'Enc')
+    # Allowed-missing keys keep the module's values and are returned.
+    partial = {k: v for k, v in good.items() if not k.startswith('1.')}
+    kept = load_strict(model, partial, 'w.pth', 'Enc', may_miss=lambda k: k.startswith('1.'))
+    # (torch's BatchNorm load hook fills a missing num_batches_tracked itself.)
+    assert kept == ['1.bias', '1.running_mean', '1.running_var', '1.weight']
+    assert torch.equal(model[1].weight, good['1.weight'])  # kept from the earlier load
+    # Long key lists are capped, with a count of the rest.
+    wide = torch.nn.ModuleList([torch.nn.Linear(1, 1) for _ in range(30)])
+    with pytest.raises(RuntimeError, match=r'60 missing keys \[.*\.\.\. 50 more'):
+        load_strict(wide, {}, 'w.pth', 'Enc')

@@ -5,6 +5,7 @@ from mmengine.model import BaseDataPreprocessor
 from torch import Tensor
 
 from mmfusion.registry import MODELS
+from ..utils import pad_sequences
 
 
 @MODELS.register_module()
@@ -42,16 +43,11 @@ class AudioDataPreprocessor(BaseDataPreprocessor):
             ``data`` has them.
         """
         data = self.cast_data(data)
-        waves = self._as_list(data['inputs'])
-        lengths = torch.tensor([w.shape[0] for w in waves], dtype=torch.long, device=self.device)
-        batch = waves[0].new_full((len(waves), int(lengths.max())), self.pad_value,
-                                  dtype=torch.float32)
-        for i, wave in enumerate(waves):
-            wave = wave.float()
-            if self.normalize:
-                # Population variance over the valid part only, like transformers.
-                wave = (wave - wave.mean()) / torch.sqrt(wave.var(unbiased=False) + self.EPS)
-            batch[i, :wave.shape[0]] = wave
+        waves = [wave.float() for wave in self._as_list(data['inputs'])]
+        if self.normalize:
+            # Population variance over the valid part only, like transformers.
+            waves = [(w - w.mean()) / torch.sqrt(w.var(unbiased=False) + self.EPS) for w in waves]
+        batch, lengths = pad_sequences(waves, self.pad_value)
         out = dict(inputs=batch, lengths=lengths)
         if 'data_samples' in data:
             out['data_samples'] = data['data_samples']

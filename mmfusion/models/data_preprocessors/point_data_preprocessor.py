@@ -5,6 +5,7 @@ from mmengine.model import BaseDataPreprocessor
 from torch import Tensor
 
 from mmfusion.registry import MODELS
+from ..utils import pad_sequences
 
 
 @MODELS.register_module()
@@ -105,10 +106,7 @@ class PointDataPreprocessor(BaseDataPreprocessor):
             if self.num_points is not None:
                 cloud = cloud[self._resample_index(cloud.shape[0], training).to(cloud.device)]
             clouds.append(cloud)
-        lengths = torch.tensor([c.shape[0] for c in clouds], dtype=torch.long)
-        batch = clouds[0].new_zeros(len(clouds), int(lengths.max()), clouds[0].shape[1])
-        for i, cloud in enumerate(clouds):
-            batch[i, :cloud.shape[0]] = cloud
+        batch, lengths = pad_sequences(clouds, 0.0)
         out = dict(inputs=self.cast_data(batch), lengths=self.cast_data(lengths))
         if data.get('data_samples') is not None:
             out['data_samples'] = self.cast_data(data['data_samples'])

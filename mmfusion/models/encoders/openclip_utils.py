@@ -3,17 +3,18 @@
 open_clip builds a CLIP model as two towers (``visual`` and the text tower)
 from one config dict. The wrappers build only the tower they need (a text
 encoder for ViT-bigG should not allocate the 1.8B-parameter image tower), read
-open_clip's checkpoint formats and load the tower's subset strictly.
+open_clip's checkpoint formats; each wrapper loads its tower's subset with
+:func:`mmfusion.utils.load_strict`.
 """
 import copy
 import difflib
 import warnings
 from types import ModuleType
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from torch import Tensor, nn
 
-from mmfusion.utils import load_state_dict_file
+from mmfusion.utils import load_state_dict_file, select_prefix
 from mmfusion.utils.dependency import require
 
 # open_clip's default (OpenAI) preprocessing, used when nothing else is known.
@@ -142,8 +143,9 @@ def read_openclip_checkpoint(path: str, prefix: Optional[str], user: str) -> Dic
 
     Accepts a plain state dict (``.pt``/``.bin``/``.pth``/``.safetensors``),
     open_clip's training checkpoint (``{'state_dict': ...}`` with DDP's
-    ``module.`` prefix) and mmengine checkpoints. ``prefix`` keeps only the
-    keys starting with it and strips it (``'image_encoder.'`` for an mmfusion
+    ``module.`` prefix) and mmengine checkpoints (unwrapped by
+    :func:`~mmfusion.utils.unwrap_state_dict`). ``prefix`` keeps only the keys
+    starting with it and strips it (``'image_encoder.'`` for an mmfusion
     model holding the wrapper under that name).
     """
     try:
@@ -154,46 +156,7 @@ def read_openclip_checkpoint(path: str, prefix: Optional[str], user: str) -> Dic
                                '.pt); save torch.jit.load(path).state_dict() to a file and '
                                'load that') from e
         raise
-    if prefix:
-        state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-        if not state_dict:
-            raise KeyError(f'{user}: no key in {path} starts with prefix {prefix!r}')
-    if state_dict and all(k.startswith('module.') for k in state_dict):
-        state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
-    return state_dict
-
-
-def load_strict(module: nn.Module, state_dict: Dict[str, Tensor], path: str, user: str,
-                hint: str = '',
-                adapt: Optional[Callable[[Dict[str, Tensor]], None]] = None) -> None:
-    """``load_state_dict`` that names ``path`` on missing, unexpected or
-    mis-shaped keys. ``adapt`` edits the state dict in place once the key sets
-    agree (e.g. open_clip's positional-embedding resizing)."""
-    own = module.state_dict()
-
-    def fail(detail: str) -> RuntimeError:
-        return RuntimeError(f'{user}: checkpoint {path} does not fit the configured model{hint}: '
-                            f'{detail}; check model_name/model_cfg and prefix')
-
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
-    if missing or unexpected:
-        raise fail(f'{len(missing)} missing keys {_head(missing)}, '
-                   f'{len(unexpected)} unexpected keys {_head(unexpected)}')
-    if adapt is not None:
-        try:
-            adapt(state_dict)
-        except (RuntimeError, ValueError, AssertionError) as e:
-            raise fail(f'resizing its positional embedding failed ({e})') from e
-    mis_shaped = [f'{k}: {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}'
-                  for k in sorted(own) if state_dict[k].shape != own[k].shape]
-    if mis_shaped:
-        raise fail(f'{len(mis_shaped)} shape mismatches (checkpoint vs model) {_head(mis_shaped)}')
-    module.load_state_dict(state_dict, strict=True)
-
-
-def _head(items: List[str], n: int = 8) -> List[str]:
-    return items[:n] + ([f'... {len(items) - n} more'] if len(items) > n else [])
+    return select_prefix(state_dict, prefix, path, user)
 
 
 def normalize_indices(indices: Sequence[int], num: int, what: str, user: str) -> List[int]:

@@ -224,14 +224,30 @@ def test_point_mae_outputs_and_masking():
     out = model(x)
     assert out['tokens'].shape == (2, 12, 32) and out['centers'].shape == (2, 12, 3)
     assert out['groups'].shape == (2, 12, 8, 3) and out['pooled'].shape == (2, 64)
-    assert 'mask' not in out
+    assert 'hidden_mask' not in out
     # Groups are neighbourhoods of their centre: centre itself is the nearest (offset 0).
     assert out['groups'][:, :, 0].abs().max() == 0
     mae = _tiny(PointMAEEncoder, mask_ratio=0.6, frozen=False)
+    assert mae.training
     out = mae(x)
-    assert out['mask'].shape == (2, 12) and out['mask'].sum(1).tolist() == [7, 7]
+    assert out['hidden_mask'].shape == (2, 12) and out['hidden_mask'].sum(1).tolist() == [7, 7]
     assert out['tokens'].shape == (2, 5, 32) and out['pooled'].shape == (2, 32)
-    assert 'mask' not in mae(x, masking=False)
+    assert 'hidden_mask' not in mae(x, masking=False)
+
+
+def test_point_mae_masks_only_in_training_by_default():
+    x = torch.rand(2, 50, 3)
+    mae = _tiny(PointMAEEncoder, mask_ratio=0.6, frozen=False).eval()
+    with torch.no_grad():
+        first, second = mae(x), mae(x)
+        forced = mae(x, masking=True)
+    # Evaluation is deterministic: every group is encoded, nothing hidden.
+    assert 'hidden_mask' not in first and first['tokens'].shape == (2, 12, 32)
+    assert torch.equal(first['pooled'], second['pooled'])
+    assert forced['hidden_mask'].sum(1).tolist() == [7, 7] and forced['tokens'].shape[1] == 5
+    # A frozen encoder stays in eval mode, so it never masks by default.
+    frozen = _tiny(PointMAEEncoder, mask_ratio=0.6).train()
+    assert 'hidden_mask' not in frozen(x)
     with pytest.raises(ValueError, match='needs cls_token=True'):
         PointMAEEncoder(pool='cls')
 
@@ -288,10 +304,14 @@ def test_point_mae_loads_upstream_checkpoints(tmp_path):
                    checkpoint=str(tmp_path / 'finetune.pth'))
     with torch.no_grad():
         torch.testing.assert_close(loaded(x)['pooled'], src.eval()(x)['pooled'])
-    with pytest.raises(ValueError, match=r'finetune\.pth: encoder\.second_conv\.3\.weight'):
+    with pytest.raises(RuntimeError, match=r'PointMAEEncoder: checkpoint .*finetune\.pth does not '
+                                           r'fit.*shape mismatches.*embed_dims'):
         _tiny(PointMAEEncoder, embed_dims=16, checkpoint=str(tmp_path / 'finetune.pth'))
-    with pytest.raises(KeyError, match=r'lacks PointMAEEncoder weights.*blocks\.blocks\.2'):
+    with pytest.raises(RuntimeError, match=r'finetune\.pth.*missing keys.*blocks\.blocks\.2'):
         _tiny(PointMAEEncoder, depth=3, checkpoint=str(tmp_path / 'finetune.pth'))
+    with pytest.raises(KeyError, match=r"PointMAEEncoder: no key in .*finetune\.pth starts with "
+                                       r"prefix 'backbone\.'"):
+        _tiny(PointMAEEncoder, checkpoint=str(tmp_path / 'finetune.pth'), prefix='backbone.')
 
 
 def test_pointnet2_checkpoint_round_trip(tmp_path):
@@ -302,9 +322,11 @@ def test_pointnet2_checkpoint_round_trip(tmp_path):
     x = torch.rand(2, 40, 3)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x)['pooled'], src.eval()(x)['pooled'])
-    with pytest.raises(RuntimeError, match='epoch_1.pth do not fit'):
+    with pytest.raises(RuntimeError, match=r'epoch_1\.pth does not fit.*shape mismatches'):
         _tiny(PointNet2SSG, global_mlp=(32, 64), checkpoint=str(tmp_path / 'epoch_1.pth'),
               prefix='backbone.')
+    with pytest.raises(KeyError, match=r"PointNet2SSG: no key in .*epoch_1\.pth.*'neck\.'"):
+        _tiny(PointNet2SSG, checkpoint=str(tmp_path / 'epoch_1.pth'), prefix='neck.')
 
 
 def test_file_to_encoder_pipeline(tmp_path):

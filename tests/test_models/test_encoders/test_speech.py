@@ -240,7 +240,8 @@ def test_mmfusion_checkpoint_with_prefix(tmp_path):
     wave = torch.randn(1, 2000)
     with torch.no_grad():
         assert _max_diff(enc(wave)['feats'][-1], ref.extract_features(wave)[0][-1]) <= ATOL
-    with pytest.raises(KeyError, match='prefix'):
+    with pytest.raises(KeyError, match=r"Wav2Vec2Encoder: no key in .*epoch_1\.pth starts with "
+                                       r"prefix 'nothing\.'.*speech\.model\."):
         Wav2Vec2Encoder(arch=TINY, checkpoint=path, prefix='nothing.')
 
 
@@ -341,10 +342,32 @@ def test_conformer_shapes_and_checkpoint(tmp_path):
         assert _max_diff(loaded(wave, torch.tensor([4000, 2400]))['last'], out['last']) == 0
     torch.save({k[len('speech.'):]: v for k, v in state.items()
                 if 'conformer_layers.1' not in k}, path)
-    with pytest.raises(RuntimeError, match=r'conformer\.pth.*missing'):
+    with pytest.raises(RuntimeError, match=r'conformer\.pth.*missing keys.*conformer_layers\.1'):
         ConformerEncoder(**TINY_CONFORMER, checkpoint=path)
+    with pytest.raises(KeyError, match=r"ConformerEncoder: no key in .*conformer\.pth.*'speech\.'"):
+        ConformerEncoder(**TINY_CONFORMER, checkpoint=path, prefix='speech.')
     with pytest.raises(ValueError, match='too short'):
         enc(torch.randn(1, 800))
+
+
+@pytest.mark.parametrize('dtype', ['bf16', 'fp16'])
+def test_conformer_frozen_dtype_keeps_float32_frontend(dtype):
+    torch.manual_seed(0)
+    ref = ConformerEncoder(**TINY_CONFORMER, frozen=True)
+    low = ConformerEncoder(**TINY_CONFORMER, frozen=True, frozen_dtype=dtype)
+    low.load_state_dict(ref.state_dict())
+    low_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}[dtype]
+    assert low.conformer.conformer_layers[0].ffn1.sequential[1].weight.dtype == low_dtype
+    # The window and filterbank stay float32 and unrounded.
+    for k, v in low.frontend.state_dict().items():
+        assert v.dtype == torch.float32 and torch.equal(v, ref.frontend.state_dict()[k]), k
+    wave, lengths = torch.randn(2, 4000), torch.tensor([4000, 2400])
+    with torch.no_grad():
+        out, expected = low(wave, lengths), ref(wave, lengths)
+    assert out['last'].dtype == torch.float32 and out['lengths'].tolist() == [5, 3]
+    assert torch.equal(out['padding_mask'], expected['padding_mask'])
+    valid = ~expected['padding_mask']
+    assert _max_diff(out['last'][valid], expected['last'][valid]) <= 0.1
 
 
 # -- data preprocessor -------------------------------------------------------

@@ -13,6 +13,8 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from ...utils import lengths_to_padding_mask
+
 
 def _valid_mask(xyz: Tensor, lengths: Optional[Tensor]) -> Optional[Tensor]:
     """(B, N) bool of real points, or ``None`` when nothing is padded."""
@@ -25,7 +27,7 @@ def _valid_mask(xyz: Tensor, lengths: Optional[Tensor]) -> Optional[Tensor]:
                          f'got {tuple(lengths.shape)}')
     if bool((lengths < 1).any()) or bool((lengths > N).any()):
         raise ValueError(f'lengths must lie in [1, {N}] (the padded size), got {lengths.tolist()}')
-    return torch.arange(N, device=xyz.device)[None] < lengths[:, None]
+    return ~lengths_to_padding_mask(lengths, N)
 
 
 def _check_xyz(xyz: Tensor, name: str = 'xyz') -> None:

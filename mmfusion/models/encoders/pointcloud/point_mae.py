@@ -12,7 +12,7 @@ from mmengine.logging import print_log
 from torch import Tensor, nn
 
 from mmfusion.registry import MODELS
-from mmfusion.utils import load_state_dict_file
+from mmfusion.utils import load_state_dict_file, load_strict, select_prefix
 from ..base_encoder import BaseEncoder
 from .ops import farthest_point_sample, gather_points, knn_group
 
@@ -154,7 +154,8 @@ class PointMAEEncoder(BaseEncoder):
             is (B, 2C)).
         mask_ratio: fraction of groups hidden from the transformer for MAE
             pre-training (Point-MAE: 0.6); each cloud hides exactly
-            ``int(mask_ratio * G)`` groups chosen uniformly at random.
+            ``int(mask_ratio * G)`` groups chosen uniformly at random. Only
+            in training mode unless ``forward(masking=True)``.
         checkpoint: a weights file: Point-MAE's pre-training or fine-tuning
             checkpoint (``base_model`` with ``MAE_encoder.`` keys or bare
             keys, ``module.`` prefixes allowed), a bare state dict, or an
@@ -232,45 +233,27 @@ class PointMAEEncoder(BaseEncoder):
         """Load Point-MAE-style weights (see ``checkpoint`` in the class doc).
 
         Raises:
-            KeyError: no key of this encoder (or of ``prefix``) is in ``path``,
-                or encoder keys are missing.
-            ValueError: a tensor's shape does not fit this configuration.
+            KeyError: no key of this encoder (or of ``prefix``) is in ``path``.
+            RuntimeError: encoder keys are missing or have another shape than
+                this configuration's.
         """
-        state = load_state_dict_file(path)
-        for wrapper in ('base_model', 'model'):  # Point-MAE / generic trainers
-            if isinstance(state.get(wrapper), dict):
-                state = state[wrapper]
-                break
-        state = {k[len('module.'):] if k.startswith('module.') else k: v
-                 for k, v in state.items()}
-        if prefix:
-            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-            if not state:
-                raise KeyError(f'no key in {path} starts with prefix {prefix!r}')
+        owner = type(self).__name__
+        # load_state_dict_file unwraps base_model / model and DataParallel's module.
+        state = select_prefix(load_state_dict_file(path), prefix, path, owner)
         if any(k.startswith('MAE_encoder.') for k in state):  # pre-training checkpoint
-            state = {k[len('MAE_encoder.'):]: v for k, v in state.items()
-                     if k.startswith('MAE_encoder.')}
+            state = select_prefix(state, 'MAE_encoder.', path, owner)
         own = self.state_dict()
         used = {k: v for k, v in state.items() if k in own}
         if not used:
-            raise KeyError(f'{path} holds no PointMAEEncoder weights (expected keys such as '
+            raise KeyError(f'{path} holds no {owner} weights (expected keys such as '
                            f'encoder.first_conv.0.weight, optionally under base_model / '
                            f'MAE_encoder.); some keys: {list(state)[:8]}')
-        for k, v in used.items():
-            if tuple(v.shape) != tuple(own[k].shape):
-                raise ValueError(f'{path}: {k} has shape {tuple(v.shape)} but this '
-                                 f'PointMAEEncoder expects {tuple(own[k].shape)} '
-                                 '(check embed_dims / depth / group settings)')
-        optional = ('cls_token', 'cls_pos')
-        missing = [k for k in own if k not in used and not k.endswith('num_batches_tracked')
-                   and k not in optional]
-        if missing:
-            raise KeyError(f'{path} lacks PointMAEEncoder weights {missing[:8]} '
-                           f'({len(missing)} in all; check depth)')
-        self.load_state_dict(used, strict=False)
+        # Pre-training checkpoints have no cls token: it keeps its random init.
+        kept_init = load_strict(self, used, path, owner,
+                                hint='check embed_dims / depth / group settings',
+                                may_miss=lambda k: k in ('cls_token', 'cls_pos'))
         skipped = sorted(k for k in state if k not in own)
-        kept_init = [k for k in optional if k in own and k not in used]
-        print_log(f'PointMAEEncoder: loaded {len(used)} tensors from {path}; ignored '
+        print_log(f'{owner}: loaded {len(used)} tensors from {path}; ignored '
                   f'{len(skipped)} keys of other heads {skipped[:4]}; random init kept for '
                   f'{kept_init}', logger='current')
 
@@ -302,7 +285,8 @@ class PointMAEEncoder(BaseEncoder):
             points: (B, N, 3+) clouds, padded (see ``PointDataPreprocessor``).
             lengths: (B,) real points per cloud (``points_lengths`` from the
                 preprocessor); padded points are never grouped.
-            masking: hide random groups; default: when ``mask_ratio > 0``.
+            masking: hide random groups; default: when ``mask_ratio > 0``
+                and in training mode (so evaluation is deterministic).
 
         Returns:
             dict with
@@ -313,22 +297,25 @@ class PointMAEEncoder(BaseEncoder):
             - ``groups``: (B, G, K, 3) neighbourhoods relative to their
               centre (the MAE reconstruction target);
             - ``pooled``: (B, C) per ``pool`` ((B, 2C) for ``'cls+max'``);
-            - ``mask``: (B, G) bool, True = hidden; only when masking.
+            - ``hidden_mask``: (B, G) bool, True = group hidden from the
+              transformer; only when masking. (Unlike the text encoders'
+              ``mask``, True does not mean valid.)
         """
         if points.dim() != 3 or points.shape[-1] < 3:
             raise ValueError('PointMAEEncoder expects points (B, N, 3+), got '
                              f'{tuple(points.shape)}')
-        masking = self.mask_ratio > 0 if masking is None else masking
+        if masking is None:
+            masking = self.mask_ratio > 0 and self.training
         dtype = self.pos_embed[0].weight.dtype
         groups, centers = self.group(points, lengths)
         tokens = self.encoder(groups.to(dtype))
         pos = self.pos_embed(centers.to(dtype))
         B, _, C = tokens.shape
-        mask = None
+        hidden = None
         if masking:
-            mask = self.random_mask(B, tokens.device)
-            tokens = tokens[~mask].reshape(B, -1, C)
-            pos = pos[~mask].reshape(B, -1, C)
+            hidden = self.random_mask(B, tokens.device)
+            tokens = tokens[~hidden].reshape(B, -1, C)
+            pos = pos[~hidden].reshape(B, -1, C)
         if self.cls_token is not None:
             tokens = torch.cat([self.cls_token.expand(B, -1, -1), tokens], dim=1)
             pos = torch.cat([self.cls_pos.expand(B, -1, -1), pos], dim=1)
@@ -345,6 +332,6 @@ class PointMAEEncoder(BaseEncoder):
         else:
             pooled = torch.cat([cls, x.max(1)[0]], dim=-1)
         out = dict(tokens=x, centers=centers, groups=groups, pooled=pooled)
-        if mask is not None:
-            out['mask'] = mask
+        if hidden is not None:
+            out['hidden_mask'] = hidden
         return out

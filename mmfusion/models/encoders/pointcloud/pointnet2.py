@@ -6,7 +6,7 @@ from mmengine.logging import print_log
 from torch import Tensor, nn
 
 from mmfusion.registry import MODELS
-from mmfusion.utils import load_state_dict_file
+from mmfusion.utils import load_state_dict_file, load_strict, select_prefix
 from ..base_encoder import BaseEncoder
 from .ops import ball_query, farthest_point_sample, gather_points
 
@@ -116,16 +116,9 @@ class PointNet2SSG(BaseEncoder):
 
     def load_checkpoint(self, path: str, prefix: Optional[str] = None) -> None:
         """Load a state dict of this module from ``path`` (strict)."""
-        state = load_state_dict_file(path)
-        if prefix:
-            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-            if not state:
-                raise KeyError(f'no key in {path} starts with prefix {prefix!r}')
-        try:
-            self.load_state_dict(state)
-        except RuntimeError as e:  # missing/unexpected keys or shape mismatches
-            raise RuntimeError(f'PointNet2SSG weights in {path} do not fit this configuration: '
-                               f'{str(e)[:500]}') from e
+        owner = type(self).__name__
+        state = select_prefix(load_state_dict_file(path), prefix, path, owner)
+        load_strict(self, state, path, owner, hint='check the level settings and `prefix`')
         print_log(f'PointNet2SSG: loaded {len(state)} tensors from {path}', logger='current')
 
     def forward(self, points: Tensor, lengths: Optional[Tensor] = None) -> Dict[str, object]:

@@ -4,7 +4,7 @@ import torch
 from torch import Tensor, nn
 
 from mmfusion.registry import MODELS
-from mmfusion.utils import load_state_dict_file
+from mmfusion.utils import load_state_dict_file, load_strict, select_prefix
 from mmfusion.utils.dependency import require
 from ..base_encoder import BaseEncoder
 from .log_mel import LogMelFrontend
@@ -66,7 +66,9 @@ class ConformerEncoder(BaseEncoder):
         prefix: keep only keys starting with it (and strip it).
         frozen: trainable by default, unlike pretrained encoders.
         **kwargs: other :class:`BaseEncoder` options (``trainable_modules``,
-            ``lora``, ``frozen_dtype``, ``init_cfg``).
+            ``lora``, ``frozen_dtype``, ``init_cfg``). With ``frozen_dtype``
+            the log-mel frontend still computes in float32 (its features are
+            cast before the subsampling convolutions).
 
     The convolution modules of torchaudio's Conformer see padded frames, so
     valid frames of a padded batch differ (slightly) from the utterance
@@ -104,17 +106,24 @@ class ConformerEncoder(BaseEncoder):
 
     def load_checkpoint(self, path: str, prefix: Optional[str] = None) -> None:
         """Load a state dict of this module (see ``checkpoint``)."""
-        state_dict = load_state_dict_file(path)
-        if prefix:
-            state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-            if not state_dict:
-                raise KeyError(f'no key in {path} starts with prefix {prefix!r}')
-        result = self.load_state_dict(state_dict, strict=False)
+        owner = type(self).__name__
+        state_dict = select_prefix(load_state_dict_file(path), prefix, path, owner)
         # The frontend's buffers are recomputed from its config, not learned.
-        missing = [k for k in result.missing_keys if not k.startswith('frontend.')]
-        if missing or result.unexpected_keys:
-            raise RuntimeError(f'Conformer weights in {path} do not fit this ConformerEncoder: '
-                               f'missing {missing[:8]}, unexpected {result.unexpected_keys[:8]}')
+        load_strict(self, state_dict, path, owner, hint='check the Conformer arguments',
+                    may_miss=lambda key: key.startswith('frontend.'))
+
+    def _apply_freeze(self) -> None:
+        # The log-mel frontend computes in float32 (see LogMelFrontend); keep
+        # its window and filterbank out of the frozen_dtype cast, unrounded.
+        fixed = {k: v.clone() for k, v in self.frontend.state_dict().items()}
+        super()._apply_freeze()
+        if self.frozen_dtype is not None:
+            self.frontend.float().load_state_dict(fixed)
+
+    def _cast_inputs_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple:
+        # Waveforms go to the float32 frontend as they are; forward casts the
+        # log-mel features to the frozen dtype.
+        return args, kwargs
 
     def forward(self, wave: Tensor, lengths: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """Encode a padded waveform batch.
@@ -132,7 +141,8 @@ class ConformerEncoder(BaseEncoder):
         if bool((self.subsampling.num_frames(mel['lengths']) < 1).any()):
             raise ValueError(f'ConformerEncoder: input too short, {mel["lengths"].tolist()} mel '
                              'frames leave no frame after 4x subsampling (7 needed)')
-        x, frame_lengths = self.subsampling(mel['feats'], mel['lengths'])
+        feats = mel['feats'].to(self.subsampling.out.weight.dtype)  # frozen_dtype
+        x, frame_lengths = self.subsampling(feats, mel['lengths'])
         # torchaudio's Conformer sizes its padding mask by lengths.max().
         x = x[:, :int(frame_lengths.max())]
         x, frame_lengths = self.conformer(x, frame_lengths)

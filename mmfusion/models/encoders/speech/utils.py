@@ -1,22 +1,10 @@
 """Helpers shared by the speech encoders."""
-from typing import Optional
-
 import torch
 from torch import Tensor
 
+from ...utils import lengths_to_padding_mask
 
-def lengths_to_padding_mask(lengths: Tensor, max_len: Optional[int] = None) -> Tensor:
-    """Valid lengths ``(B,)`` -> padding mask ``(B, max_len)``, True at padding.
-
-    ``max_len`` defaults to ``lengths.max()``; pass the padded length of the
-    features so the mask matches them even when every item is shorter.
-    """
-    if lengths.dim() != 1:
-        raise ValueError(f'lengths must be 1-D (B,), got shape {tuple(lengths.shape)}')
-    if max_len is None:
-        max_len = int(lengths.max()) if lengths.numel() else 0
-    steps = torch.arange(max_len, device=lengths.device)
-    return steps[None, :] >= lengths[:, None]
+__all__ = ['full_lengths', 'lengths_to_padding_mask']
 
 
 def full_lengths(batch: Tensor) -> Tensor:

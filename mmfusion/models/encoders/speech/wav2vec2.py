@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from mmfusion.registry import MODELS
-from mmfusion.utils import load_state_dict_file
+from mmfusion.utils import load_state_dict_file, load_strict, select_prefix
 from mmfusion.utils.dependency import require
 from ..base_encoder import BaseEncoder
 from .utils import full_lengths, lengths_to_padding_mask
@@ -158,21 +158,13 @@ class Wav2Vec2Encoder(BaseEncoder):
         """Load a torchaudio, fairseq or prefixed mmfusion weights file."""
         # Older fairseq checkpoints pickle their options as an argparse.Namespace.
         with torch.serialization.safe_globals([argparse.Namespace]):
-            state_dict = load_state_dict_file(path)
-        if isinstance(state_dict.get('model'), dict):  # fairseq: {'model', 'cfg'/'args', ...}
-            state_dict = state_dict['model']
-        if prefix:
-            state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-            if not state_dict:
-                raise KeyError(f'no key in {path} starts with prefix {prefix!r}')
+            state_dict = load_state_dict_file(path)  # fairseq: {'model', 'cfg'/'args', ...}
+        owner = type(self).__name__
+        state_dict = select_prefix(state_dict, prefix, path, owner)
         if not _is_torchaudio_layout(state_dict):
             state_dict = _fairseq_to_torchaudio(state_dict, path)
         state_dict = {k: v for k, v in state_dict.items() if not _HEAD_KEYS.match(k)}
-        try:
-            self.model.load_state_dict(state_dict)
-        except RuntimeError as e:  # missing/unexpected keys or shape mismatches
-            raise RuntimeError(f'wav2vec2 weights in {path} do not fit the configured arch '
-                               f'(check `arch`): {str(e)[:500]}') from e
+        load_strict(self.model, state_dict, path, owner, hint='check `arch` and `prefix`')
 
     @property
     def embed_dim(self) -> int:

@@ -6,8 +6,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmfusion.registry import MODELS
+from mmfusion.utils import load_strict
 from ..base_encoder import BaseEncoder
-from ..openclip_utils import (build_tower, import_open_clip, is_custom_text, load_strict,
+from ..openclip_utils import (build_tower, import_open_clip, is_custom_text,
                               read_openclip_checkpoint, resolve_model_cfg)
 from .prompt_templates import Template, fill_templates, get_templates
 
@@ -127,7 +128,8 @@ class OpenCLIPTextEncoder(BaseEncoder):
         own = self.state_dict()
         # transformers>=4.31 no longer stores position_ids (open_clip drops them too).
         text = {k: v for k, v in text.items() if not k.endswith('position_ids') or k in own}
-        load_strict(self, text, path, name, adapt=lambda sd: resize_text_pos_embed(sd, self))
+        load_strict(self, text, path, name, hint='check model_name/model_cfg and prefix',
+                    adapt=lambda sd: resize_text_pos_embed(sd, self))
 
     # -- forward -----------------------------------------------------------
     def tokenize(self, texts: Union[str, Sequence[str]]) -> Tensor:

@@ -4,7 +4,7 @@ from typing import Dict, Optional, Tuple
 from torch import Tensor
 
 from mmfusion.registry import MODELS
-from mmfusion.utils import load_state_dict_file
+from mmfusion.utils import load_state_dict_file, load_strict, select_prefix
 from mmfusion.utils.dependency import require
 from ..base_encoder import BaseEncoder
 
@@ -61,19 +61,13 @@ class DiffusersKLVAE(BaseEncoder):
 
     def load_weights(self, path: str, prefix: Optional[str] = None) -> None:
         """Load a single weights file in LDM or diffusers layout (see class doc)."""
-        state_dict = load_state_dict_file(path)
-        if prefix:
-            state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-            if not state_dict:
-                raise KeyError(f'no key in {path} starts with prefix {prefix!r}')
+        owner = type(self).__name__
+        state_dict = select_prefix(load_state_dict_file(path), prefix, path, owner)
         if _is_ldm_layout(state_dict):
             from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
             state_dict = convert_ldm_vae_checkpoint(state_dict, dict(self.vae.config))
-        try:
-            self.vae.load_state_dict(state_dict)
-        except RuntimeError as e:  # missing/unexpected keys or shape mismatches
-            raise RuntimeError(f'VAE weights in {path} do not fit the configured AutoencoderKL '
-                               f'(check `config`): {str(e)[:500]}') from e
+        load_strict(self.vae, state_dict, path, owner,
+                    hint='check `config` (the AutoencoderKL arguments) and `prefix`')
 
     def encode(self, img: Tensor) -> Tuple[Tensor, Tensor]:
         """Image in [-1, 1] -> scaled posterior (mean, std), each (B, C, h, w)."""

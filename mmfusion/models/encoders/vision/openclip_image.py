@@ -6,9 +6,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmfusion.registry import MODELS
+from mmfusion.utils import load_strict
 from ..base_encoder import BaseEncoder
-from ..openclip_utils import (build_tower, import_open_clip, load_strict, normalize_indices,
-                              read_openclip_checkpoint, resolve_model_cfg, take_in_order)
+from ..openclip_utils import (build_tower, normalize_indices, read_openclip_checkpoint,
+                              resolve_model_cfg, take_in_order)
 
 
 @MODELS.register_module()
@@ -58,7 +59,6 @@ class OpenCLIPImageEncoder(BaseEncoder):
                  **kwargs) -> None:
         super().__init__(**kwargs)
         name = type(self).__name__
-        import_open_clip(name)
         cfg, preprocess = resolve_model_cfg(name, model_name, model_cfg, pretrained_tag)
         self.visual = build_tower(cfg, 'visual', name)
         self.embed_dim = int(cfg['embed_dim'])
@@ -101,10 +101,10 @@ class OpenCLIPImageEncoder(BaseEncoder):
         name = type(self).__name__
         state_dict = read_openclip_checkpoint(path, prefix, name)
         visual = {k: v for k, v in state_dict.items() if k.startswith('visual.')}
-        hint = ''
+        hint = 'check model_name/model_cfg and prefix'
         if not visual:
             visual = {f'visual.{k}': v for k, v in state_dict.items()}
-            hint = ' (it has no visual.* key, so it was read as a bare image-tower state dict)'
+            hint += ' (it has no visual.* key, so it was read as a bare image-tower state dict)'
         # open_clip's own loader interpolates a ViT grid of another size.
         load_strict(self, visual, path, name, hint, adapt=lambda sd: resize_pos_embed(sd, self))
 

@@ -5,7 +5,7 @@ from typing import Dict, List, Optional, Union
 from torch import Tensor, nn
 
 from mmfusion.registry import MODELS
-from mmfusion.utils import load_state_dict_file
+from mmfusion.utils import load_state_dict_file, load_strict, select_prefix
 from mmfusion.utils.dependency import require
 from ..base_encoder import BaseEncoder
 
@@ -130,22 +130,14 @@ class SAMImageEncoder(BaseEncoder):
 
     def load_checkpoint(self, path: str, prefix: Optional[str] = None) -> None:
         """Load SAM image-encoder weights strictly (formats: see class doc)."""
-        state_dict = load_state_dict_file(path)
-        if prefix:
-            state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-            if not state_dict:
-                raise KeyError(f'SAMImageEncoder: no key in {path} starts with prefix {prefix!r}')
+        owner = type(self).__name__
+        state_dict = select_prefix(load_state_dict_file(path), prefix, path, owner)
         # A full Sam (official release) or this wrapper's own state dict.
         if any(k.startswith(_SAM_PREFIX) for k in state_dict):
-            state_dict = {k[len(_SAM_PREFIX):]: v for k, v in state_dict.items()
-                          if k.startswith(_SAM_PREFIX)}
-        try:
-            self.image_encoder.load_state_dict(state_dict)
-        except RuntimeError as e:  # missing/unexpected keys or shape mismatches
-            raise RuntimeError(
-                f'SAMImageEncoder: the weights in {path} do not fit arch={self.arch} with '
-                f'img_size={self.img_size}; the checkpoint has {_checkpoint_summary(state_dict)}. '
-                f'Details: {str(e)[:500]}') from e
+            state_dict = select_prefix(state_dict, _SAM_PREFIX, path, owner)
+        load_strict(self.image_encoder, state_dict, path, owner,
+                    hint=f'configured arch={self.arch} with img_size={self.img_size}, but the '
+                    f'checkpoint has {_checkpoint_summary(state_dict)}')
 
     def forward(self, img: Tensor) -> Dict[str, Union[Tensor, List[Tensor]]]:
         """Encode normalised images.
