@@ -23,6 +23,17 @@ def _drop_missing_weights(cfg):
             _drop_missing_weights(value)
 
 
+def _input_size(cfg) -> tuple:
+    """The image size the config's test pipeline resizes to (32x32 without one)."""
+    loader = cfg.get('test_dataloader') or {}
+    dataset = loader.get('dataset', {})
+    dataset = dataset.get('datasets', [dataset])[0]
+    for t in dataset.get('pipeline', []):
+        if t['type'] == 'Resize' and not t.get('keep_ratio', False):
+            return tuple(t['scale'])[::-1]
+    return (32, 32)
+
+
 CONFIGS = sorted(p for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
                  if '_base_' not in p)
 
@@ -44,5 +55,5 @@ def test_config_builds_and_runs_forward(path):
     _drop_missing_weights(model_cfg)
     model = MODELS.build(model_cfg).eval()
     with torch.no_grad():
-        out = model(dict(img=torch.rand(1, 3, 32, 32) * 2 - 1), mode='tensor')
+        out = model(dict(img=torch.rand(1, 3, *_input_size(cfg)) * 2 - 1), mode='tensor')
     assert out is not None
