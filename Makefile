@@ -18,7 +18,8 @@ synthshapes: install
 # Tiny CLIP on SynthShapes, its zero-shot evaluation and the feature-cache benchmark.
 clip: synthshapes
 	$(PY) tools/train.py configs/clip/clip_vit-tiny_1xb128-1k_synthshapes.py
-	$(PY) tools/analysis_tools/benchmark_feature_cache.py
+	$(PY) tools/analysis_tools/benchmark_feature_cache.py configs/clip/linear-probe_clip-vit-tiny_1xb64-2e_synthshapes.py
+	$(PY) tools/analysis_tools/benchmark_feature_cache.py configs/clip/linear-probe_clip-vit-b32_1xb64-2e_synthshapes.py
 
 demo: data
 	bash tools/gms_demo.sh
