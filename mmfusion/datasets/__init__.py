@@ -1,5 +1,9 @@
+from .ade20k_semantic_dataset import ADE20KSemanticDataset
 from .coco_instance_crop_dataset import CocoInstanceCropDataset
+from .coco_panoptic_caption_dataset import CocoPanopticCaptionDataset
 from .medical_seg_dataset import MedicalSegDataset
+from .refcoco_dataset import RefCocoDataset
 from .transforms import *  # noqa: F401,F403
 
-__all__ = ['MedicalSegDataset', 'CocoInstanceCropDataset']
+__all__ = ['MedicalSegDataset', 'CocoInstanceCropDataset', 'CocoPanopticCaptionDataset',
+           'ADE20KSemanticDataset', 'RefCocoDataset']

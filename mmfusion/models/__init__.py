@@ -1,4 +1,5 @@
 from .architectures import *  # noqa: F401,F403
 from .data_preprocessors import *  # noqa: F401,F403
 from .decoders import *  # noqa: F401,F403
+from .decoders.mask import *  # noqa: F401,F403
 from .encoders import *  # noqa: F401,F403

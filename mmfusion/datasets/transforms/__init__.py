@@ -1,8 +1,9 @@
 from .formatting import PackFusionInputs
 from .loading import LoadBinaryMask, LoadImageFromFile
+from .loading_masks import LoadPanopticAnnotations, LoadReferringMask
 from .loading_audio import LoadAudioFromFile
 from .loading_points import LoadPointsFromFile
 from .processing import CropToBox
 
 __all__ = ['LoadImageFromFile', 'LoadBinaryMask', 'LoadAudioFromFile', 'LoadPointsFromFile',
-           'PackFusionInputs', 'CropToBox']
+           'PackFusionInputs', 'CropToBox', 'LoadPanopticAnnotations', 'LoadReferringMask']

@@ -3,7 +3,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
-from mmengine.structures import PixelData
+from mmengine.structures import InstanceData, PixelData
 
 from mmfusion.registry import TRANSFORMS
 from mmfusion.structures import FusionDataSample
@@ -29,6 +29,9 @@ class PackFusionInputs(BaseTransform):
 
     ``gt_seg_map`` becomes ``data_sample.gt_sem_seg`` (1xHxW long) and
     ``gt_label`` becomes ``data_sample.gt_label`` (a long tensor).
+    ``gt_bboxes``/``gt_bboxes_labels``/``gt_masks`` (mmdet loaders) become
+    ``data_sample.gt_instances`` (``bboxes``, ``labels``, ``masks`` as an
+    (N, H, W) bool tensor), ``gt_caption`` (list of str) is copied.
     """
 
     MODALITIES = ('img', 'audio', 'points', 'text')
@@ -37,7 +40,8 @@ class PackFusionInputs(BaseTransform):
                  meta_keys: Sequence[str] = ('sample_id', 'sample_idx', 'img_path', 'seg_map_path',
                                              'ori_shape', 'img_shape', 'scale_factor', 'flip',
                                              'flip_direction', 'audio_path', 'sample_rate',
-                                             'audio_length', 'points_path', 'num_points')
+                                             'audio_length', 'points_path', 'num_points', 'img_id',
+                                             'segments_info', 'segm_file', 'ref_id')
                  ) -> None:
         self.meta_keys = tuple(meta_keys)
 
@@ -62,6 +66,21 @@ class PackFusionInputs(BaseTransform):
         if 'gt_seg_map' in results:
             seg = _to_tensor(results['gt_seg_map'].astype(np.int64))
             data_sample.gt_sem_seg = PixelData(data=seg[None])
+        if 'gt_bboxes_labels' in results or 'gt_masks' in results:
+            instances = InstanceData()
+            if 'gt_bboxes' in results:
+                boxes = results['gt_bboxes']
+                instances.bboxes = torch.as_tensor(np.asarray(getattr(boxes, 'tensor', boxes)),
+                                                   dtype=torch.float32).reshape(-1, 4)
+            if 'gt_bboxes_labels' in results:
+                instances.labels = _to_tensor(np.asarray(results['gt_bboxes_labels'], np.int64))
+            if 'gt_masks' in results:
+                masks = results['gt_masks']
+                masks = masks.to_ndarray() if hasattr(masks, 'to_ndarray') else np.asarray(masks)
+                instances.masks = _to_tensor(masks.astype(bool))
+            data_sample.gt_instances = instances
+        if 'gt_caption' in results:
+            data_sample.gt_caption = list(results['gt_caption'])
         if 'gt_label' in results:
             data_sample.gt_label = torch.as_tensor(results['gt_label'], dtype=torch.long)
         data_sample.set_metainfo({k: results[k] for k in self.meta_keys if k in results})

@@ -1,4 +1,13 @@
+from .caption_metric import CaptionMetric, caption_scores
+from .coco_mask_ap_metric import CocoMaskAPMetric, coco_mask_ap
 from .open_vocab_accuracy import OpenVocabAccuracy
+from .panoptic_quality_metric import PanopticQualityMetric, panoptic_matches, pq_from_stats
+from .referring_seg_metric import ReferringSegMetric
+from .retrieval_metric import RetrievalRecallMetric, retrieval_recall
 from .seg_overlap_metric import BinarySegMetric, binary_overlap_scores
+from .sem_seg_iou_metric import SemSegIoUMetric
 
-__all__ = ['BinarySegMetric', 'binary_overlap_scores', 'OpenVocabAccuracy']
+__all__ = ['BinarySegMetric', 'binary_overlap_scores', 'OpenVocabAccuracy', 'SemSegIoUMetric',
+           'PanopticQualityMetric', 'panoptic_matches', 'pq_from_stats', 'CocoMaskAPMetric',
+           'coco_mask_ap', 'ReferringSegMetric', 'CaptionMetric', 'caption_scores',
+           'RetrievalRecallMetric', 'retrieval_recall']

@@ -1,0 +1,99 @@
+import json
+import os.path as osp
+import pickle
+from typing import List, Optional, Sequence, Union
+
+from mmengine.dataset import BaseDataset
+
+from mmfusion.registry import DATASETS
+
+
+@DATASETS.register_module()
+class RefCocoDataset(BaseDataset):
+    """RefCOCO / RefCOCO+ / RefCOCOg referring segmentation (the ``refer`` layout).
+
+    ``data_root`` holds ``instances.json`` (COCO instances of all splits) and
+    ``refs(<split_by>).p`` (a pickled list of refs: ``ref_id``, ``ann_id``,
+    ``image_id``, ``split``, ``sentences`` with ``sent``/``raw``/``sent_id``),
+    e.g. ``refcoco/refs(unc).p``, ``refcocog/refs(umd).p``. Images live under
+    ``data_prefix['img_path']`` with the instances file's ``file_name``.
+
+    Args:
+        split_by (str): Part of the refs file name, ``refs(<split_by>).p``.
+        split (str | Sequence[str]): Keep refs whose ``split`` is one of these
+            (``train``, ``val``, ``testA``...).
+        per_sentence (bool): One sample per (ref, sentence) with ``text`` a
+            str (default); otherwise one sample per ref with ``text`` the
+            list of its sentences.
+        instances_file (str): The COCO instances file, relative to data_root.
+
+    Each sample holds ``img_path``, ``height``/``width``, ``ori_shape``,
+    ``text``, ``ref_id``, ``ann_id``, ``sent_id`` (or ``sent_ids``),
+    ``category`` (the class name), ``bbox`` (xywh) and ``segmentation`` (the
+    referred object's COCO polygons or RLE); decode it with
+    :class:`~mmfusion.datasets.transforms.LoadReferringMask`.
+    """
+
+    def __init__(self, split_by: str = 'unc', split: Union[str, Sequence[str]] = 'train',
+                 per_sentence: bool = True, instances_file: str = 'instances.json',
+                 ann_file: Optional[str] = None, **kwargs) -> None:
+        self.split_by = split_by
+        self.split = (split,) if isinstance(split, str) else tuple(split)
+        self.per_sentence = per_sentence
+        self.instances_file = instances_file
+        super().__init__(ann_file=ann_file or f'refs({split_by}).p', **kwargs)
+
+    def load_data_list(self) -> List[dict]:
+        inst_path = self.instances_file
+        if self.data_root and not osp.isabs(inst_path):
+            inst_path = osp.join(self.data_root, inst_path)
+        for path in (self.ann_file, inst_path):
+            if not osp.isfile(path):
+                raise FileNotFoundError(f'RefCOCO file not found: {path}')
+        with open(self.ann_file, 'rb') as f:
+            refs = pickle.load(f)
+        with open(inst_path) as f:
+            coco = json.load(f)
+        for field in ('images', 'annotations', 'categories'):
+            if field not in coco:
+                raise KeyError(f'{inst_path} is not a COCO instances file: no "{field}" field')
+        images = {img['id']: img for img in coco['images']}
+        anns = {ann['id']: ann for ann in coco['annotations']}
+        cat_names = {c['id']: c['name'] for c in sorted(coco['categories'], key=lambda c: c['id'])}
+        self._metainfo.setdefault('classes', tuple(cat_names.values()))
+        splits_seen = set()
+        data_list = []
+        for ref in refs:
+            for key in ('ref_id', 'ann_id', 'image_id', 'split', 'sentences'):
+                if key not in ref:
+                    raise KeyError(f'{self.ann_file}: ref {ref.get("ref_id")} has no "{key}"')
+            splits_seen.add(ref['split'])
+            if ref['split'] not in self.split:
+                continue
+            ann = anns.get(ref['ann_id'])
+            if ann is None:
+                raise KeyError(f'{self.ann_file}: ref {ref["ref_id"]} refers to ann_id '
+                               f'{ref["ann_id"]}, which is not in {inst_path}')
+            img = images.get(ref['image_id'])
+            if img is None:
+                raise KeyError(f'{self.ann_file}: ref {ref["ref_id"]} refers to image_id '
+                               f'{ref["image_id"]}, which is not in {inst_path}')
+            if 'segmentation' not in ann:
+                raise KeyError(f'{inst_path}: annotation {ann["id"]} has no "segmentation"')
+            base = dict(img_path=osp.join(self.data_prefix.get('img_path', ''), img['file_name']),
+                        height=img['height'], width=img['width'],
+                        ori_shape=(img['height'], img['width']), ref_id=ref['ref_id'],
+                        ann_id=ann['id'], img_id=img['id'], bbox=ann['bbox'],
+                        category=cat_names.get(ann['category_id']),
+                        segmentation=ann['segmentation'])
+            sents = [s.get('sent', s.get('raw')) for s in ref['sentences']]
+            if self.per_sentence:
+                for s, text in zip(ref['sentences'], sents):
+                    data_list.append(dict(base, text=text, sent_id=s.get('sent_id')))
+            else:
+                data_list.append(dict(base, text=sents,
+                                      sent_ids=[s.get('sent_id') for s in ref['sentences']]))
+        if not data_list:
+            raise ValueError(f'{self.ann_file}: no refs in split(s) {list(self.split)}; the file '
+                             f'has splits {sorted(splits_seen)}')
+        return data_list

@@ -1,0 +1,94 @@
+from typing import Optional
+
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmdet.datasets.transforms import LoadAnnotations as MMDetLoadAnnotations
+from mmdet.datasets.transforms import LoadPanopticAnnotations as MMDetLoadPanopticAnnotations
+from pycocotools import mask as mask_utils
+
+from mmfusion.registry import TRANSFORMS
+
+
+def rgb2id(color: np.ndarray) -> np.ndarray:
+    """COCO panoptic PNG colours (H, W, 3) to segment ids R + 256 G + 256^2 B."""
+    if color.ndim != 3 or color.shape[2] != 3:
+        raise ValueError(f'a COCO panoptic PNG must be RGB, got shape {color.shape}')
+    color = color.astype(np.int64)
+    return color[..., 0] + 256 * color[..., 1] + 256 * 256 * color[..., 2]
+
+
+@TRANSFORMS.register_module()
+class LoadPanopticAnnotations(MMDetLoadPanopticAnnotations):
+    """mmdet's COCO panoptic loader, with plain numpy boxes by default.
+
+    Reads the PNG at ``seg_map_path`` (segment id = R + 256 G + 256^2 B) and
+    ``segments_info`` / ``instances`` from :class:`CocoPanopticCaptionDataset`
+    and adds ``gt_bboxes`` ((N, 4) float32 xyxy), ``gt_bboxes_labels``,
+    ``gt_ignore_flags``, ``gt_masks`` (mmdet ``BitmapMasks`` of the thing
+    segments, in the order of ``instances``) and ``gt_seg_map`` (semantic
+    labels: things, then stuff, 255 = void). Needs ``ori_shape`` (place it
+    after ``LoadImageFromFile``).
+    """
+
+    def __init__(self, with_bbox: bool = True, with_label: bool = True, with_mask: bool = True,
+                 with_seg: bool = True, box_type: Optional[str] = None,
+                 imdecode_backend: str = 'cv2', backend_args: Optional[dict] = None) -> None:
+        # mmdet's __init__ only imports panopticapi (not on PyPI) for ``rgb2id``;
+        # skip it and use the same one-line conversion.
+        MMDetLoadAnnotations.__init__(
+            self, with_bbox=with_bbox, with_label=with_label, with_mask=with_mask,
+            with_seg=with_seg, with_keypoints=False, box_type=box_type,
+            imdecode_backend=imdecode_backend, backend_args=backend_args)
+        self.rgb2id = rgb2id
+
+    def transform(self, results: dict) -> dict:
+        for key in ('segments_info', 'instances'):
+            if key not in results:
+                raise KeyError(f'LoadPanopticAnnotations needs "{key}" in the results of '
+                               f'{results.get("img_path")}; use CocoPanopticCaptionDataset')
+        if 'ori_shape' not in results:
+            raise KeyError('LoadPanopticAnnotations needs "ori_shape"; put it after '
+                           'LoadImageFromFile')
+        try:
+            return super().transform(results)
+        except (FileNotFoundError, OSError) as e:
+            raise FileNotFoundError(
+                f'cannot read panoptic PNG {results.get("seg_map_path")}: {e}') from e
+
+
+def decode_coco_segmentation(segm, height: int, width: int, source: str = '') -> np.ndarray:
+    """A COCO ``segmentation`` field (polygons, RLE or uncompressed RLE) as an
+    (H, W) uint8 0/1 mask."""
+    if isinstance(segm, list):
+        if not segm:
+            raise ValueError(f'{source}: empty polygon list in "segmentation"')
+        rle = mask_utils.merge(mask_utils.frPyObjects(segm, height, width))
+    elif isinstance(segm, dict) and 'counts' in segm:
+        rle = segm
+        if isinstance(segm['counts'], list):
+            rle = mask_utils.frPyObjects(segm, height, width)
+    else:
+        raise ValueError(f'{source}: "segmentation" is neither polygons nor RLE: {segm!r:.80}')
+    mask = mask_utils.decode(rle)
+    if mask.shape != (height, width):
+        raise ValueError(f'{source}: mask is {mask.shape[1]}x{mask.shape[0]} (WxH), image is '
+                         f'{width}x{height}')
+    return mask.astype(np.uint8)
+
+
+@TRANSFORMS.register_module()
+class LoadReferringMask(BaseTransform):
+    """Decode the referred object's COCO ``segmentation`` into
+    ``results['gt_seg_map']`` (0/1 uint8, the image's original size), so
+    geometric transforms and ``PackFusionInputs`` treat it as a segmentation
+    map (packed into ``gt_sem_seg``)."""
+
+    def transform(self, results: dict) -> dict:
+        if 'segmentation' not in results:
+            raise KeyError(f'LoadReferringMask needs "segmentation" in the results of '
+                           f'{results.get("img_path")}; use RefCocoDataset')
+        h, w = results['height'], results['width']
+        results['gt_seg_map'] = decode_coco_segmentation(
+            results['segmentation'], h, w, source=f'ref {results.get("ref_id")}')
+        results.setdefault('seg_fields', []).append('gt_seg_map')
+        return results

@@ -1,0 +1,159 @@
+"""Set criterion for mask queries: class CE + mask BCE + Dice, deep supervision."""
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from mmcv.ops import point_sample
+from mmdet.models.utils import get_uncertain_point_coords_with_randomness
+from mmdet.utils import reduce_mean
+from mmengine.model import BaseModule
+from mmengine.structures import InstanceData
+from torch import Tensor
+
+from mmfusion.registry import MODELS, TASK_UTILS
+from .matcher import dense_mask_pairs, gt_masks_tensor
+
+
+@MODELS.register_module()
+class MaskCriterion(BaseModule):
+    """Mask2Former's loss over the predictions of every decoder layer.
+
+    Class logits are an input, so the number of classes may change from batch
+    to batch (e.g. text-embedding classifiers): the last column is always "no
+    object", which gets weight ``eos_coef`` in the cross-entropy. Per-image
+    class lists of different lengths can share a batch by padding the logits
+    of absent classes with ``-inf``.
+
+    Args:
+        matcher (dict): Config of the matcher (``PointSampleHungarianMatcher``).
+        loss_cls (dict): Softmax CE; per-query weights are passed to it.
+        loss_mask (dict): Sigmoid BCE on the sampled points.
+        loss_dice (dict): Dice on the sampled points.
+        eos_coef (float): CE weight of the no-object class.
+        num_points (int, optional): Points per matched mask; ``None`` uses every
+            ground-truth pixel (logits bilinearly resized to the gt size).
+        oversample_ratio (float): Candidates drawn per kept point.
+        importance_sample_ratio (float): Share of points taken at the most
+            uncertain candidates, the rest uniform.
+    """
+
+    def __init__(self,
+                 matcher: dict = dict(type='PointSampleHungarianMatcher', num_points=12544),
+                 loss_cls: dict = dict(type='mmdet.CrossEntropyLoss', use_sigmoid=False,
+                                       reduction='mean', loss_weight=2.0),
+                 loss_mask: dict = dict(type='mmdet.CrossEntropyLoss', use_sigmoid=True,
+                                        reduction='mean', loss_weight=5.0),
+                 loss_dice: dict = dict(type='mmdet.DiceLoss', use_sigmoid=True, activate=True,
+                                        reduction='mean', naive_dice=True, eps=1.0,
+                                        loss_weight=5.0),
+                 eos_coef: float = 0.1,
+                 num_points: Optional[int] = 12544,
+                 oversample_ratio: float = 3.0,
+                 importance_sample_ratio: float = 0.75,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.matcher = TASK_UTILS.build(matcher)
+        self.loss_cls = MODELS.build(loss_cls)
+        self.loss_mask = MODELS.build(loss_mask)
+        self.loss_dice = MODELS.build(loss_dice)
+        self.eos_coef = eos_coef
+        self.num_points = num_points
+        self.oversample_ratio = oversample_ratio
+        self.importance_sample_ratio = importance_sample_ratio
+
+    def match(self, cls_logits: Tensor, mask_logits: Tensor,
+              batch_gt_instances: Sequence[InstanceData],
+              batch_img_metas: Optional[Sequence[dict]] = None) -> List[Tuple[Tensor, Tensor]]:
+        """Per image (query indices, gt indices) for (B, Q, K+1) / (B, Q, h, w) inputs."""
+        metas = batch_img_metas or [None] * len(batch_gt_instances)
+        return [self.matcher(c, m, g, meta) for c, m, g, meta in
+                zip(cls_logits, mask_logits, batch_gt_instances, metas)]
+
+    def sample_points(self, mask_logits: Tensor) -> Tensor:
+        """Uncertainty-biased point coordinates (N, P, 2) for (N, h, w) logits."""
+        return get_uncertain_point_coords_with_randomness(
+            mask_logits[:, None], None, self.num_points, self.oversample_ratio,
+            self.importance_sample_ratio)
+
+    def loss_single(self, cls_logits: Tensor, mask_logits: Tensor,
+                    batch_gt_instances: Sequence[InstanceData],
+                    batch_img_metas: Optional[Sequence[dict]] = None) -> Dict[str, Tensor]:
+        """Losses of one layer's prediction.
+
+        Args:
+            cls_logits (Tensor): (B, Q, K+1).
+            mask_logits (Tensor): (B, Q, h, w).
+            batch_gt_instances (list[InstanceData]): ``labels`` (N_b,) in
+                [0, K) and ``masks`` (N_b, H, W).
+
+        Returns:
+            dict: ``loss_cls``, ``loss_mask``, ``loss_dice`` scalars.
+        """
+        # Losses in fp32: point sampling mixes fp32 coordinates with the logits,
+        # and bf16 autocast logits would lose precision in the sums.
+        cls_logits, mask_logits = cls_logits.float(), mask_logits.float()
+        batch_size, num_queries, num_cls = cls_logits.shape
+        no_object = num_cls - 1
+        matches = self.match(cls_logits.detach(), mask_logits.detach(),
+                             batch_gt_instances, batch_img_metas)
+
+        labels = cls_logits.new_full((batch_size, num_queries), no_object, dtype=torch.long)
+        for b, (q_idx, g_idx) in enumerate(matches):
+            labels[b, q_idx] = batch_gt_instances[b].labels[g_idx].to(labels.device)
+        class_weight = cls_logits.new_ones(num_cls)
+        class_weight[no_object] = self.eos_coef
+        weights = class_weight[labels.flatten()]
+        # avg_factor = sum of weights: the weighted mean of F.cross_entropy.
+        loss_cls = self.loss_cls(cls_logits.flatten(0, 1), labels.flatten(), weights,
+                                 avg_factor=weights.sum())
+
+        # Normalise by the number of masks over all ranks, as Mask2Former.
+        num_masks = sum(len(g) for _, g in matches)
+        num_masks = max(reduce_mean(cls_logits.new_tensor(float(num_masks))).item(), 1.0)
+        if sum(len(q) for q, _ in matches) == 0:
+            zero = mask_logits.sum() * 0
+            return dict(loss_cls=loss_cls, loss_mask=zero, loss_dice=zero)
+
+        preds, targets = [], []
+        for b, (q_idx, g_idx) in enumerate(matches):
+            if len(q_idx) == 0:
+                continue
+            pred = mask_logits[b, q_idx]
+            target = gt_masks_tensor(batch_gt_instances[b], mask_logits.device)[g_idx]
+            if self.num_points is None:
+                pred, target = dense_mask_pairs(pred, target)
+            else:
+                with torch.no_grad():
+                    coords = self.sample_points(pred.detach())
+                    target = point_sample(target[:, None], coords)[:, 0]
+                pred = point_sample(pred[:, None], coords)[:, 0]
+            preds.append(pred)
+            targets.append(target)
+        preds, targets = torch.cat(preds), torch.cat(targets)  # (N, P) each
+        loss_dice = self.loss_dice(preds, targets, avg_factor=num_masks)
+        loss_mask = self.loss_mask(preds.reshape(-1), targets.reshape(-1),
+                                   avg_factor=num_masks * preds.shape[1])
+        return dict(loss_cls=loss_cls, loss_mask=loss_mask, loss_dice=loss_dice)
+
+    def forward(self, all_cls_logits: Sequence[Tensor], all_mask_logits: Sequence[Tensor],
+                batch_gt_instances: Sequence[InstanceData],
+                batch_img_metas: Optional[Sequence[dict]] = None) -> Dict[str, Tensor]:
+        """Deep supervision: the same loss on every layer's prediction.
+
+        Args:
+            all_cls_logits (list[Tensor]): per layer (B, Q, K+1).
+            all_mask_logits (list[Tensor]): per layer (B, Q, h, w).
+            batch_gt_instances (list[InstanceData]): see :meth:`loss_single`.
+
+        Returns:
+            dict: the last prediction's ``loss_cls``/``loss_mask``/``loss_dice``
+            and the earlier ones as ``d{i}.loss_*`` (mmdet's naming).
+        """
+        assert len(all_cls_logits) == len(all_mask_logits)
+        losses: Dict[str, Tensor] = {}
+        last = len(all_cls_logits) - 1
+        for i, (cls_logits, mask_logits) in enumerate(zip(all_cls_logits, all_mask_logits)):
+            prefix = '' if i == last else f'd{i}.'
+            for name, value in self.loss_single(cls_logits, mask_logits, batch_gt_instances,
+                                                batch_img_metas).items():
+                losses[prefix + name] = value
+        return losses

@@ -1,0 +1,231 @@
+"""Masked-attention transformer decoder with deep supervision (Mask2Former).
+
+Shared by X-Decoder and FrozenSeg. The layers are mmdet's
+``Mask2FormerTransformerDecoderLayer`` (masked cross-attention -> self-attention
+-> FFN, post-norm), which already accept an external self-attention mask; this
+module owns the queries, the level cycling, the prediction head run before the
+first layer and after every layer, and the optional extra tokens (e.g. text
+queries) that ride along with the object queries.
+"""
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import Conv2d
+from mmdet.models.layers import SinePositionalEncoding
+from mmdet.models.layers.transformer import Mask2FormerTransformerDecoderLayer
+from mmengine.model import BaseModule, ModuleList, caffe2_xavier_init
+from torch import Tensor
+
+from mmfusion.registry import MODELS
+
+
+@MODELS.register_module()
+class MaskedAttentionDecoder(BaseModule):
+    """Learned object queries refined by masked-attention decoder layers.
+
+    Token layout: ``[object queries (num_queries) | extra tokens (T)]``, so
+    ``L = num_queries + T``. Every output list has ``num_layers + 1`` entries:
+    index 0 is the prediction from the initial queries, index ``i + 1`` the
+    prediction after layer ``i``.
+
+    Args:
+        num_queries (int): Number of learned object queries.
+        hidden_dims (int): Query width ``C``.
+        num_layers (int): Number of decoder layers.
+        num_heads (int): Attention heads in both attentions.
+        ffn_dims (int): Hidden width of the FFN.
+        in_channels (int): Channels of the multi-scale pixel-decoder maps; a
+            1x1 projection is added when it differs from ``hidden_dims``.
+        mask_channels (int): Channels of ``mask_features``; the mask MLP maps
+            queries to this width before the dot product.
+        cls_out_channels (int, optional): Width ``D`` of the class embedding
+            projection. The caller turns it into class logits (a fixed
+            linear classifier, or cosine against text embeddings). Defaults to
+            ``hidden_dims``.
+        num_feature_levels (int): Levels cycled through by the layers.
+        dropout (float): Attention/FFN dropout.
+        enforce_input_proj (bool): Project the maps even when
+            ``in_channels == hidden_dims``.
+        init_cfg (dict, optional): mmengine init config.
+    """
+
+    def __init__(self,
+                 num_queries: int = 100,
+                 hidden_dims: int = 256,
+                 num_layers: int = 9,
+                 num_heads: int = 8,
+                 ffn_dims: int = 2048,
+                 in_channels: int = 256,
+                 mask_channels: int = 256,
+                 cls_out_channels: Optional[int] = None,
+                 num_feature_levels: int = 3,
+                 dropout: float = 0.0,
+                 enforce_input_proj: bool = False,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.num_queries = num_queries
+        self.hidden_dims = hidden_dims
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.num_feature_levels = num_feature_levels
+
+        attn_cfg = dict(embed_dims=hidden_dims, num_heads=num_heads,
+                        attn_drop=dropout, dropout_layer=None, batch_first=True)
+        layer_cfg = dict(
+            self_attn_cfg=attn_cfg,
+            cross_attn_cfg=attn_cfg,
+            ffn_cfg=dict(embed_dims=hidden_dims, feedforward_channels=ffn_dims,
+                         num_fcs=2, ffn_drop=dropout,
+                         act_cfg=dict(type='ReLU', inplace=True)))
+        self.layers = ModuleList(
+            [Mask2FormerTransformerDecoderLayer(**layer_cfg) for _ in range(num_layers)])
+        self.decoder_norm = nn.LayerNorm(hidden_dims)
+
+        self.input_projs = ModuleList([
+            Conv2d(in_channels, hidden_dims, kernel_size=1)
+            if in_channels != hidden_dims or enforce_input_proj else nn.Identity()
+            for _ in range(num_feature_levels)
+        ])
+        self.level_embed = nn.Embedding(num_feature_levels, hidden_dims)
+        self.positional_encoding = SinePositionalEncoding(
+            num_feats=hidden_dims // 2, normalize=True)
+        self.query_feat = nn.Embedding(num_queries, hidden_dims)
+        self.query_embed = nn.Embedding(num_queries, hidden_dims)
+
+        self.cls_embed = nn.Linear(hidden_dims, cls_out_channels or hidden_dims)
+        self.mask_embed = nn.Sequential(
+            nn.Linear(hidden_dims, hidden_dims), nn.ReLU(inplace=True),
+            nn.Linear(hidden_dims, hidden_dims), nn.ReLU(inplace=True),
+            nn.Linear(hidden_dims, mask_channels))
+
+    def init_weights(self) -> None:
+        """Xavier for the transformer layers, as Mask2Former."""
+        super().init_weights()
+        for proj in self.input_projs:
+            if isinstance(proj, Conv2d):
+                caffe2_xavier_init(proj, bias=0)
+        for p in self.layers.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_normal_(p)
+
+    def forward_head(self, tokens: Tensor, mask_features: Tensor,
+                     attn_size: Tuple[int, int]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Prediction head shared by all layers.
+
+        Args:
+            tokens (Tensor): (B, L, C) decoder tokens.
+            mask_features (Tensor): (B, Cm, H, W), stride-4 pixel embeddings.
+            attn_size (tuple[int, int]): (h, w) of the level the next layer
+                cross-attends to.
+
+        Returns:
+            tuple:
+                - normed (Tensor): (B, L, C) tokens after the output norm.
+                - cls_embeds (Tensor): (B, L, D) class embeddings.
+                - mask_logits (Tensor): (B, L, H, W).
+                - attn_mask (Tensor): bool (B * num_heads, L, h * w), True
+                  where the next cross-attention must not look (predicted
+                  mask sigmoid < 0.5). Rows that would be fully masked are
+                  left unmasked, else softmax over nothing gives NaN.
+        """
+        normed = self.decoder_norm(tokens)
+        cls_embeds = self.cls_embed(normed)
+        mask_logits = torch.einsum('blc,bchw->blhw', self.mask_embed(normed), mask_features)
+        attn_mask = F.interpolate(mask_logits, attn_size, mode='bilinear', align_corners=False)
+        # Masks only steer attention; no gradient flows through them.
+        attn_mask = (attn_mask.flatten(2).sigmoid() < 0.5).detach()
+        attn_mask = attn_mask & ~attn_mask.all(dim=-1, keepdim=True)
+        # (B, L, hw) -> (B * heads, L, hw), batch-major as nn.MultiheadAttention expects.
+        attn_mask = attn_mask.repeat_interleave(self.num_heads, dim=0)
+        return normed, cls_embeds, mask_logits, attn_mask
+
+    def _expand_self_attn_mask(self, mask: Optional[Tensor], batch_size: int) -> Optional[Tensor]:
+        """(L, L) is shared; (B, L, L) is expanded per head to (B*heads, L, L)."""
+        if mask is None or mask.dim() == 2:
+            return mask
+        if mask.shape[0] == batch_size * self.num_heads:
+            return mask
+        assert mask.shape[0] == batch_size, \
+            f'self_attn_mask batch dim {mask.shape[0]} is neither B nor B*num_heads'
+        return mask.repeat_interleave(self.num_heads, dim=0)
+
+    def forward(self,
+                multi_scale_features: List[Tensor],
+                mask_features: Tensor,
+                extra_tokens: Optional[Tensor] = None,
+                extra_pos: Optional[Tensor] = None,
+                self_attn_mask: Optional[Tensor] = None,
+                mask_extra_cross_attn: bool = True) -> Dict[str, List[Tensor]]:
+        """
+        Args:
+            multi_scale_features (list[Tensor]): ``num_feature_levels`` maps
+                (B, in_channels, h_i, w_i), low to high resolution (strides
+                32/16/8); layer ``i`` attends to level ``i % levels``.
+            mask_features (Tensor): (B, mask_channels, H, W), stride 4.
+            extra_tokens (Tensor, optional): (B, T, C) tokens appended after
+                the object queries and updated by every layer.
+            extra_pos (Tensor, optional): (B, T, C) positional embedding of
+                the extra tokens; zeros when omitted.
+            self_attn_mask (Tensor, optional): (L, L), (B, L, L) or
+                (B * num_heads, L, L); bool (True = may not attend) or float
+                (added to the attention logits). Each row must leave at least
+                one visible key.
+            mask_extra_cross_attn (bool): Whether extra tokens use their own
+                predicted masks in cross-attention (grounding queries) or see
+                the whole image (caption tokens).
+
+        Returns:
+            dict of lists, each with ``num_layers + 1`` entries:
+                - ``query_embeds``: (B, L, C) normed tokens.
+                - ``cls_embeds``: (B, L, D) class embeddings.
+                - ``mask_logits``: (B, L, H, W).
+        """
+        assert len(multi_scale_features) == self.num_feature_levels
+        batch_size = mask_features.shape[0]
+        memories, memory_pos, sizes = [], [], []
+        for i, feat in enumerate(multi_scale_features):
+            sizes.append(feat.shape[-2:])
+            # Level embedding tells the shared layers which scale they read.
+            memories.append(self.input_projs[i](feat).flatten(2).transpose(1, 2)
+                            + self.level_embed.weight[i])
+            no_pad = feat.new_zeros((batch_size, *feat.shape[-2:]), dtype=torch.bool)
+            memory_pos.append(self.positional_encoding(no_pad).flatten(2).transpose(1, 2))
+
+        tokens = self.query_feat.weight.unsqueeze(0).expand(batch_size, -1, -1)
+        pos = self.query_embed.weight.unsqueeze(0).expand(batch_size, -1, -1)
+        if extra_tokens is not None:
+            tokens = torch.cat([tokens, extra_tokens], dim=1)
+            if extra_pos is None:
+                extra_pos = torch.zeros_like(extra_tokens)
+            pos = torch.cat([pos, extra_pos], dim=1)
+        self_attn_mask = self._expand_self_attn_mask(self_attn_mask, batch_size)
+
+        outputs: Dict[str, List[Tensor]] = dict(query_embeds=[], cls_embeds=[], mask_logits=[])
+
+        def record(head_out: Tuple[Tensor, ...]) -> Tensor:
+            normed, cls_embeds, mask_logits, attn_mask = head_out
+            outputs['query_embeds'].append(normed)
+            outputs['cls_embeds'].append(cls_embeds)
+            outputs['mask_logits'].append(mask_logits)
+            if extra_tokens is not None and not mask_extra_cross_attn:
+                attn_mask = attn_mask.clone()
+                attn_mask[:, self.num_queries:] = False
+            return attn_mask
+
+        attn_mask = record(self.forward_head(tokens, mask_features, sizes[0]))
+        for i, layer in enumerate(self.layers):
+            level = i % self.num_feature_levels
+            tokens = layer(
+                query=tokens,
+                key=memories[level],
+                value=memories[level],
+                query_pos=pos,
+                key_pos=memory_pos[level],
+                cross_attn_mask=attn_mask,
+                self_attn_mask=self_attn_mask,
+                key_padding_mask=None)
+            next_size = sizes[(i + 1) % self.num_feature_levels]
+            attn_mask = record(self.forward_head(tokens, mask_features, next_size))
+        return outputs
