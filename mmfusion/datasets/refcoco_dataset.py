@@ -8,6 +8,15 @@ from mmengine.dataset import BaseDataset
 from mmfusion.registry import DATASETS
 
 
+class _PlainDataUnpickler(pickle.Unpickler):
+    """RefCOCO's refs files hold only lists, dicts, strings and numbers, so
+    any global (a class or function, i.e. code) is refused: loading a refs file
+    cannot execute anything."""
+
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(f'refuses to load global {module}.{name}')
+
+
 @DATASETS.register_module()
 class RefCocoDataset(BaseDataset):
     """RefCOCO / RefCOCO+ / RefCOCOg referring segmentation (the ``refer`` layout).
@@ -51,7 +60,11 @@ class RefCocoDataset(BaseDataset):
             if not osp.isfile(path):
                 raise FileNotFoundError(f'RefCOCO file not found: {path}')
         with open(self.ann_file, 'rb') as f:
-            refs = pickle.load(f)
+            try:
+                refs = _PlainDataUnpickler(f, encoding='latin1').load()
+            except pickle.UnpicklingError as e:
+                raise ValueError(f'{self.ann_file} is not a RefCOCO refs pickle of plain data: '
+                                 f'{e}') from e
         with open(inst_path) as f:
             coco = json.load(f)
         for field in ('images', 'annotations', 'categories'):

@@ -1,6 +1,9 @@
 """CocoPanopticCaptionDataset, ADE20KSemanticDataset and RefCocoDataset on
 tiny fixtures in the public formats (tests/data/xdecoder_formats) and on SynthShapes."""
+import os
 import os.path as osp
+import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -123,3 +126,13 @@ def test_synthshapes(synthshapes_root):
     assert set(ref.metainfo['classes']) == set(THING_CLASSES)
     assert out['inputs']['text'].startswith('the ')
     assert out['data_samples'].gt_sem_seg.data.sum() > 0
+
+
+
+def test_refs_pickle_with_code_is_refused(tmp_path):
+    root = tmp_path / 'refcoco'
+    shutil.copytree(osp.join(FIX, 'refcoco'), root)
+    with open(root / 'refs(unc).p', 'wb') as f:
+        pickle.dump([dict(ref_id=0, hook=os.system)], f, protocol=2)
+    with pytest.raises(ValueError, match='refuses to load global'):
+        RefCocoDataset(data_root=str(root), split_by='unc', split='train')
