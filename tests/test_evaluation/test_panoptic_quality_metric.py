@@ -152,6 +152,25 @@ def test_perfect_prediction(tmp_path):
     assert out['PQ'] == pytest.approx(100) and out['PQ_st'] == pytest.approx(100)
 
 
+def test_segments_dropped_by_the_dataset_are_void(tmp_path):
+    """A PNG segment missing from segments_info (e.g. a class outside the label
+    space) is void: a prediction over it is neither a match nor a false positive."""
+    gt = np.zeros((S, S), np.int64)
+    gt[:, :S // 2] = 1  # kept: 'sky'
+    gt[:, S // 2:] = 2  # dropped by the dataset
+    _save_png(str(tmp_path / 'gt.png'), gt)
+    segs = [dict(id=1, category=2, is_thing=False)]
+    pred = np.full(gt.shape, 2, np.int64)  # 'sky' on the left ...
+    pred[:, S // 2:] = 0 + 7 * INSTANCE_OFFSET  # ... and a 'cat' over the dropped segment
+    metric = METRICS.build(dict(type='PanopticQualityMetric'))
+    metric.dataset_meta = dict(classes=CLASSES, thing_classes=THINGS)
+    metric.process({}, [dict(seg_map_path=str(tmp_path / 'gt.png'), segments_info=segs,
+                             pred_panoptic_seg=dict(sem_seg=torch.from_numpy(pred)[None]))])
+    out = metric.compute_metrics(metric.results)
+    assert out['PQ_st'] == pytest.approx(100)
+    assert out['PQ'] == pytest.approx(100)  # the 'cat' over void is ignored, not a FP
+
+
 def test_on_dataset_samples():
     """The dataset's packed samples feed the PQ and mask-AP metrics directly."""
     from tests.test_datasets.test_xdecoder_datasets import coco_panoptic

@@ -136,6 +136,10 @@ class PanopticQualityMetric(BaseMetric):
             except Exception as e:
                 raise FileNotFoundError(f'cannot read panoptic PNG {path}: {e}') from e
             pan_gt = rgb2id(png)
+            # Segments the dataset dropped (classes outside the label space,
+            # degenerate boxes) are void, as LoadPanopticAnnotations makes them.
+            kept = [seg['id'] for seg in sample['segments_info']]
+            pan_gt = np.where(np.isin(pan_gt, kept), pan_gt, VOID)
             gt_segments = []
             for seg in sample['segments_info']:
                 label = seg['category']

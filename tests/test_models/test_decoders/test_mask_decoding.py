@@ -148,6 +148,12 @@ def test_cross_attn_mask_is_previous_prediction_below_half():
     masks.clear()
     decoder(ms, mask_features, extra_tokens=torch.randn(2, 2, C), mask_extra_cross_attn=False)
     assert all(not m[:, 6:].any() for m in masks)
+    # Per token: the first extra token keeps its own mask, the second sees everything.
+    masks.clear()
+    out = decoder(ms, mask_features, extra_tokens=torch.randn(2, 2, C),
+                  mask_extra_cross_attn=torch.tensor([True, False]))
+    assert all(not m[:, 7:].any() for m in masks)
+    assert any(m[:, 6].any() for m in masks)
 
 
 def test_cross_attn_all_masked_rows_attend_everywhere():
@@ -451,3 +457,22 @@ def test_tiny_decoder_and_criterion_overfit_one_batch():
         last = step().item()
     print(f'overfit loss {first:.3f} -> {last:.3f}')
     assert last < 0.5 * first, (first, last)
+
+
+def test_gt_masks_are_padded_to_the_batch_like_the_image():
+    from mmfusion.models.decoders.mask.matcher import gt_masks_tensor
+    gt = InstanceData(labels=torch.tensor([0]), masks=torch.ones(1, 6, 5, dtype=torch.bool))
+    padded = gt_masks_tensor(gt, torch.device('cpu'), dict(batch_input_shape=(8, 8)))
+    assert padded.shape == (1, 8, 8)
+    assert padded[0, :6, :5].all() and padded[0, 6:].sum() == 0 and padded[0, :, 5:].sum() == 0
+    with pytest.raises(ValueError, match='larger than the batch'):
+        gt_masks_tensor(gt, torch.device('cpu'), dict(batch_input_shape=(4, 4)))
+
+
+def test_criterion_rejects_labels_outside_the_class_list():
+    criterion = MODELS.build(dict(type='MaskCriterion', num_points=None,
+                                  matcher=dict(type='PointSampleHungarianMatcher',
+                                               num_points=None)))
+    gt = [InstanceData(labels=torch.tensor([3]), masks=torch.ones(1, 8, 8))]
+    with pytest.raises(ValueError, match=r'\[0, 3\)'):
+        criterion.loss_single(torch.randn(1, 4, 4), torch.randn(1, 4, 8, 8), gt)

@@ -47,7 +47,10 @@ def test_grounding_branch(mask_and_layout):
     assert _visible(mask, layout, 'grounding', 'grounding_tokens').all()
     assert _visible(mask, layout, 'grounding', 'grounding').all()
     assert _visible(mask, layout, 'grounding_tokens', 'grounding_tokens').all()
-    assert not _visible(mask, layout, 'grounding', 'object').any()
+    assert _visible(mask, layout, 'grounding_tokens', 'grounding').all()
+    for row in ('grounding', 'grounding_tokens'):
+        for col in ('object', 'image', 'caption'):
+            assert not _visible(mask, layout, row, col).any(), (row, col)
 
 
 def test_every_row_sees_itself_and_attention_follows_the_mask():

@@ -96,6 +96,11 @@ class MaskCriterion(BaseModule):
         matches = self.match(cls_logits.detach(), mask_logits.detach(),
                              batch_gt_instances, batch_img_metas)
 
+        for b, gt in enumerate(batch_gt_instances):
+            if len(gt.labels) and (int(gt.labels.min()) < 0 or int(gt.labels.max()) >= no_object):
+                raise ValueError(f'image {b}: gt labels must be in [0, {no_object}) for '
+                                 f'{no_object} classes (+ no object); got '
+                                 f'{gt.labels.unique().tolist()}')
         labels = cls_logits.new_full((batch_size, num_queries), no_object, dtype=torch.long)
         for b, (q_idx, g_idx) in enumerate(matches):
             labels[b, q_idx] = batch_gt_instances[b].labels[g_idx].to(labels.device)
@@ -114,11 +119,12 @@ class MaskCriterion(BaseModule):
             return dict(loss_cls=loss_cls, loss_mask=zero, loss_dice=zero)
 
         preds, targets = [], []
+        metas = batch_img_metas or [None] * batch_size
         for b, (q_idx, g_idx) in enumerate(matches):
             if len(q_idx) == 0:
                 continue
             pred = mask_logits[b, q_idx]
-            target = gt_masks_tensor(batch_gt_instances[b], mask_logits.device)[g_idx]
+            target = gt_masks_tensor(batch_gt_instances[b], mask_logits.device, metas[b])[g_idx]
             if self.num_points is None:
                 pred, target = dense_mask_pairs(pred, target)
             else:

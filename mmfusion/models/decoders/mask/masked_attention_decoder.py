@@ -7,7 +7,7 @@ module owns the queries, the level cycling, the prediction head run before the
 first layer and after every layer, and the optional extra tokens (e.g. text
 queries) that ride along with the object queries.
 """
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -157,7 +157,7 @@ class MaskedAttentionDecoder(BaseModule):
                 extra_tokens: Optional[Tensor] = None,
                 extra_pos: Optional[Tensor] = None,
                 self_attn_mask: Optional[Tensor] = None,
-                mask_extra_cross_attn: bool = True) -> Dict[str, List[Tensor]]:
+                mask_extra_cross_attn: Union[bool, Tensor] = True) -> Dict[str, List[Tensor]]:
         """
         Args:
             multi_scale_features (list[Tensor]): ``num_feature_levels`` maps
@@ -172,9 +172,11 @@ class MaskedAttentionDecoder(BaseModule):
                 (B * num_heads, L, L); bool (True = may not attend) or float
                 (added to the attention logits). Each row must leave at least
                 one visible key.
-            mask_extra_cross_attn (bool): Whether extra tokens use their own
-                predicted masks in cross-attention (grounding queries) or see
-                the whole image (caption tokens).
+            mask_extra_cross_attn (bool or Tensor): Whether extra tokens use
+                their own predicted masks in cross-attention (grounding
+                queries) or see the whole image (caption tokens): one bool for
+                all extra tokens, or a (T,) bool tensor per token, for a
+                sequence holding both kinds.
 
         Returns:
             dict of lists, each with ``num_layers + 1`` entries:
@@ -209,9 +211,12 @@ class MaskedAttentionDecoder(BaseModule):
             outputs['query_embeds'].append(normed)
             outputs['cls_embeds'].append(cls_embeds)
             outputs['mask_logits'].append(mask_logits)
-            if extra_tokens is not None and not mask_extra_cross_attn:
-                attn_mask = attn_mask.clone()
-                attn_mask[:, self.num_queries:] = False
+            if extra_tokens is not None:
+                own = torch.as_tensor(mask_extra_cross_attn, dtype=torch.bool,
+                                      device=attn_mask.device).expand(extra_tokens.shape[1])
+                if not own.all():
+                    attn_mask = attn_mask.clone()
+                    attn_mask[:, self.num_queries + torch.nonzero(~own).flatten()] = False
             return attn_mask
 
         attn_mask = record(self.forward_head(tokens, mask_features, sizes[0]))

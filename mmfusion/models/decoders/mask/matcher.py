@@ -19,12 +19,28 @@ DEFAULT_ASSIGNER = dict(
     ])
 
 
-def gt_masks_tensor(gt_instances: InstanceData, device: torch.device) -> Tensor:
-    """``gt_instances.masks`` as a float (N, H, W) tensor (accepts mmdet BitmapMasks)."""
+def gt_masks_tensor(gt_instances: InstanceData, device: torch.device,
+                    img_meta: Optional[dict] = None) -> Tensor:
+    """``gt_instances.masks`` as a float (N, H, W) tensor (accepts mmdet BitmapMasks).
+
+    The mask logits cover the padded batch (``img_meta['batch_input_shape']``,
+    set by the data preprocessor) while masks cover their own image, so masks
+    smaller than the batch are zero-padded at the bottom/right, where the
+    preprocessor padded the image; otherwise points sampled in normalised
+    coordinates would land on different pixels in the two.
+    """
     masks = gt_instances.masks
     if not isinstance(masks, Tensor):
         masks = masks.to_tensor(dtype=torch.float32, device=device)
-    return masks.to(device=device, dtype=torch.float32)
+    masks = masks.to(device=device, dtype=torch.float32)
+    pad_shape = (img_meta or {}).get('batch_input_shape')
+    if pad_shape is not None and tuple(masks.shape[-2:]) != tuple(pad_shape):
+        height, width = masks.shape[-2:]
+        if height > pad_shape[0] or width > pad_shape[1]:
+            raise ValueError(f'gt masks of {(height, width)} are larger than the batch '
+                             f'{tuple(pad_shape)} of {img_meta.get("img_path")}')
+        masks = F.pad(masks, (0, pad_shape[1] - width, 0, pad_shape[0] - height))
+    return masks
 
 
 def dense_mask_pairs(mask_logits: Tensor, gt_masks: Tensor) -> Tuple[Tensor, Tensor]:
@@ -88,7 +104,7 @@ class PointSampleHungarianMatcher:
             indices, each (min(Q, N),) long, sorted by query index.
         """
         device = mask_logits.device
-        gt_masks = gt_masks_tensor(gt_instances, device)
+        gt_masks = gt_masks_tensor(gt_instances, device, img_meta)
         if self.num_points is None:
             pred_points, gt_points = dense_mask_pairs(mask_logits, gt_masks)
         else:

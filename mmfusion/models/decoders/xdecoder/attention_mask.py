@@ -12,9 +12,9 @@ with these rules (Zou et al., 2023, §3.2; PAPERS.md):
   captioning context) does not disturb mask decoding and vice versa;
 - latent queries (object and image) never see text: they decode the same
   way whatever task's tokens are appended;
-- grounding queries (a duplicate set of object queries) attend to each other
-  and to the referring text tokens; the referring tokens attend to each other
-  (bidirectionally, a sentence is given whole);
+- grounding queries (a duplicate set of object queries) and the referring
+  text tokens form one block that attends freely within itself (a sentence is
+  given whole, so no causality), and sees nothing else;
 - caption tokens attend to every latent query and causally to earlier caption
   tokens (and themselves), so captioning is autoregressive.
 
@@ -54,9 +54,8 @@ def xdecoder_self_attn_mask(num_queries: int, num_grounding: int = 0,
                                                     'grounding_tokens', 'caption'))
     blocked[obj, obj] = False
     blocked[img, img] = False
-    blocked[grd, grd] = False
-    blocked[grd, gtok] = False
-    blocked[gtok, gtok] = False
+    grounding_block = slice(grd.start, gtok.stop)
+    blocked[grounding_block, grounding_block] = False
     blocked[cap, obj] = False
     blocked[cap, img] = False
     causal = torch.ones(num_caption_tokens, num_caption_tokens, dtype=torch.bool,
