@@ -19,26 +19,31 @@ def _rle(mask: np.ndarray) -> dict:
     return rle
 
 
+def encode_masks(masks: np.ndarray) -> dict:
+    """(N, H, W) bool masks -> ``dict(size=(H, W), rles=[...])``: COCO RLEs
+    are what metrics keep per image (a few hundred bytes instead of N*H*W)."""
+    return dict(size=tuple(int(x) for x in masks.shape[-2:]), rles=[_rle(m) for m in masks])
+
+
 def coco_mask_ap(gts: List[dict], preds: List[dict], num_classes: int) -> Dict[str, float]:
     """Mask AP of pycocotools' ``COCOeval(iouType='segm')``, in [0, 1].
 
-    ``gts[i]``: ``masks`` (N, H, W) bool, ``labels`` (N,), optional
-    ``iscrowd`` (N,); ``preds[i]``: ``masks``, ``labels``, ``scores`` of the
-    same image. Returns the first six COCOeval stats (AP, AP50, AP75, small,
-    medium, large).
+    ``gts[i]``: ``masks`` (:func:`encode_masks` output), ``labels`` (N,),
+    optional ``iscrowd`` (N,); ``preds[i]``: ``masks``, ``labels``,
+    ``scores`` of the same image. Returns the first six COCOeval stats (AP,
+    AP50, AP75, small, medium, large).
     """
     images, anns, dets = [], [], []
     for img_id, (gt, pred) in enumerate(zip(gts, preds)):
-        h, w = gt['masks'].shape[-2:]
-        images.append(dict(id=img_id, height=int(h), width=int(w)))
+        h, w = gt['masks']['size']
+        images.append(dict(id=img_id, height=h, width=w))
         crowd = gt.get('iscrowd', np.zeros(len(gt['labels']), int))
-        for m, label, c in zip(gt['masks'], gt['labels'], crowd):
-            rle = _rle(m)
+        for rle, label, c in zip(gt['masks']['rles'], gt['labels'], crowd):
             anns.append(dict(id=len(anns) + 1, image_id=img_id, category_id=int(label),
                              segmentation=rle, area=float(mask_utils.area(rle)),
                              bbox=mask_utils.toBbox(rle).tolist(), iscrowd=int(c)))
-        for m, label, score in zip(pred['masks'], pred['labels'], pred['scores']):
-            dets.append(dict(image_id=img_id, category_id=int(label), segmentation=_rle(m),
+        for rle, label, score in zip(pred['masks']['rles'], pred['labels'], pred['scores']):
+            dets.append(dict(image_id=img_id, category_id=int(label), segmentation=rle,
                              score=float(score)))
     if not dets:
         return {k: 0.0 for k in AP_KEYS}
@@ -93,8 +98,8 @@ class CocoMaskAPMetric(BaseMetric):
                 h, w = sample['ori_shape']
                 gt_masks = np.zeros((0, h, w), bool)
             self.results.append((
-                dict(masks=gt_masks, labels=gt['labels'].cpu().numpy()),
-                dict(masks=pred_masks, labels=pred['labels'].cpu().numpy(),
+                dict(masks=encode_masks(gt_masks), labels=gt['labels'].cpu().numpy()),
+                dict(masks=encode_masks(pred_masks), labels=pred['labels'].cpu().numpy(),
                      scores=pred['scores'].float().cpu().numpy())))
 
     def compute_metrics(self, results: List[tuple]) -> Dict[str, float]:
