@@ -1,8 +1,10 @@
 """One freezing mechanism for every encoder wrapper (DESIGN.md §5)."""
+import logging
 import re
 from typing import Any, Dict, Optional, Sequence, Union
 
 import torch
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import nn
 
@@ -71,6 +73,7 @@ class BaseEncoder(BaseModule):
         self.lora = dict(lora) if lora else None
         self.frozen_dtype = _DTYPES[frozen_dtype] if frozen_dtype else None
         self.feature_cache: Optional[FeatureCache] = None
+        self._warned_no_ids = False
 
     # -- freezing ---------------------------------------------------------
     def _apply_freeze(self) -> None:
@@ -151,6 +154,11 @@ class BaseEncoder(BaseModule):
         read when the caller needs e.g. only ``'pooled'``).
         """
         cache = self.feature_cache
+        if cache is not None and sample_ids is None and not self._warned_no_ids:
+            print_log(f'{type(self).__name__}: a feature cache is attached but the batch has no '
+                      'sample ids (metainfo "sample_id" or "img_path"); encoding without it',
+                      logger='current', level=logging.WARNING)
+            self._warned_no_ids = True
         if cache is None or sample_ids is None:
             return self._select(self(inputs), keys)
         if keys is not None:  # a subset is a different entry than the full output
