@@ -2,5 +2,6 @@ from .clip_pretrainer import CLIPPretrainer
 from .frozen_feature_classifier import FrozenFeatureClassifier
 from .gms import GMS
 from .kl_autoencoder import KLAutoencoder
+from .xdecoder import XDecoder
 
-__all__ = ['GMS', 'KLAutoencoder', 'CLIPPretrainer', 'FrozenFeatureClassifier']
+__all__ = ['GMS', 'KLAutoencoder', 'CLIPPretrainer', 'FrozenFeatureClassifier', 'XDecoder']

@@ -1,0 +1,293 @@
+import numpy as np
+import pytest
+import torch
+from mmengine.structures import InstanceData, PixelData
+
+from mmfusion.registry import MODELS
+from mmfusion.structures import FusionDataSample
+
+C = 32
+TINY_CLIP = dict(embed_dim=16,
+                 vision_cfg=dict(image_size=16, patch_size=8, width=32, layers=1, head_width=16),
+                 text_cfg=dict(context_length=12, width=32, heads=2, layers=1))
+CLASSES = ['circle', 'square', 'sky', 'grass']
+THINGS = ['circle', 'square']
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These tiny ops run faster on one thread of a busy 2-core box."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_cfg(**test_cfg) -> dict:
+    return dict(
+        type='XDecoder',
+        backbone=dict(type='mmdet.ResNet', depth=18, base_channels=8, out_indices=(0, 1, 2, 3),
+                      norm_cfg=dict(type='GN', num_groups=4), zero_init_residual=False),
+        text_encoder=dict(type='OpenCLIPTextEncoder', model_cfg=TINY_CLIP),
+        head=dict(
+            type='XDecoderHead',
+            pixel_decoder=dict(
+                type='TransformerEncoderFPNPixelDecoder', in_channels=[8, 16, 32, 64],
+                feat_channels=C, out_channels=C, norm_cfg=dict(type='GN', num_groups=8),
+                encoder=dict(num_layers=1, layer_cfg=dict(
+                    self_attn_cfg=dict(embed_dims=C, num_heads=4, batch_first=True),
+                    ffn_cfg=dict(embed_dims=C, feedforward_channels=64))),
+                positional_encoding=dict(num_feats=C // 2, normalize=True)),
+            transformer_decoder=dict(type='MaskedAttentionDecoder', num_queries=4,
+                                     hidden_dims=C, num_layers=2, num_heads=4, ffn_dims=64,
+                                     in_channels=C, mask_channels=C),
+            criterion=dict(type='MaskCriterion',
+                           matcher=dict(type='PointSampleHungarianMatcher', num_points=None),
+                           num_points=None),
+            test_cfg=test_cfg),
+        classes=CLASSES, thing_classes=THINGS)
+
+
+def build(seed: int = 0, **test_cfg):
+    torch.manual_seed(seed)
+    model = MODELS.build(tiny_cfg(**test_cfg))
+    model.init_weights()
+    return model
+
+
+def synthetic_sample(seed: int, size: int = 32, classes=None) -> tuple:
+    """An image with a circle (thing), a square (thing), sky over grass (stuff)."""
+    g = np.random.default_rng(seed)
+    sem = np.full((size, size), 2, np.int64)
+    sem[size // 2:] = 3
+    yy, xx = np.mgrid[:size, :size]
+    cy, cx = g.integers(8, size - 8, 2)
+    circle = (yy - cy) ** 2 + (xx - cx) ** 2 < 25
+    square = np.zeros_like(circle)
+    sy, sx = g.integers(0, size - 8, 2)
+    square[sy:sy + 7, sx:sx + 7] = True
+    square &= ~circle
+    sem[circle], sem[square] = 0, 1
+    img = torch.full((3, size, size), -1.0)
+    img[0][torch.from_numpy(circle)] = 1.0
+    img[1][torch.from_numpy(square)] = 1.0
+    img[2][torch.from_numpy(sem == 2)] = 0.5
+    meta = dict(img_shape=(size, size), ori_shape=(size, size), batch_input_shape=(size, size))
+    if classes is not None:
+        meta['classes'] = classes
+    sample = FusionDataSample(metainfo=meta)
+    sample.gt_instances = InstanceData(labels=torch.tensor([0, 1]),
+                                       masks=torch.from_numpy(np.stack([circle, square])))
+    sample.gt_sem_seg = PixelData(data=torch.from_numpy(sem)[None])
+    return img, sample
+
+
+def batch(n: int = 2):
+    items = [synthetic_sample(i) for i in range(n)]
+    return dict(img=torch.stack([i for i, _ in items])), [s for _, s in items]
+
+
+def test_loss_and_gradients_reach_exactly_the_trainable_parameters():
+    model = build()
+    model.train()
+    inputs, samples = batch()
+    losses = model(inputs, samples, mode='loss')
+    for key in ('loss_cls', 'loss_mask', 'loss_dice', 'd0.loss_cls', 'd1.loss_dice'):
+        assert torch.isfinite(losses[key]), key
+    total = sum(v for k, v in losses.items() if 'loss' in k)
+    total.backward()
+    assert all(not p.requires_grad for p in model.text_encoder.parameters())
+    # The image query serves captioning/retrieval; segmentation losses do not reach it.
+    seg_only = {'head.image_query_feat.weight', 'head.image_query_pos.weight'}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            assert p.grad is None, name
+        elif name in seg_only:
+            assert p.grad is None or not p.grad.any(), name
+        else:
+            assert p.grad is not None and p.grad.any(), name
+    assert model.head.logit_scale.grad is not None
+    assert model.head.no_object_embed.grad is not None
+
+
+def test_gt_segments_add_stuff_from_semantic_map():
+    model = build()
+    _, sample = synthetic_sample(0)
+    gt = model.gt_segments(sample, CLASSES)
+    assert gt.labels.tolist() == [0, 1, 2, 3]
+    assert gt.masks.shape == (4, 32, 32)
+    # No instances, no thing names: every label of the semantic map is a segment.
+    model.thing_classes = None
+    del sample.gt_instances
+    assert sorted(model.gt_segments(sample, CLASSES).labels.tolist()) == [0, 1, 2, 3]
+
+
+def test_predict_all_tasks_feed_the_metrics(tmp_path):
+    from mmfusion.evaluation.metrics import (CocoMaskAPMetric, PanopticQualityMetric,
+                                             SemSegIoUMetric)
+    model = build(task='semantic', object_mask_threshold=0.0)
+    model.eval()
+    inputs, _ = batch()
+    meta = dict(img_shape=(32, 32), ori_shape=(40, 48), batch_input_shape=(32, 32))
+
+    def fresh():
+        out = []
+        for i in range(2):
+            _, s = synthetic_sample(i)
+            s.set_metainfo(meta)
+            out.append(s)
+        return out
+
+    sem = model.predict(inputs, fresh(), task='semantic')
+    assert sem[0].pred_sem_seg.data.shape == (1, 40, 48)
+    assert int(sem[0].pred_sem_seg.data.max()) < len(CLASSES)
+    inst = model.predict(inputs, fresh(), task='instance')
+    pi = inst[0].pred_instances
+    assert pi.masks.shape[1:] == (40, 48) and pi.masks.dtype == torch.bool
+    assert len(pi) == 4 * len(THINGS)  # top-k over queries x thing classes
+    assert set(pi.labels.tolist()) <= {0, 1}
+    pan = model.predict(inputs, fresh(), task='panoptic')
+    pan_map = pan[0].pred_panoptic_seg.sem_seg
+    assert pan_map.shape == (1, 40, 48)
+    labels = pan_map % 1000
+    assert int(labels.max()) <= len(CLASSES)
+    # Stuff segments carry no instance id.
+    assert not ((labels >= 2) & (labels < len(CLASSES)) & (pan_map >= 1000)).any()
+
+    # Semantic metric: gt at ori_shape.
+    for s in sem:
+        s.gt_sem_seg = PixelData(data=torch.zeros(1, 40, 48, dtype=torch.long))
+    metric = SemSegIoUMetric()
+    metric.dataset_meta = dict(classes=CLASSES)
+    metric.process({}, [s.to_dict() for s in sem])
+    assert 'mIoU' in metric.compute_metrics(metric.results)
+
+    metric = CocoMaskAPMetric()
+    metric.dataset_meta = dict(classes=CLASSES)
+    for s in inst:
+        s.gt_instances = InstanceData(labels=torch.tensor([0]),
+                                      masks=torch.ones(1, 40, 48, dtype=torch.bool))
+    metric.process({}, [s.to_dict() for s in inst])
+    assert 'mAP' in metric.compute_metrics(metric.results)
+
+    import mmcv
+    png = np.zeros((40, 48, 3), np.uint8)
+    png[:20, :, 0] = 1  # segment 1: sky; segment 2: a circle
+    png[20:, :, 0] = 2
+    mmcv.imwrite(png[..., ::-1], str(tmp_path / 'pan.png'))
+    metric = PanopticQualityMetric()
+    metric.dataset_meta = dict(classes=CLASSES, thing_classes=THINGS)
+    samples = []
+    for s in pan:
+        s.set_metainfo(dict(seg_map_path=str(tmp_path / 'pan.png'),
+                            segments_info=[dict(id=1, category=2, is_thing=False),
+                                           dict(id=2, category=0, is_thing=True)]))
+        samples.append(s.to_dict())
+    metric.process({}, samples)
+    assert 'PQ' in metric.compute_metrics(metric.results)
+
+
+def test_batch_with_different_class_lists_matches_single_images():
+    model = build(task='semantic')
+    model.eval()
+    lists = [['circle', 'square', 'sky', 'grass'], ['grass', 'circle', 'dog']]
+    items = [synthetic_sample(i, classes=c) for i, c in enumerate(lists)]
+    img = torch.stack([i for i, _ in items])
+    for task in ('semantic', 'instance'):
+        batched = model.predict(dict(img=img), [synthetic_sample(i, classes=c)[1]
+                                                for i, c in enumerate(lists)], task=task)
+        for i, c in enumerate(lists):
+            single = model.predict(dict(img=img[i:i + 1]), [synthetic_sample(i, classes=c)[1]],
+                                   task=task)[0]
+            if task == 'semantic':
+                assert batched[i].pred_sem_seg.seg_logits.shape[0] == len(c)
+                torch.testing.assert_close(batched[i].pred_sem_seg.seg_logits,
+                                           single.pred_sem_seg.seg_logits,
+                                           atol=1e-4, rtol=1e-4)
+            else:
+                torch.testing.assert_close(batched[i].pred_instances.scores,
+                                           single.pred_instances.scores, atol=1e-4, rtol=1e-4)
+                assert torch.equal(batched[i].pred_instances.labels,
+                                   single.pred_instances.labels)
+    # Losses of a mixed batch are finite too (class logits padded with -inf).
+    model.train()
+    samples = [synthetic_sample(0, classes=lists[0])[1],
+               synthetic_sample(1, classes=lists[0][:2])[1]]
+    for s in samples[1:]:  # only circle/square classes: the stuff labels are void
+        s.gt_sem_seg = PixelData(data=torch.where(s.gt_sem_seg.data >= 2, 255,
+                                                  s.gt_sem_seg.data))
+    losses = model(dict(img=img), samples, mode='loss')
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_empty_class_list_is_a_clear_error():
+    model = build()
+    model.classes = None
+    with pytest.raises(ValueError, match='class names'):
+        model.predict(dict(img=torch.zeros(1, 3, 32, 32)), [FusionDataSample()])
+
+
+def test_a_few_steps_reduce_the_loss():
+    model = build()
+    model.train()
+    inputs, samples = batch()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=1e-3)
+    history = []
+    for _ in range(8):
+        losses = model(inputs, samples, mode='loss')
+        total = sum(v for k, v in losses.items() if 'loss' in k)
+        optim.zero_grad()
+        total.backward()
+        optim.step()
+        history.append(total.item())
+    assert history[-1] < history[0] * 0.8, history
+
+
+def test_panoptic_and_instance_postprocessing_on_crafted_predictions():
+    head = build(object_mask_threshold=0.8, overlap_threshold=0.8).head
+    big = 20.0
+    masks = torch.full((4, 4, 6), -big)
+    masks[0, :2, :3] = big  # thing 0
+    masks[1, :2, 3:] = big  # thing 0, a second instance
+    masks[2, 2:, :3] = big  # stuff 2
+    masks[3, 2:, 3:] = big  # stuff 2 again: merged into one segment
+    probs = torch.full((4, 4), 0.01)
+    probs[[0, 1], 0] = 0.97
+    probs[[2, 3], 2] = 0.97
+    flags = torch.tensor([True, True, False])
+    pan = head.panoptic(probs, masks, flags).sem_seg[0]
+    assert set(pan[:2, :3].unique().tolist()) == {0 + 1000}
+    assert set(pan[:2, 3:].unique().tolist()) == {0 + 2000}
+    assert set(pan[2:].unique().tolist()) == {2}
+    probs[1] = torch.tensor([0.5, 0.0, 0.0, 0.5])  # below the threshold: void
+    pan = head.panoptic(probs, masks, flags).sem_seg[0]
+    assert set(pan[:2, 3:].unique().tolist()) == {3}  # void = number of classes
+    inst = head.instance(probs, masks, flags)
+    assert set(inst.labels.tolist()) <= {0, 1}
+    assert inst.scores[0] == pytest.approx(0.97, abs=1e-3)
+    assert inst.masks[0].sum() == 6
+
+
+def test_padded_batch_through_the_data_preprocessor():
+    cfg = tiny_cfg(task='semantic')
+    cfg['data_preprocessor'] = dict(
+        type='MultiModalDataPreprocessor',
+        img=dict(type='ImgDataPreprocessor', mean=[0.0] * 3, std=[1.0] * 3,
+                 pad_size_divisor=32))
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    imgs, samples = [], []
+    for i, size in enumerate((32, 24)):
+        img, sample = synthetic_sample(i, size=size)
+        sample.set_metainfo(dict(img_shape=(size, size), ori_shape=(size + 8, size)))
+        imgs.append(img)
+        samples.append(sample)
+    data = dict(inputs=dict(img=imgs), data_samples=samples)
+    model.train()
+    losses = model(**model.data_preprocessor(data, True), mode='loss')
+    assert torch.isfinite(losses['loss_mask'])
+    model.eval()
+    out = model.test_step(dict(inputs=dict(img=imgs), data_samples=samples))
+    assert out[0].pred_sem_seg.data.shape == (1, 40, 32)
+    assert out[1].pred_sem_seg.data.shape == (1, 32, 24)
