@@ -54,7 +54,8 @@ def main() -> None:
     if args.out:
         runner.logger.info(f'predictions written to {osp.abspath(args.out)}')
     # Last line of stdout: the metrics as JSON, for scripts.
-    print(json.dumps({'checkpoint': args.checkpoint, **metrics}), flush=True)
+    # default=float: metrics may be numpy scalars (mmseg's IoUMetric returns float32).
+    print(json.dumps({'checkpoint': args.checkpoint, **metrics}, default=float), flush=True)
 
 
 if __name__ == '__main__':
