@@ -1,10 +1,10 @@
-import json
 import os.path as osp
 from typing import List
 
 from mmengine.dataset import BaseDataset
 
 from mmfusion.registry import DATASETS
+from .coco_utils import category_names, load_coco_json
 
 
 @DATASETS.register_module()
@@ -30,14 +30,8 @@ class CocoInstanceCropDataset(BaseDataset):
         super().__init__(**kwargs)
 
     def load_data_list(self) -> List[dict]:
-        if not osp.isfile(self.ann_file):
-            raise FileNotFoundError(f'COCO annotation file not found: {self.ann_file}')
-        with open(self.ann_file) as f:
-            coco = json.load(f)
-        for field in ('images', 'annotations', 'categories'):
-            if field not in coco:
-                raise KeyError(f'{self.ann_file} is not a COCO instances file: no "{field}" field')
-        cat_names = {c['id']: c['name'] for c in sorted(coco['categories'], key=lambda c: c['id'])}
+        coco = load_coco_json(self.ann_file, 'instances')
+        cat_names = category_names(coco)
         classes = list(self._metainfo.get('classes') or cat_names.values())
         unknown = set(classes) - set(cat_names.values())
         if unknown:

@@ -6,6 +6,7 @@ from typing import Dict, List, Optional
 from mmdet.datasets import CocoPanopticDataset
 
 from mmfusion.registry import DATASETS
+from .coco_utils import load_coco_json
 
 
 @DATASETS.register_module()
@@ -44,13 +45,7 @@ class CocoPanopticCaptionDataset(CocoPanopticDataset):
             self.caption_file = osp.join(self.data_root, self.caption_file)
 
     def load_data_list(self) -> List[dict]:
-        if not osp.isfile(self.ann_file):
-            raise FileNotFoundError(f'COCO panoptic annotation file not found: {self.ann_file}')
-        with open(self.ann_file) as f:
-            raw = json.load(f)
-        for field in ('images', 'annotations', 'categories'):
-            if field not in raw:
-                raise KeyError(f'{self.ann_file} is not a COCO panoptic file: no "{field}" field')
+        raw = load_coco_json(self.ann_file, 'panoptic')
         cats = sorted(raw['categories'], key=lambda c: c['id'])
         for c in cats:
             if 'isthing' not in c:

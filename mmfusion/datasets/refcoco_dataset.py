@@ -1,4 +1,3 @@
-import json
 import os.path as osp
 import pickle
 from typing import List, Optional, Sequence, Union
@@ -6,6 +5,7 @@ from typing import List, Optional, Sequence, Union
 from mmengine.dataset import BaseDataset
 
 from mmfusion.registry import DATASETS
+from .coco_utils import category_names, load_coco_json
 
 
 class _PlainDataUnpickler(pickle.Unpickler):
@@ -65,14 +65,10 @@ class RefCocoDataset(BaseDataset):
             except pickle.UnpicklingError as e:
                 raise ValueError(f'{self.ann_file} is not a RefCOCO refs pickle of plain data: '
                                  f'{e}') from e
-        with open(inst_path) as f:
-            coco = json.load(f)
-        for field in ('images', 'annotations', 'categories'):
-            if field not in coco:
-                raise KeyError(f'{inst_path} is not a COCO instances file: no "{field}" field')
+        coco = load_coco_json(inst_path, 'instances')
         images = {img['id']: img for img in coco['images']}
         anns = {ann['id']: ann for ann in coco['annotations']}
-        cat_names = {c['id']: c['name'] for c in sorted(coco['categories'], key=lambda c: c['id'])}
+        cat_names = category_names(coco)
         self._metainfo.setdefault('classes', tuple(cat_names.values()))
         splits_seen = set()
         data_list = []
