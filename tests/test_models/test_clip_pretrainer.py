@@ -49,6 +49,6 @@ def test_zero_shot_matches_manual_scores_and_recomputes_after_training():
                            classes=['circle', 'square'])
     assert custom[0].pred_score.shape == (2, )
     # Training invalidates the cached class embeddings.
-    assert model._class_features is not None
+    assert model.text_encoder._class_embed_cache
     model.train()
-    assert model._class_features is None
+    assert not model.text_encoder._class_embed_cache

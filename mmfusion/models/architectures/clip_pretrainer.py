@@ -50,7 +50,6 @@ class CLIPPretrainer(BaseModel):
         self.test_templates = get_templates(test_templates)
         self.classes = list(classes) if classes else None
         self._open_clip = require('open_clip', 'CLIPPretrainer')
-        self._class_features: Optional[tuple] = None  # (classes, features) while not training
 
     def scale(self) -> Tensor:
         return self.logit_scale.clamp(max=self.max_log_scale).exp()
@@ -88,19 +87,6 @@ class CLIPPretrainer(BaseModel):
         return dict(loss_clip=loss_fn(image_features, text_features, scale),
                     logit_scale=scale.detach())
 
-    def train(self, mode: bool = True) -> 'CLIPPretrainer':
-        self._class_features = None  # the text encoder may change while training
-        return super().train(mode)
-
-    def class_features(self, classes: Sequence[str]) -> Tensor:
-        """Prompt-ensembled, normalised text embeddings of ``classes`` (C, D),
-        computed once per class list between training phases."""
-        key = tuple(classes)
-        if self._class_features is None or self._class_features[0] != key:
-            feats = self.text_encoder.encode_class_names(list(classes), self.test_templates)
-            self._class_features = (key, feats)
-        return self._class_features[1]
-
     @torch.no_grad()
     def predict(self, inputs: Dict, data_samples: List[FusionDataSample],
                 classes: Optional[Sequence[str]] = None) -> List[FusionDataSample]:
@@ -108,7 +94,8 @@ class CLIPPretrainer(BaseModel):
         if not classes:
             raise ValueError('zero-shot prediction needs class names: set `classes` in the model '
                              'config or pass them to predict()')
-        class_features = self.class_features(classes)
+        # Cached by the text encoder: each class list is embedded once per evaluation.
+        class_features = self.text_encoder.encode_class_names(list(classes), self.test_templates)
         image_features = self.embed_images(inputs['img'], data_samples)
         scores = (self.scale() * image_features @ class_features.t()).softmax(-1)
         for sample, score in zip(data_samples, scores):

@@ -1,6 +1,6 @@
 """X-Decoder (Zou et al., 2023): open-vocabulary semantic, instance and
 panoptic segmentation with class names embedded by a text encoder."""
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from mmengine.model import BaseModel
@@ -65,7 +65,6 @@ class XDecoder(BaseModel):
         self.templates = get_templates(templates)
         self.classes = list(classes) if classes else None
         self.thing_classes = list(thing_classes) if thing_classes is not None else None
-        self._class_embed_cache: Dict[Tuple[Tuple[str, ...], str], Tensor] = {}
 
     # -- class names -------------------------------------------------------
     def classes_of(self, sample: Optional[FusionDataSample]) -> List[str]:
@@ -87,22 +86,10 @@ class XDecoder(BaseModel):
         things = set(things)
         return torch.tensor([c in things for c in classes], dtype=torch.bool)
 
-    def train(self, mode: bool = True) -> 'XDecoder':
-        self._class_embed_cache.clear()  # the text encoder may change while training
-        return super().train(mode)
-
     def class_embeds(self, classes: Sequence[str]) -> Tensor:
-        """(C, D) prompt-ensembled text embeddings; cached while the text
-        encoder gets no gradient (frozen or not training)."""
-        key = (tuple(classes), str(self.head.logit_scale.device))
-        trainable = self.training and any(p.requires_grad for p in self.text_encoder.parameters())
-        if trainable:
-            return self.text_encoder.encode_class_names(list(classes), self.templates)
-        if key not in self._class_embed_cache:
-            with torch.no_grad():
-                self._class_embed_cache[key] = self.text_encoder.encode_class_names(
-                    list(classes), self.templates)
-        return self._class_embed_cache[key]
+        """(C, D) prompt-ensembled text embeddings (the text encoder caches
+        them while it needs no gradient)."""
+        return self.text_encoder.encode_class_names(list(classes), self.templates)
 
     def batch_class_embeds(self, data_samples: Sequence[FusionDataSample]) -> List[Tensor]:
         return [self.class_embeds(self.classes_of(s)) for s in data_samples]

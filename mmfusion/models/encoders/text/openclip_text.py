@@ -85,6 +85,9 @@ class OpenCLIPTextEncoder(BaseEncoder):
         self.tokenizer = self._build_tokenizer(open_clip, model_name, cfg)
         self.pad_id = self._pad_id_of(self.tokenizer)
 
+        # encode_class_names results while no gradient is needed, per
+        # (names, templates, device); cleared by train() and weight loading.
+        self._class_embed_cache: Dict[tuple, Tensor] = {}
         if checkpoint is not None:
             self.load_checkpoint(checkpoint, prefix)
         self._apply_freeze()
@@ -208,11 +211,33 @@ class OpenCLIPTextEncoder(BaseEncoder):
             batch_size: prompts per forward; ``None`` encodes all at once.
 
         Returns:
-            ``(C, embed_dim)`` unit-norm class embeddings.
+            ``(C, embed_dim)`` unit-norm class embeddings. Unless a gradient
+            is needed (grad mode on and trainable parameters), the result is
+            cached until the next ``train()``/``eval()`` call or weight load,
+            so zero-shot evaluation embeds each class list once.
         """
         templates = get_templates(templates)
+        needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
+        if needs_grad:
+            return self._ensemble(class_names, templates, batch_size)
+        key = (tuple(class_names), tuple(templates), str(self._device()))
+        if key not in self._class_embed_cache:
+            with torch.no_grad():
+                self._class_embed_cache[key] = self._ensemble(class_names, templates, batch_size)
+        return self._class_embed_cache[key]
+
+    def _ensemble(self, class_names: Sequence[str], templates: Sequence[str],
+                  batch_size: Optional[int]) -> Tensor:
         prompts = fill_templates(templates, class_names)
         step = batch_size or len(prompts)
         emb = torch.cat([self(prompts[i:i + step])['pooled'] for i in range(0, len(prompts), step)])
         emb = F.normalize(emb, dim=-1).reshape(len(class_names), len(templates), -1).mean(dim=1)
         return F.normalize(emb, dim=-1)
+
+    def train(self, mode: bool = True) -> 'OpenCLIPTextEncoder':
+        self._class_embed_cache.clear()  # trainable weights may change from here on
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        self._class_embed_cache.clear()
+        super()._load_from_state_dict(*args, **kwargs)
