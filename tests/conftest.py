@@ -1,6 +1,7 @@
 import os.path as osp
 
 import pytest
+import torch
 from mmengine.config import Config
 
 from mmfusion.utils import register_all_modules
@@ -60,3 +61,12 @@ def synthshapes_root(tmp_path_factory) -> str:
     main(['--out', root, '--num-train', '24', '--num-val', '8', '--num-val-novel', '8',
           '--img-size', '64'])
     return root
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny ops run several times faster on one thread of a busy 2-core box."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -14,13 +14,7 @@ CLASSES = ['circle', 'square', 'sky', 'grass']
 THINGS = ['circle', 'square']
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tiny ops run faster on one thread of a busy 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def tiny_cfg(**test_cfg) -> dict:

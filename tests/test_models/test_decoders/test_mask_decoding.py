@@ -50,13 +50,7 @@ def _pyramid(batch: int = 2, seed: int = 0):
     return ms, torch.randn(batch, C, 16, 16, generator=g)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tiny ops run several times faster on one thread of a busy 2-core box."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 # ---------------------------------------------------------------- pixel decoders
