@@ -7,6 +7,7 @@ from mmdet.datasets import CocoPanopticDataset
 
 from mmfusion.registry import DATASETS
 from .coco_utils import load_coco_json
+from .refcoco_dataset import load_refs
 
 
 @DATASETS.register_module()
@@ -24,7 +25,13 @@ class CocoPanopticCaptionDataset(CocoPanopticDataset):
     ``segments_info`` (``id``, ``category`` = label, ``is_thing``),
     ``instances`` (non-crowd things: ``bbox`` xyxy, ``bbox_label``,
     ``ignore_flag``) and ``gt_caption`` (list of str, empty without a
-    caption file). Load masks and semantic labels with
+    caption file). With ``refs_file`` (a RefCOCO ``refs(*).p``) and
+    ``refs_instances_file`` (its COCO instances json, whose image ids are the
+    panoptic file's), ``gt_refs`` lists the image's referred objects
+    (``sentences``, ``segmentation``, ``ref_id``, ``category``), for joint
+    segmentation + grounding training (see
+    :class:`~mmfusion.datasets.transforms.SampleReferringExpression`). Load
+    masks and semantic labels with
     :class:`~mmfusion.datasets.transforms.LoadPanopticAnnotations`.
 
     Classes default to the file's categories, things then stuff (each in id
@@ -35,14 +42,23 @@ class CocoPanopticCaptionDataset(CocoPanopticDataset):
 
     METAINFO = dict(classes=None, thing_classes=None, stuff_classes=None)
 
-    def __init__(self, *args, caption_file: Optional[str] = None, **kwargs) -> None:
+    def __init__(self, *args, caption_file: Optional[str] = None,
+                 refs_file: Optional[str] = None, refs_instances_file: Optional[str] = None,
+                 **kwargs) -> None:
         self.caption_file = caption_file
+        if (refs_file is None) != (refs_instances_file is None):
+            raise ValueError('refs_file and refs_instances_file go together (a RefCOCO '
+                             'refs(*).p and its COCO instances json)')
+        self.refs_file = refs_file
+        self.refs_instances_file = refs_instances_file
         super().__init__(*args, **kwargs)
 
     def _join_prefix(self) -> None:
         super()._join_prefix()
-        if self.caption_file and self.data_root and not osp.isabs(self.caption_file):
-            self.caption_file = osp.join(self.data_root, self.caption_file)
+        for attr in ('caption_file', 'refs_file', 'refs_instances_file'):
+            path = getattr(self, attr)
+            if path and self.data_root and not osp.isabs(path):
+                setattr(self, attr, osp.join(self.data_root, path))
 
     def load_data_list(self) -> List[dict]:
         raw = load_coco_json(self.ann_file, 'panoptic')
@@ -65,6 +81,12 @@ class CocoPanopticCaptionDataset(CocoPanopticDataset):
         self.cat2label = {c['id']: label_of[c['name']] for c in cats if c['name'] in label_of}
         self._cat_by_id = {c['id']: c for c in cats}
         captions = self._load_captions()
+        refs = defaultdict(list)
+        if self.refs_file:
+            for ref in load_refs(self.refs_file, self.refs_instances_file)[0]:
+                refs[ref['image']['id']].append(dict(
+                    sentences=ref['sentences'], segmentation=ref['segmentation'],
+                    ref_id=ref['ref_id'], category=ref['category']))
         images = {img['id']: img for img in raw['images']}
         data_list = []
         for ann in raw['annotations']:
@@ -87,6 +109,8 @@ class CocoPanopticCaptionDataset(CocoPanopticDataset):
                 raw_img_info=dict(img, img_id=img['id'], segm_file=ann['file_name']),
                 raw_ann_info=segments))
             info['gt_caption'] = captions.get(img['id'], [])
+            if self.refs_file:
+                info['gt_refs'] = refs.get(img['id'], [])
             data_list.append(info)
         return data_list
 

@@ -128,6 +128,42 @@ def test_synthshapes(synthshapes_root):
     assert out['data_samples'].gt_sem_seg.data.sum() > 0
 
 
+def test_synthshapes_panoptic_with_referring_expressions(synthshapes_root):
+    """refs_file joins each image's referred objects to its panoptic sample;
+    SampleReferringExpression packs one sentence and the referred mask, which
+    is one of the image's thing masks."""
+    root = synthshapes_root
+    pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadPanopticAnnotations'),
+                dict(type='SampleReferringExpression', random=False),
+                dict(type='PackFusionInputs')]
+    pan = CocoPanopticCaptionDataset(
+        data_root=root, ann_file='annotations/panoptic_val.json',
+        data_prefix=dict(img='images/', seg='annotations/panoptic_val/'),
+        caption_file='annotations/captions_val.json', refs_file='refsynth/refs(synth).p',
+        refs_instances_file='refsynth/instances.json', pipeline=pipeline)
+    info = pan.get_data_info(0)
+    assert len(info['gt_refs']) == len(info['instances']) > 0
+    ref = RefCocoDataset(data_root=osp.join(root, 'refsynth'), split_by='synth', split='val',
+                         data_prefix=dict(img_path=osp.join(root, 'images')))
+    first = next(r for r in map(ref.get_data_info, range(len(ref)))
+                 if r['img_id'] == info['img_id'])
+    assert info['gt_refs'][0]['sentences'][0] == first['text']
+    out = pan[0]
+    assert out['inputs']['text'] == first['text']
+    ref_mask = out['data_samples'].gt_ref_mask.data[0]
+    thing_masks = out['data_samples'].gt_instances.masks
+    assert ref_mask.shape == thing_masks.shape[1:] and ref_mask.sum() > 0
+    assert any(bool((ref_mask == m).all()) for m in thing_masks)
+    with pytest.raises(ValueError, match='go together'):
+        CocoPanopticCaptionDataset(data_root=root, ann_file='annotations/panoptic_val.json',
+                                   refs_file='refsynth/refs(synth).p')
+    no_refs = CocoPanopticCaptionDataset(
+        data_root=root, ann_file='annotations/panoptic_val.json',
+        data_prefix=dict(img='images/', seg='annotations/panoptic_val/'), pipeline=pipeline)
+    with pytest.raises(KeyError, match='refs_file'):
+        no_refs[0]
+
+
 
 def test_refs_pickle_with_code_is_refused(tmp_path):
     root = tmp_path / 'refcoco'

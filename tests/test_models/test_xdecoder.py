@@ -285,3 +285,160 @@ def test_padded_batch_through_the_data_preprocessor():
     out = model.test_step(dict(inputs=dict(img=imgs), data_samples=samples))
     assert out[0].pred_sem_seg.data.shape == (1, 40, 32)
     assert out[1].pred_sem_seg.data.shape == (1, 32, 24)
+
+
+# -- grounding, captioning, retrieval ----------------------------------------
+VOCAB = ['a circle and a square on sky', 'grass , .']
+
+
+def build_full(seed: int = 0, **test_cfg):
+    cfg = tiny_cfg(**test_cfg)
+    cfg['head'].update(grounding=dict(num_layers=2), caption=dict(max_len=12, num_layers=2),
+                       retrieval=dict(num_layers=2))
+    cfg['caption_vocab'] = VOCAB
+    torch.manual_seed(seed)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    return model
+
+
+def full_batch(n: int = 2):
+    inputs, samples = batch(n)
+    for k, s in enumerate(samples):
+        s.gt_ref_mask = PixelData(data=s.gt_instances.masks[k % 2:k % 2 + 1])
+        s.gt_caption = ['a circle and a square', 'a square on grass .']
+    inputs['text'] = ['the circle', 'the square on the left of the circle'][:n]
+    return inputs, samples
+
+
+def test_all_branches_train_and_gradients_reach_exactly_the_trainable_parameters():
+    model = build_full()
+    model.train()
+    inputs, samples = full_batch()
+    losses = model(inputs, samples, mode='loss')
+    for key in ('loss_cls', 'grounding.loss_cls', 'grounding.loss_mask', 'grounding.loss_dice',
+                'grounding.d0.loss_dice', 'loss_caption', 'd0.loss_caption', 'loss_retrieval'):
+        assert torch.isfinite(losses[key]), key
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    for name, p in model.named_parameters():
+        if name.startswith('text_encoder.'):
+            assert not p.requires_grad and p.grad is None, name
+        else:  # with every branch on, the image query trains too
+            assert p.grad is not None and p.grad.any(), name
+
+
+def test_retrieval_loss_is_symmetric_info_nce():
+    model = build_full()
+    inputs, samples = full_batch()
+    captions = ['a circle and a square', 'a square on grass .']
+    feats = model.extract_feat(inputs['img'])
+    out = model.head(feats, model._metas(samples, inputs['img']))
+    text = torch.nn.functional.normalize(model.encode_texts(captions), dim=-1)
+    losses = model.head.retrieval_loss(out, dict(text_embeds=model.encode_texts(captions)))
+    img = model.head.image_text_embeds(out['image_embeds'][-1])
+    logits = model.head.retrieval_scale() * img @ text.t()
+    # Hand-written: -log softmax of the diagonal, over rows and over columns.
+    rows = -(logits.diag() - logits.logsumexp(1)).mean()
+    cols = -(logits.diag() - logits.logsumexp(0)).mean()
+    torch.testing.assert_close(losses['loss_retrieval'], 8.0 * (rows + cols) / 2)
+
+
+def test_appended_tokens_do_not_change_object_and_image_queries():
+    """The self-attention mask in action: object/image queries decode the
+    same with or without grounding and caption tokens in the sequence."""
+    model = build_full()
+    model.eval()
+    inputs, samples = full_batch()
+    feats = model.extract_feat(inputs['img'])
+    metas = model._metas(samples, inputs['img'])
+    with torch.no_grad():
+        plain = model.head(feats, metas)
+        g = model.encode_sentences(inputs['text'])
+        cap = model.caption_inputs(['a circle and a square', 'a square on grass .'])
+        full = model.head(feats, metas, grounding_tokens=g['tokens'],
+                          grounding_valid=g['valid'], caption_tokens=cap['tokens'])
+    for key in ('cls_embeds', 'mask_logits', 'image_embeds'):
+        for a, b in zip(plain[key], full[key]):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_grounding_padding_and_batching_match_single_sentences():
+    """Two sentences of different lengths in one batch (the shorter padded)
+    give each image the same referring mask as alone."""
+    model = build_full()
+    model.eval()
+    inputs, samples = full_batch()
+    assert model.text_encoder.num_tokens(inputs['text'][0]) != \
+        model.text_encoder.num_tokens(inputs['text'][1])
+    batched = model.predict(inputs, samples, task='referring')
+    for i in range(2):
+        single = model.predict(dict(img=inputs['img'][i:i + 1], text=[inputs['text'][i]]),
+                               [full_batch()[1][i]], task='referring')[0]
+        torch.testing.assert_close(batched[i].pred_sem_seg.seg_logits,
+                                   single.pred_sem_seg.seg_logits, atol=1e-4, rtol=1e-4)
+        mask = batched[i].pred_sem_seg.data
+        assert mask.shape == (1, 32, 32) and set(mask.unique().tolist()) <= {0, 1}
+
+
+def test_greedy_caption_equals_teacher_forcing_on_its_own_output():
+    """Causal caption tokens: re-running the generated caption with teacher
+    forcing predicts every generated token again (argmax at each position)."""
+    model = build_full()
+    model.eval()
+    inputs, samples = full_batch()
+    out = model.predict(inputs, samples, task='caption')
+    feats = model.extract_feat(inputs['img'])
+    metas = model._metas(samples, inputs['img'])
+    ids = model.head.generate_captions(feats, metas, model.embed_tokens, model.vocab_embeds(),
+                                       model.caption_vocab_ids, model.start_id, model.end_id)
+    vocab = set(model.caption_vocab_ids.tolist())
+    for b, row in enumerate(ids):
+        assert set(row) <= vocab and len(row) <= 11
+        prefix = torch.tensor([[model.start_id] + row])
+        with torch.no_grad():
+            dec = model.head([f[b:b + 1] for f in feats], metas[b:b + 1],
+                             caption_tokens=model.embed_tokens(prefix))
+        logits = model.head.caption_logits(dec['caption_embeds'][-1][0], model.vocab_embeds())
+        predicted = model.caption_vocab_ids[logits.argmax(-1)].tolist()
+        expected = row + ([model.end_id] if len(row) < 11 else [])
+        assert predicted[:len(expected)] == expected
+        assert out[b].pred_caption == model.text_encoder.tokenizer.decode(row).strip()
+
+
+def test_retrieval_prediction_scores_candidates():
+    model = build_full()
+    model.eval()
+    inputs, samples = full_batch()
+    samples[0].set_metainfo(dict(texts=['a circle', 'grass', 'sky']))
+    out = model.predict(inputs, samples, task='retrieval')
+    assert out[0].pred_text_embeddings.shape == (3, 16)
+    assert out[1].pred_text_embeddings.shape == (2, 16)  # its gt_caption
+    torch.testing.assert_close(out[0].pred_retrieval_scores.sum(), torch.tensor(1.0))
+    torch.testing.assert_close(out[0].pred_image_embedding.norm(), torch.tensor(1.0))
+
+
+def test_text_input_errors_and_truncation_warning(monkeypatch):
+    model = build_full()
+    model.eval()
+    inputs, samples = full_batch()
+    with pytest.raises(ValueError, match='one sentence per image'):
+        model.predict(dict(img=inputs['img'], text=['only one']), samples, task='referring')
+    with pytest.raises(ValueError, match='non-empty sentence'):
+        model.predict(dict(img=inputs['img'], text=['the circle', ' ']), samples,
+                      task='referring')
+    with pytest.raises(ValueError, match='caption vocabulary'):
+        model.caption_inputs(['a purple elephant'])
+    long = ' '.join(['circle'] * 30)  # context is 12 tokens
+    warnings = []
+    monkeypatch.setattr('mmfusion.models.architectures.xdecoder.print_log',
+                        lambda msg, **kw: warnings.append(msg))
+    for _ in range(2):
+        out = model.predict(dict(img=inputs['img'][:1], text=[long]), samples[:1],
+                            task='referring')
+    assert out[0].pred_sem_seg.data.shape == (1, 32, 32)
+    assert len(warnings) == 1 and 'cut to its first 10' in warnings[0]  # once per sentence
+    with pytest.raises(ValueError, match='task must be one of'):
+        model.predict(inputs, samples, task='depth')
+    with pytest.raises(ValueError, match='all images or none'):
+        del samples[1].gt_ref_mask
+        model.loss(inputs, samples)

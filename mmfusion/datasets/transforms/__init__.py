@@ -1,9 +1,11 @@
 from .formatting import PackFusionInputs
 from .loading import LoadBinaryMask, LoadImageFromFile
-from .loading_masks import LoadPanopticAnnotations, LoadReferringMask
+from .loading_masks import (LoadPanopticAnnotations, LoadReferringMask,
+                            SampleReferringExpression)
 from .loading_audio import LoadAudioFromFile
 from .loading_points import LoadPointsFromFile
 from .processing import CropToBox
 
 __all__ = ['LoadImageFromFile', 'LoadBinaryMask', 'LoadAudioFromFile', 'LoadPointsFromFile',
-           'PackFusionInputs', 'CropToBox', 'LoadPanopticAnnotations', 'LoadReferringMask']
+           'PackFusionInputs', 'CropToBox', 'LoadPanopticAnnotations', 'LoadReferringMask',
+           'SampleReferringExpression']

@@ -31,7 +31,9 @@ class PackFusionInputs(BaseTransform):
     ``gt_label`` becomes ``data_sample.gt_label`` (a long tensor).
     ``gt_bboxes``/``gt_bboxes_labels``/``gt_masks`` (mmdet loaders) become
     ``data_sample.gt_instances`` (``bboxes``, ``labels``, ``masks`` as an
-    (N, H, W) bool tensor), ``gt_caption`` (list of str) is copied.
+    (N, H, W) bool tensor), ``gt_caption`` (list of str) is copied and
+    ``gt_ref_mask`` (a referred object's mask) becomes
+    ``data_sample.gt_ref_mask`` (1xHxW bool).
     """
 
     MODALITIES = ('img', 'audio', 'points', 'text')
@@ -79,6 +81,9 @@ class PackFusionInputs(BaseTransform):
                 masks = masks.to_ndarray() if hasattr(masks, 'to_ndarray') else np.asarray(masks)
                 instances.masks = _to_tensor(masks.astype(bool))
             data_sample.gt_instances = instances
+        if 'gt_ref_mask' in results:
+            data_sample.gt_ref_mask = PixelData(
+                data=torch.from_numpy(np.ascontiguousarray(results['gt_ref_mask'])).bool()[None])
         if 'gt_caption' in results:
             data_sample.gt_caption = list(results['gt_caption'])
         if 'gt_label' in results:

@@ -92,3 +92,43 @@ class LoadReferringMask(BaseTransform):
             results['segmentation'], h, w, source=f'ref {results.get("ref_id")}')
         results.setdefault('seg_fields', []).append('gt_seg_map')
         return results
+
+
+@TRANSFORMS.register_module()
+class SampleReferringExpression(BaseTransform):
+    """Pick one referring expression of the image for grounding.
+
+    Reads ``results['gt_refs']`` (from ``CocoPanopticCaptionDataset`` with a
+    refs file: per referred object its ``sentences`` and COCO
+    ``segmentation``) and writes ``text`` (the sentence, packed into the
+    model inputs) and ``gt_ref_mask`` (0/1 uint8, original size; packed into
+    ``data_sample.gt_ref_mask``). Sentences such as "the leftmost ..." or
+    "... left of ..." are not flip invariant: do not flip after this.
+
+    Args:
+        random (bool): A random object and sentence (training); otherwise
+            the first sentence of the first object (reproducible evaluation).
+    """
+
+    def __init__(self, random: bool = True) -> None:
+        self.random = random
+
+    def transform(self, results: dict) -> dict:
+        refs = results.get('gt_refs')
+        if not refs:
+            raise KeyError(f'SampleReferringExpression: {results.get("img_path")} has no '
+                           '"gt_refs"; give the dataset refs_file and refs_instances_file')
+        if self.random:
+            ref = refs[np.random.randint(len(refs))]
+            text = ref['sentences'][np.random.randint(len(ref['sentences']))]
+        else:
+            ref, text = refs[0], refs[0]['sentences'][0]
+        h, w = results['ori_shape'][:2] if 'ori_shape' in results else (results['height'],
+                                                                         results['width'])
+        results['text'] = text
+        results['gt_ref_mask'] = decode_coco_segmentation(
+            ref['segmentation'], h, w, source=f'ref {ref.get("ref_id")}')
+        return results
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(random={self.random})'

@@ -1,14 +1,20 @@
 """X-Decoder (Zou et al., 2023): open-vocabulary semantic, instance and
-panoptic segmentation with class names embedded by a text encoder."""
+panoptic segmentation with class names embedded by a text encoder, referring
+segmentation, captioning and image-text retrieval from one decoder."""
+import logging
+import random
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
+import torch.nn.functional as F
+from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
+from ..decoders.xdecoder.xdecoder_head import TASKS
 from ..encoders.text.prompt_templates import get_templates
 
 IGNORE_INDEX = 255
@@ -42,7 +48,26 @@ class XDecoder(BaseModel):
         classes (list[str], optional): Default class names (e.g. the
             dataset's ``metainfo['classes']``).
         thing_classes (list[str], optional): Which of them are things.
+        caption_vocab (list[str], optional): Texts whose tokens form the
+            caption output vocabulary (plus the start and end tokens); by
+            default the text encoder's whole vocabulary. A small domain (e.g.
+            SynthShapes) trains much faster on its own few tokens.
         data_preprocessor (dict, optional): e.g. ``MultiModalDataPreprocessor``.
+
+    Tasks beyond segmentation use the head's branches (``grounding``,
+    ``caption``, ``retrieval``) and these inputs:
+
+    - referring: one sentence per image, from ``inputs['text']`` (packed by
+      the pipeline, e.g. ``RefCocoDataset`` or ``SampleReferringExpression``)
+      or ``metainfo['text']``; trained against ``gt_ref_mask``. Sentences
+      longer than the text encoder's context are cut to it (open_clip keeps
+      the end token) with a warning naming the sentence.
+    - caption: trained on a random one of ``gt_caption`` per image and
+      step; predicted by greedy decoding into ``pred_caption``.
+    - retrieval: the image query against the same caption (contrastive);
+      predicted as ``pred_image_embedding``, ``pred_text_embeddings`` of
+      ``metainfo['texts']`` (else the image's ``gt_caption``) and their
+      softmax ``pred_retrieval_scores``.
     """
 
     def __init__(self,
@@ -52,6 +77,7 @@ class XDecoder(BaseModel):
                  templates: Union[str, Sequence[str]] = 'simple',
                  classes: Optional[Sequence[str]] = None,
                  thing_classes: Optional[Sequence[str]] = None,
+                 caption_vocab: Optional[Sequence[str]] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         if data_preprocessor is not None:
@@ -61,10 +87,27 @@ class XDecoder(BaseModel):
         self.text_encoder = MODELS.build(text_encoder)
         head = dict(head)
         head.setdefault('embed_dim', self.text_encoder.embed_dim)
+        if head.get('grounding') is not None or head.get('caption') is not None:
+            head.setdefault('text_width', self.text_encoder.token_embedding_layer.embedding_dim)
         self.head = MODELS.build(head)
         self.templates = get_templates(templates)
         self.classes = list(classes) if classes else None
         self.thing_classes = list(thing_classes) if thing_classes is not None else None
+        self._warned_long: set = set()
+        if self.head.caption_cfg is not None:
+            tokenizer = self.text_encoder.tokenizer
+            self.start_id, self.end_id = tokenizer.sot_token_id, tokenizer.eot_token_id
+            vocab_size = self.text_encoder.token_embedding_layer.num_embeddings
+            if caption_vocab is None:
+                ids = torch.arange(vocab_size)
+            else:
+                words = {t for text in caption_vocab for t in tokenizer.encode(text)}
+                ids = torch.tensor(sorted(words | {self.start_id, self.end_id}))
+            # Token id -> row of the output vocabulary (-1: not in it).
+            index = torch.full((vocab_size,), -1, dtype=torch.long)
+            index[ids] = torch.arange(len(ids))
+            self.register_buffer('caption_vocab_ids', ids, persistent=False)
+            self.register_buffer('caption_vocab_index', index, persistent=False)
 
     # -- class names -------------------------------------------------------
     def classes_of(self, sample: Optional[FusionDataSample]) -> List[str]:
@@ -151,25 +194,157 @@ class XDecoder(BaseModel):
         return InstanceData(labels=torch.cat(labels),
                             masks=torch.cat([m.reshape(-1, *height_width) for m in masks]))
 
+    # -- text inputs of the grounding / caption / retrieval branches --------
+    def sentences_of(self, inputs: Dict, data_samples: Sequence[FusionDataSample]) -> List[str]:
+        """One referring sentence per image (``inputs['text']`` or
+        ``metainfo['text']``)."""
+        texts = inputs.get('text')
+        if texts is None:
+            texts = [s.metainfo.get('text') for s in data_samples]
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = list(texts)
+        if len(texts) != len(data_samples):
+            raise ValueError(f'referring needs one sentence per image: {len(texts)} '
+                             f'sentences for {len(data_samples)} images')
+        for text, sample in zip(texts, data_samples):
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f'referring needs a non-empty sentence (inputs["text"] or '
+                                 f'metainfo["text"]); image {sample.metainfo.get("img_path")} '
+                                 f'has {text!r}')
+        return texts
+
+    def encode_sentences(self, sentences: Sequence[str]) -> dict:
+        """Grounding inputs: token features, their valid mask and the pooled
+        sentence embeddings. Longer sentences than the text encoder's
+        context are cut (warned once per sentence)."""
+        context = self.text_encoder.context_length
+        for text in sentences:
+            if text not in self._warned_long and self.text_encoder.num_tokens(text) > context:
+                self._warned_long.add(text)
+                print_log(f'referring sentence "{text}" has {self.text_encoder.num_tokens(text)} '
+                          f'tokens; the text encoder reads {context}, so it is cut to its first '
+                          f'{context - 2} words/pieces', logger='current', level=logging.WARNING)
+        out = self.text_encoder(list(sentences))
+        return dict(tokens=out['tokens'].float(), valid=out['mask'],
+                    sentence_embeds=out['pooled'].float())
+
+    def caption_inputs(self, captions: Sequence[str]) -> dict:
+        """Teacher forcing: token embeddings of ``[start, w1 .. wn]`` and
+        targets ``[w1 .. wn, end]`` as output-vocabulary rows (-100 after the
+        end). Captions are cut to the head's ``max_len``."""
+        ids = self.text_encoder.tokenize(list(captions),
+                                         context_length=self.head.caption_cfg['max_len'] + 1)
+        targets = self.caption_vocab_index.to(ids.device)[ids[:, 1:]]
+        after_end = (ids[:, :-1] == self.end_id).cumsum(1) > 0
+        targets[after_end] = -100
+        unknown = (targets == -1).any(1)
+        if unknown.any():
+            bad = [c for c, u in zip(captions, unknown.tolist()) if u][0]
+            raise ValueError(f'caption "{bad}" has tokens outside the caption vocabulary '
+                             '(model caption_vocab); add its words there')
+        return dict(tokens=self.embed_tokens(ids[:, :-1]), targets=targets,
+                    vocab_embeds=self.vocab_embeds())
+
+    def embed_tokens(self, ids: Tensor) -> Tensor:
+        return self.text_encoder.token_embedding_layer(ids).float()
+
+    def vocab_embeds(self) -> Tensor:
+        return self.embed_tokens(self.caption_vocab_ids)
+
+    def encode_texts(self, texts: Sequence[str]) -> Tensor:
+        """(K, D) pooled text embeddings (retrieval targets)."""
+        return self.text_encoder(list(texts))['pooled'].float()
+
+    # -- training ----------------------------------------------------------
     def loss(self, inputs: Dict, data_samples: List[FusionDataSample]) -> Dict[str, Tensor]:
+        """Segmentation losses, plus grounding (samples with ``gt_ref_mask``),
+        caption and retrieval (samples with ``gt_caption``) for the head's
+        branches; a branch's data must be on every image of the batch or on
+        none."""
         img = inputs['img']
         class_embeds = self.batch_class_embeds(data_samples)
         gts = [self.gt_segments(s, self.classes_of(s)).to(img.device) for s in data_samples]
+        extra = {}
+        if self.head.grounding_cfg is not None and self._all_have(data_samples, 'gt_ref_mask'):
+            grounding = self.encode_sentences(self.sentences_of(inputs, data_samples))
+            grounding['gt_instances'] = [
+                InstanceData(labels=torch.zeros(1, dtype=torch.long, device=img.device),
+                             masks=s.gt_ref_mask.data.to(img.device).bool())
+                for s in data_samples]
+            extra['grounding'] = grounding
+        wants_captions = self.head.caption_cfg is not None or self.head.retrieval_cfg is not None
+        if wants_captions and self._all_have(data_samples, 'gt_caption'):
+            captions = [random.choice(list(s.gt_caption)) for s in data_samples]
+            if self.head.caption_cfg is not None:
+                extra['caption'] = self.caption_inputs(captions)
+            if self.head.retrieval_cfg is not None:
+                extra['retrieval'] = dict(text_embeds=self.encode_texts(captions))
         return self.head.loss(self.extract_feat(img), class_embeds, gts,
-                              self._metas(data_samples, img))
+                              self._metas(data_samples, img), **extra)
+
+    @staticmethod
+    def _all_have(data_samples: Sequence[FusionDataSample], key: str) -> bool:
+        have = [key in s and not (isinstance(getattr(s, key), (list, tuple))
+                                  and not getattr(s, key)) for s in data_samples]
+        if any(have) and not all(have):
+            missing = [s.metainfo.get('img_path') for s, h in zip(data_samples, have) if not h]
+            raise ValueError(f'some images of the batch have {key} and some do not '
+                             f'(e.g. {missing[:3]}): a branch trains on all images or none')
+        return all(have)
 
     @torch.no_grad()
     def predict(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None,
                 task: Optional[str] = None) -> List[FusionDataSample]:
-        """Writes ``pred_sem_seg`` / ``pred_panoptic_seg`` / ``pred_instances``
-        (``task`` or ``head.test_cfg['task']``) at each sample's ``ori_shape``."""
+        """Predict ``task`` (else ``head.test_cfg['task']``) at each sample's
+        ``ori_shape``: ``pred_sem_seg`` (semantic; referring: 1 = referred),
+        ``pred_panoptic_seg``, ``pred_instances``, ``pred_caption`` or the
+        retrieval embeddings and scores (see the class docstring)."""
         img = inputs['img']
         data_samples = data_samples or [FusionDataSample() for _ in range(len(img))]
-        classes = [self.classes_of(s) for s in data_samples]
-        flags = [self.thing_flags_of(s, c) for s, c in zip(data_samples, classes)]
-        results = self.head.predict(self.extract_feat(img), self.batch_class_embeds(data_samples),
-                                    self._metas(data_samples, img), flags, task=task)
+        task = task or self.head.test_cfg['task']
+        if task not in TASKS:
+            raise ValueError(f'X-Decoder task must be one of {TASKS}, got {task!r}')
+        feats, metas = self.extract_feat(img), self._metas(data_samples, img)
+        if task == 'referring':
+            if self.head.grounding_cfg is None:
+                raise RuntimeError('referring needs the head\'s grounding branch')
+            results = self.head.predict_referring(
+                feats, metas, self.encode_sentences(self.sentences_of(inputs, data_samples)))
+        elif task == 'caption':
+            if self.head.caption_cfg is None:
+                raise RuntimeError('caption needs the head\'s caption branch')
+            ids = self.head.generate_captions(feats, metas, self.embed_tokens,
+                                              self.vocab_embeds(), self.caption_vocab_ids,
+                                              self.start_id, self.end_id)
+            decode = self.text_encoder.tokenizer.decode
+            results = [dict(pred_caption=decode(row).strip()) for row in ids]
+        elif task == 'retrieval':
+            results = self._predict_retrieval(feats, metas, data_samples)
+        else:
+            classes = [self.classes_of(s) for s in data_samples]
+            flags = [self.thing_flags_of(s, c) for s, c in zip(data_samples, classes)]
+            results = self.head.predict(feats, self.batch_class_embeds(data_samples), metas,
+                                        flags, task=task)
         for sample, result in zip(data_samples, results):
             for key, value in result.items():
                 setattr(sample, key, value)
         return data_samples
+
+    def _predict_retrieval(self, feats: List[Tensor], metas: List[dict],
+                           data_samples: Sequence[FusionDataSample]) -> List[dict]:
+        image_embeds = self.head.predict_image_embeds(feats, metas)
+        results = []
+        for b, sample in enumerate(data_samples):
+            texts = sample.metainfo.get('texts')
+            if texts is None and 'gt_caption' in sample:
+                texts = sample.gt_caption
+            if not texts:
+                raise ValueError(f'retrieval needs candidate texts (metainfo["texts"] or '
+                                 f'gt_caption); image {sample.metainfo.get("img_path")} has none')
+            text_embeds = F.normalize(self.encode_texts(texts), dim=-1)
+            scores = (self.head.retrieval_scale() * text_embeds @ image_embeds[b]).softmax(-1)
+            results.append(dict(pred_image_embedding=image_embeds[b],
+                                pred_text_embeddings=text_embeds,
+                                pred_retrieval_scores=scores))
+        return results

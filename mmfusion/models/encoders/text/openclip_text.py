@@ -135,12 +135,30 @@ class OpenCLIPTextEncoder(BaseEncoder):
                     adapt=lambda sd: resize_text_pos_embed(sd, self))
 
     # -- forward -----------------------------------------------------------
-    def tokenize(self, texts: Union[str, Sequence[str]]) -> Tensor:
-        """Texts -> ``(B, context_length)`` token ids on the encoder's device."""
+    def tokenize(self, texts: Union[str, Sequence[str]],
+                 context_length: Optional[int] = None) -> Tensor:
+        """Texts -> ``(B, context_length)`` token ids on the encoder's device
+        (start token, BPE tokens, end token, padding; longer texts are cut so
+        that the end token stays last, as open_clip does). ``context_length``
+        other than the model's is for token sequences that do not go through
+        this tower (e.g. caption targets)."""
         if isinstance(texts, str):
             texts = [texts]
-        ids = self.tokenizer(list(texts))
+        if context_length is None:
+            ids = self.tokenizer(list(texts))
+        else:
+            ids = self.tokenizer(list(texts), context_length=context_length)
         return ids.to(self._device())
+
+    def num_tokens(self, text: str) -> int:
+        """Tokens ``text`` takes with its start and end tokens (may exceed
+        ``context_length``: compare to find texts that would be cut)."""
+        return len(self.tokenizer.encode(text)) + 2
+
+    @property
+    def token_embedding_layer(self) -> torch.nn.Embedding:
+        """The tower's input token embedding (vocabulary x width)."""
+        return self.text.token_embedding if self.custom_text else self.token_embedding
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device
