@@ -1,35 +1,177 @@
-"""Segment one image and write an overlay:
-``python demo/image_demo.py CONFIG CHECKPOINT IMAGE --out-file OUT.png``."""
+"""Run a model on one image and write an overlay.
+
+Segmentation models (e.g. GMS)::
+
+    python demo/image_demo.py CONFIG CHECKPOINT IMAGE --out-file OUT.png
+
+X-Decoder (``--task`` defaults to the config's ``test_cfg`` task)::
+
+    # open-vocabulary segmentation: class names, comma-separated
+    python demo/image_demo.py CONFIG CKPT skimage:astronaut --task semantic \\
+        --texts "person,rocket,flag,sky" --out-file seg.png
+    # referring segmentation: one sentence
+    python demo/image_demo.py CONFIG CKPT photo.jpg --task referring --texts "the woman in orange"
+    # captioning: no texts
+    python demo/image_demo.py CONFIG CKPT photo.jpg --task caption
+    # retrieval: each --texts value is one candidate sentence
+    python demo/image_demo.py CONFIG CKPT photo.jpg --task retrieval \\
+        --texts "an astronaut portrait" "a dog on the grass"
+
+IMAGE is a file or ``skimage:NAME`` for an image bundled with scikit-image
+(``skimage:astronaut``, ``skimage:coffee``, ``skimage:chelsea``, ...).
+CHECKPOINT may be ``none`` to use only the weights the config itself loads
+(e.g. to smoke-test a config).
+"""
 import argparse
 import os.path as osp
+from typing import List, Optional, Sequence, Tuple, Union
 
 import mmcv
+import numpy as np
+from mmengine.config import DictAction
 from mmengine.utils import mkdir_or_exist
 
-from mmfusion.apis import inference_model, init_model
+from mmfusion.apis import XDecoderInferencer, inference_model, init_model
+from mmfusion.apis.xdecoder_inferencer import SEG_TASKS, TASKS
+from mmfusion.models import XDecoder
 from mmfusion.registry import VISUALIZERS
 from mmfusion.utils import register_all_modules
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description='mmfusion image demo')
+def load_image(spec: str) -> Union[str, np.ndarray]:
+    """A file path as is, or ``skimage:NAME`` as a BGR uint8 array."""
+    if not spec.startswith('skimage:'):
+        return spec
+    from skimage import data
+    name = spec.split(':', 1)[1]
+    loader = getattr(data, name, None)
+    if not callable(loader) or name.startswith('_'):
+        raise ValueError(f'skimage.data has no image {name!r}; e.g. skimage:astronaut, '
+                         'skimage:coffee, skimage:chelsea')
+    img = np.asarray(loader())
+    if img.dtype != np.uint8 or img.ndim not in (2, 3):
+        raise ValueError(f'skimage.data.{name}() is not an 8-bit image')
+    if img.ndim == 2:
+        return mmcv.gray2bgr(img)
+    return np.ascontiguousarray(img[..., 2::-1])  # RGB(A) -> BGR
+
+
+def parse_texts(task: str, values: Optional[List[str]]) -> Union[None, str, List[str]]:
+    """``--texts`` values -> the Inferencer's ``texts`` for ``task``."""
+    if values is None:
+        return None
+    if task in SEG_TASKS:  # class names: comma-separated and/or separate values
+        return [name.strip() for value in values for name in value.split(',') if name.strip()]
+    if task == 'referring':  # one sentence, quoted or not
+        return ' '.join(values)
+    return list(values)  # retrieval: one candidate sentence per value
+
+
+def describe(sample, task: str, score_thr: float = 0.3) -> str:
+    """A short text summary of ``task``'s prediction."""
+    classes = sample.metainfo.get('classes') or []
+
+    def name(label: int) -> str:
+        return classes[label] if label < len(classes) else str(label)
+
+    if task == 'semantic':
+        seg = sample.pred_sem_seg.data[0]
+        labels, counts = seg.unique(return_counts=True)
+        order = counts.argsort(descending=True)
+        found = [f'{name(int(labels[k]))} {counts[k].item() / seg.numel():.1%}' for k in order]
+        return f'semantic: {len(found)} of {len(classes)} classes found: ' + ', '.join(found)
+    if task == 'panoptic':
+        from mmdet.evaluation.functional import INSTANCE_OFFSET
+        pan = sample.pred_panoptic_seg.sem_seg[0]
+        ids, counts = pan.unique(return_counts=True)
+        parts = []
+        for k in counts.argsort(descending=True).tolist():
+            label, instance = int(ids[k]) % INSTANCE_OFFSET, int(ids[k]) // INSTANCE_OFFSET
+            text = 'void' if label == len(classes) else name(label)
+            text += f' #{instance}' if instance else ''
+            parts.append(f'{text} {counts[k].item() / pan.numel():.1%}')
+        return f'panoptic: {len(parts)} segments: ' + ', '.join(parts)
+    if task == 'instance':
+        inst = sample.pred_instances
+        keep = [k for k in inst.scores.argsort(descending=True).tolist()
+                if inst.scores[k] >= score_thr]
+        parts = [f'{name(int(inst.labels[k]))} {inst.scores[k]:.2f} '
+                 f'({inst.masks[k].float().mean().item():.1%})' for k in keep]
+        return (f'instance: {len(parts)} instances with score >= {score_thr}'
+                + (': ' + ', '.join(parts) if parts else ''))
+    if task == 'referring':
+        share = sample.pred_sem_seg.data.float().mean().item()
+        return f'referring "{sample.metainfo["text"]}": the mask covers {share:.1%} of the image'
+    if task == 'caption':
+        return f'caption: {sample.pred_caption}'
+    scores = sample.pred_retrieval_scores.tolist()
+    texts = sample.metainfo['texts']
+    lines = [f'{rank}. {scores[k]:.3f}  {texts[k]}' for rank, k in
+             enumerate(sorted(range(len(scores)), key=lambda i: -scores[i]), 1)]
+    return 'retrieval (softmax over the candidates):\n' + '\n'.join(lines)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None
+               ) -> Tuple[argparse.Namespace, argparse.ArgumentParser]:
+    parser = argparse.ArgumentParser(
+        description='mmfusion image demo', formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split('\n', 2)[2])
     parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('image', help='image file')
+    parser.add_argument('checkpoint', help='checkpoint file, or "none"')
+    parser.add_argument('image', help='image file, or skimage:NAME (e.g. skimage:astronaut)')
     parser.add_argument('--out-file', default='outputs/demo.png', help='overlay PNG to write')
     parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
     parser.add_argument('--alpha', type=float, default=0.5, help='opacity of the predicted mask')
-    args = parser.parse_args()
+    parser.add_argument('--task', choices=TASKS,
+                        help="X-Decoder task (default: the config's test_cfg task)")
+    parser.add_argument('--texts', nargs='+', metavar='TEXT',
+                        help='X-Decoder texts. semantic/instance/panoptic: class names, '
+                             'comma-separated ("person,sky,grass"; default: the model\'s '
+                             'classes); referring: one sentence; retrieval: one candidate '
+                             'sentence per value; caption: none')
+    parser.add_argument('--score-thr', type=float, default=0.3,
+                        help='instance task: lowest score drawn and printed')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='config overrides, e.g. model.text_encoder.checkpoint=None')
+    return parser.parse_args(argv), parser
 
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args, parser = parse_args(argv)
     register_all_modules()
-    model = init_model(args.config, args.checkpoint, device=args.device)
-    result = inference_model(model, args.image)
+    checkpoint = None if args.checkpoint.lower() == 'none' else args.checkpoint
+    try:
+        image = load_image(args.image)
+    except ValueError as e:
+        parser.error(str(e))
+    model = init_model(args.config, checkpoint, device=args.device, cfg_options=args.cfg_options)
+    mkdir_or_exist(osp.dirname(osp.abspath(args.out_file)))
 
+    if isinstance(model, XDecoder):
+        task = args.task or model.head.test_cfg['task']
+        if task == 'caption' and args.texts:
+            parser.error('--task caption takes no --texts')
+        inferencer = XDecoderInferencer(model)
+        inferencer.visualizer.alpha = args.alpha
+        try:
+            sample = inferencer(image, task=task, texts=parse_texts(task, args.texts))
+        except ValueError as e:
+            parser.error(str(e))
+        inferencer.visualize(image, sample, task, out_file=args.out_file,
+                             score_thr=args.score_thr)
+        print(describe(sample, task, args.score_thr))
+        print(f'wrote {args.out_file}')
+        return
+
+    if args.task or args.texts:
+        parser.error(f'--task/--texts are for X-Decoder configs; {args.config} builds a '
+                     f'{type(model).__name__}')
+    result = inference_model(model, image)
     visualizer = VISUALIZERS.build(dict(type='FusionVisualizer', name='image_demo', alpha=args.alpha))
     visualizer.dataset_meta = model.dataset_meta
-    mkdir_or_exist(osp.dirname(osp.abspath(args.out_file)))
-    image = mmcv.imread(args.image, channel_order='rgb')
-    visualizer.add_datasample('demo', image, result, draw_gt=False, out_file=args.out_file)
+    rgb = mmcv.bgr2rgb(image) if isinstance(image, np.ndarray) else \
+        mmcv.imread(image, channel_order='rgb')
+    visualizer.add_datasample('demo', rgb, result, draw_gt=False, out_file=args.out_file)
     fg = result.pred_sem_seg.data.float().mean().item()
     print(f'wrote {args.out_file} (predicted foreground: {fg:.1%} of the image)')
 

@@ -1,3 +1,6 @@
-from .inference import inference_model, init_model
+from .inference import (build_test_pipeline, inference_model, init_model, load_weights,
+                        prepare_inputs)
+from .xdecoder_inferencer import XDecoderInferencer
 
-__all__ = ['init_model', 'inference_model']
+__all__ = ['init_model', 'inference_model', 'load_weights', 'build_test_pipeline',
+           'prepare_inputs', 'XDecoderInferencer']

@@ -13,8 +13,13 @@ from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
 from mmfusion.utils import explain_unknown_type
 
+ImageType = Union[str, np.ndarray]
+
 # Transforms that read annotations; inference on a bare image has none.
-ANNOTATION_LOADERS = ('LoadBinaryMask', 'LoadAnnotations')
+ANNOTATION_LOADERS = ('LoadBinaryMask', 'LoadAnnotations', 'LoadPanopticAnnotations',
+                      'LoadReferringMask')
+# Used for a model built without a config: read the image, pack it.
+DEFAULT_PIPELINE = [dict(type='LoadImageFromFile'), dict(type='PackFusionInputs')]
 
 
 def init_model(config: Union[str, Path, Config],
@@ -32,40 +37,60 @@ def init_model(config: Union[str, Path, Config],
     init_default_scope(cfg.get('default_scope', 'mmfusion'))
     with explain_unknown_type():
         model = MODELS.build(cfg.model)
-    dataset_meta = {}
-    if checkpoint is not None:
-        ckpt = load_checkpoint(model, checkpoint, map_location='cpu')
-        dataset_meta = ckpt.get('meta', {}).get('dataset_meta', {}) or {}
     model.cfg = cfg
-    model.dataset_meta = dataset_meta
+    model.dataset_meta = {}
+    load_weights(model, checkpoint)
     return model.to(device).eval()
 
 
-def _inference_pipeline(cfg: Config) -> Compose:
-    pipeline = [t for t in cfg.test_dataloader.dataset.pipeline
-                if t['type'].split('.')[-1] not in ANNOTATION_LOADERS]
-    return Compose(pipeline)
+def load_weights(model: BaseModel, checkpoint: Optional[str]) -> None:
+    """Load ``checkpoint`` (if any) into ``model`` and keep its ``dataset_meta``
+    on ``model.dataset_meta`` (left as is without a checkpoint)."""
+    if checkpoint is None:
+        if not hasattr(model, 'dataset_meta'):
+            model.dataset_meta = {}
+        return
+    ckpt = load_checkpoint(model, checkpoint, map_location='cpu')
+    model.dataset_meta = ckpt.get('meta', {}).get('dataset_meta', {}) or {}
 
 
-@torch.no_grad()
-def inference_model(model: BaseModel,
-                    images: Union[str, np.ndarray, Sequence[Union[str, np.ndarray]]]
-                    ) -> Union[FusionDataSample, List[FusionDataSample]]:
-    """Run ``model`` on image paths or BGR arrays with the config's test pipeline."""
-    single = isinstance(images, (str, np.ndarray))
-    images = [images] if single else list(images)
-    pipeline = _inference_pipeline(model.cfg)
-    batch = []
+def build_test_pipeline(cfg: Optional[Config]) -> Compose:
+    """The config's test pipeline without annotation loaders (a bare
+    load-and-pack pipeline when there is no config or no test dataloader)."""
+    scope = cfg.get('default_scope', 'mmfusion') if cfg is not None else 'mmfusion'
+    init_default_scope(scope)
+    loader = cfg.get('test_dataloader') if cfg is not None else None
+    pipeline = loader.dataset.pipeline if loader else DEFAULT_PIPELINE
+    return Compose([t for t in pipeline if t['type'].split('.')[-1] not in ANNOTATION_LOADERS])
+
+
+def prepare_inputs(images: Sequence[ImageType], pipeline: Compose) -> List[dict]:
+    """Run image paths or BGR arrays through ``pipeline``: one packed
+    ``{'inputs', 'data_samples'}`` dict per image."""
+    packed = []
     for img in images:
         if isinstance(img, np.ndarray):
             # Skip file loading: the array is the image.
             results = dict(img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2], img_path=None)
-            transforms = [t for t in pipeline.transforms
-                          if type(t).__name__ != 'LoadImageFromFile']
-            for t in transforms:
-                results = t(results)
-            batch.append(results)
+            for t in pipeline.transforms:
+                if type(t).__name__ != 'LoadImageFromFile':
+                    results = t(results)
+            packed.append(results)
+        elif isinstance(img, (str, Path)):
+            packed.append(pipeline(dict(img_path=str(img))))
         else:
-            batch.append(pipeline(dict(img_path=img)))
+            raise TypeError(f'an image must be a file path or a BGR numpy array, got '
+                            f'{type(img).__name__}')
+    return packed
+
+
+@torch.no_grad()
+def inference_model(model: BaseModel,
+                    images: Union[ImageType, Sequence[ImageType]]
+                    ) -> Union[FusionDataSample, List[FusionDataSample]]:
+    """Run ``model`` on image paths or BGR arrays with the config's test pipeline."""
+    single = isinstance(images, (str, Path, np.ndarray))
+    images = [images] if single else list(images)
+    batch = prepare_inputs(images, build_test_pipeline(getattr(model, 'cfg', None)))
     outputs = model.test_step(pseudo_collate(batch))
     return outputs[0] if single else outputs
