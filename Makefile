@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install data synthshapes clip demo test clean-demo
+.PHONY: install data synthshapes clip xdecoder demo test clean-demo
 
 install:
 	bash tools/install.sh
@@ -20,6 +20,16 @@ clip: synthshapes
 	$(PY) tools/train.py configs/clip/clip_vit-tiny_1xb128-1k_synthshapes.py
 	$(PY) tools/analysis_tools/benchmark_feature_cache.py configs/clip/linear-probe_clip-vit-tiny_1xb64-2e_synthshapes.py
 	$(PY) tools/analysis_tools/benchmark_feature_cache.py configs/clip/linear-probe_clip-vit-b32_1xb64-2e_synthshapes.py
+
+# Tiny X-Decoder (needs the tiny CLIP): one training run, then every task's evaluation.
+XDEC := xdecoder_clip-vit-tiny_1xb16-1800it_synthshapes
+xdecoder:
+	test -f work_dirs/clip_vit-tiny_1xb128-1k_synthshapes/iter_1000.pth || $(MAKE) clip
+	$(PY) tools/train.py configs/xdecoder/$(XDEC).py
+	for task in semantic_novel panoptic instance referring caption retrieval; do \
+	  $(PY) tools/test.py configs/xdecoder/synthshapes_eval/$$task.py \
+	    work_dirs/$(XDEC)/iter_1800.pth --work-dir work_dirs/$(XDEC)/eval_$$task || exit 1; \
+	done
 
 demo: data
 	bash tools/gms_demo.sh

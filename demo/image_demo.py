@@ -32,7 +32,7 @@ from mmengine.config import DictAction
 from mmengine.utils import mkdir_or_exist
 
 from mmfusion.apis import XDecoderInferencer, inference_model, init_model
-from mmfusion.apis.xdecoder_inferencer import SEG_TASKS, TASKS
+from mmfusion.models.decoders.xdecoder.xdecoder_head import SEG_TASKS, TASKS
 from mmfusion.models import XDecoder
 from mmfusion.registry import VISUALIZERS
 from mmfusion.utils import register_all_modules
@@ -153,10 +153,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             parser.error('--task caption takes no --texts')
         inferencer = XDecoderInferencer(model)
         inferencer.visualizer.alpha = args.alpha
-        try:
-            sample = inferencer(image, task=task, texts=parse_texts(task, args.texts))
+        texts = parse_texts(task, args.texts)
+        try:  # bad --texts are usage errors; the model's own errors raise as they are
+            inferencer.metainfo(task, texts, 1)
         except ValueError as e:
             parser.error(str(e))
+        sample = inferencer(image, task=task, texts=texts)
         inferencer.visualize(image, sample, task, out_file=args.out_file,
                              score_thr=args.score_thr)
         print(describe(sample, task, args.score_thr))

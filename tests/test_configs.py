@@ -24,13 +24,17 @@ def _drop_missing_weights(cfg):
 
 
 def _input_size(cfg) -> tuple:
-    """The image size the config's test pipeline resizes to (32x32 without one)."""
+    """The image size the config's test pipeline resizes to, else the size an
+    open_clip ViT backbone is built for (32x32 without either)."""
     loader = cfg.get('test_dataloader') or {}
     dataset = loader.get('dataset', {})
     dataset = dataset.get('datasets', [dataset])[0]
     for t in dataset.get('pipeline', []):
         if t['type'] == 'Resize' and not t.get('keep_ratio', False):
             return tuple(t['scale'])[::-1]
+    vision = (cfg.model.get('backbone') or {}).get('model_cfg', {}).get('vision_cfg', {})
+    if 'image_size' in vision:
+        return (vision['image_size'],) * 2
     return (32, 32)
 
 

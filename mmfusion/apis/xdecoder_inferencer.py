@@ -10,12 +10,11 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from torch import nn
 
+from mmfusion.models.decoders.xdecoder.xdecoder_head import SEG_TASKS, TASKS
 from mmfusion.registry import INFERENCERS, VISUALIZERS
 from mmfusion.structures import FusionDataSample
 from .inference import ImageType, build_test_pipeline, init_model, load_weights, prepare_inputs
 
-SEG_TASKS = ('semantic', 'instance', 'panoptic')
-TASKS = SEG_TASKS + ('referring', 'caption', 'retrieval')
 # What each task writes; the first field is the one a drawing needs.
 PRED_FIELDS = dict(
     semantic=('pred_sem_seg',),

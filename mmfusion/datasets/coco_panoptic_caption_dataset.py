@@ -1,7 +1,7 @@
 import json
 import os.path as osp
 from collections import defaultdict
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from mmdet.datasets import CocoPanopticDataset
 
@@ -28,9 +28,12 @@ class CocoPanopticCaptionDataset(CocoPanopticDataset):
     caption file). With ``refs_file`` (a RefCOCO ``refs(*).p``) and
     ``refs_instances_file`` (its COCO instances json, whose image ids are the
     panoptic file's), ``gt_refs`` lists the image's referred objects
-    (``sentences``, ``segmentation``, ``ref_id``, ``category``), for joint
-    segmentation + grounding training (see
-    :class:`~mmfusion.datasets.transforms.SampleReferringExpression`). Load
+    (``sentences``, ``segmentation``, ``ref_id``, ``category``) of the refs
+    splits ``refs_splits`` (default ``('train',)``), for joint segmentation +
+    grounding training (see
+    :class:`~mmfusion.datasets.transforms.SampleReferringExpression`). On
+    COCO, RefCOCO's val/test images come from train2014, inside train2017:
+    remove them from the training panoptic file, as X-Decoder does. Load
     masks and semantic labels with
     :class:`~mmfusion.datasets.transforms.LoadPanopticAnnotations`.
 
@@ -44,13 +47,14 @@ class CocoPanopticCaptionDataset(CocoPanopticDataset):
 
     def __init__(self, *args, caption_file: Optional[str] = None,
                  refs_file: Optional[str] = None, refs_instances_file: Optional[str] = None,
-                 **kwargs) -> None:
+                 refs_splits: Sequence[str] = ('train', ), **kwargs) -> None:
         self.caption_file = caption_file
         if (refs_file is None) != (refs_instances_file is None):
             raise ValueError('refs_file and refs_instances_file go together (a RefCOCO '
                              'refs(*).p and its COCO instances json)')
         self.refs_file = refs_file
         self.refs_instances_file = refs_instances_file
+        self.refs_splits = (refs_splits, ) if isinstance(refs_splits, str) else tuple(refs_splits)
         super().__init__(*args, **kwargs)
 
     def _join_prefix(self) -> None:
@@ -84,6 +88,8 @@ class CocoPanopticCaptionDataset(CocoPanopticDataset):
         refs = defaultdict(list)
         if self.refs_file:
             for ref in load_refs(self.refs_file, self.refs_instances_file)[0]:
+                if ref['split'] not in self.refs_splits:
+                    continue
                 refs[ref['image']['id']].append(dict(
                     sentences=ref['sentences'], segmentation=ref['segmentation'],
                     ref_id=ref['ref_id'], category=ref['category']))

@@ -140,7 +140,7 @@ def test_synthshapes_panoptic_with_referring_expressions(synthshapes_root):
         data_root=root, ann_file='annotations/panoptic_val.json',
         data_prefix=dict(img='images/', seg='annotations/panoptic_val/'),
         caption_file='annotations/captions_val.json', refs_file='refsynth/refs(synth).p',
-        refs_instances_file='refsynth/instances.json', pipeline=pipeline)
+        refs_instances_file='refsynth/instances.json', refs_splits=['val'], pipeline=pipeline)
     info = pan.get_data_info(0)
     assert len(info['gt_refs']) == len(info['instances']) > 0
     ref = RefCocoDataset(data_root=osp.join(root, 'refsynth'), split_by='synth', split='val',
@@ -154,6 +154,11 @@ def test_synthshapes_panoptic_with_referring_expressions(synthshapes_root):
     thing_masks = out['data_samples'].gt_instances.masks
     assert ref_mask.shape == thing_masks.shape[1:] and ref_mask.sum() > 0
     assert any(bool((ref_mask == m).all()) for m in thing_masks)
+    train_refs_only = CocoPanopticCaptionDataset(
+        data_root=root, ann_file='annotations/panoptic_val.json',
+        data_prefix=dict(img='images/', seg='annotations/panoptic_val/'),
+        refs_file='refsynth/refs(synth).p', refs_instances_file='refsynth/instances.json')
+    assert train_refs_only.get_data_info(0)['gt_refs'] == []  # val refs stay out of training
     with pytest.raises(ValueError, match='go together'):
         CocoPanopticCaptionDataset(data_root=root, ann_file='annotations/panoptic_val.json',
                                    refs_file='refsynth/refs(synth).p')
@@ -172,3 +177,32 @@ def test_refs_pickle_with_code_is_refused(tmp_path):
         pickle.dump([dict(ref_id=0, hook=os.system)], f, protocol=2)
     with pytest.raises(ValueError, match='refuses to load global'):
         RefCocoDataset(data_root=str(root), split_by='unc', split='train')
+
+
+def test_tiny_xdecoder_config_datasets_and_evaluators(synthshapes_root):
+    """The tiny X-Decoder config and its per-task evaluation configs read
+    SynthShapes as written by the generator (data_root swapped for the test
+    copy) and build their evaluators."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from mmfusion.registry import DATASETS, METRICS
+    from tests.conftest import REPO
+    init_default_scope('mmfusion')
+    folder = osp.join(REPO, 'configs', 'xdecoder')
+    paths = [osp.join(folder, 'xdecoder_clip-vit-tiny_1xb16-1800it_synthshapes.py')] + sorted(
+        osp.join(folder, 'synthshapes_eval', f) for f in os.listdir(
+            osp.join(folder, 'synthshapes_eval')))
+    assert len(paths) == 7
+    for path in paths:
+        cfg = Config.fromfile(path)
+        loaders = [cfg.test_dataloader] + ([cfg.train_dataloader] if 'eval' not in path else [])
+        for loader in loaders:
+            dataset_cfg = loader.dataset
+            dataset_cfg.data_root = synthshapes_root
+            dataset = DATASETS.build(dataset_cfg)
+            out = dataset[0]
+            assert out['inputs']['img'].shape[0] == 3, path
+            sample = out['data_samples']
+            assert 'gt_sem_seg' in sample or 'gt_ref_mask' in sample, path
+        METRICS.build(cfg.test_evaluator)

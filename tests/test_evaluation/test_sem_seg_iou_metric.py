@@ -58,3 +58,26 @@ def test_missing_gt_is_named():
         assert 'gt_sem_seg' in str(e)
     else:
         raise AssertionError('expected KeyError')
+
+
+def test_class_groups_average_the_confusion_matrix_iou_of_their_classes():
+    samples = _samples(1)
+    ours = _run(METRICS.build(dict(type='SemSegIoUMetric',
+                                   class_groups=dict(novel=['b', 'd'], all=list(CLASSES)))),
+                samples)
+    conf = np.zeros((4, 4))
+    for s in samples:
+        gt = s['gt_sem_seg']['data'].numpy().ravel()
+        pred = s['pred_sem_seg']['data'].numpy().ravel()
+        keep = gt != 255
+        np.add.at(conf, (gt[keep], pred[keep]), 1)
+    iou = np.diag(conf) / (conf.sum(0) + conf.sum(1) - np.diag(conf))
+    assert abs(ours['mIoU_novel'] - 100 * iou[[1, 3]].mean()) < 0.01
+    assert abs(ours['mIoU_all'] - ours['mIoU']) < 0.01
+    bad = METRICS.build(dict(type='SemSegIoUMetric', class_groups=dict(x=['zebra'])))
+    try:
+        _run(bad, samples)
+    except ValueError as e:
+        assert 'zebra' in str(e)
+    else:
+        raise AssertionError('expected ValueError')

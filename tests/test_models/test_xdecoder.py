@@ -316,8 +316,9 @@ def test_all_branches_train_and_gradients_reach_exactly_the_trainable_parameters
     model.train()
     inputs, samples = full_batch()
     losses = model(inputs, samples, mode='loss')
+    # Top-2 of the 3 predictions: d1 and the last (named as the segmentation losses).
     for key in ('loss_cls', 'grounding.loss_cls', 'grounding.loss_mask', 'grounding.loss_dice',
-                'grounding.d0.loss_dice', 'loss_caption', 'd0.loss_caption', 'loss_retrieval'):
+                'grounding.d1.loss_dice', 'loss_caption', 'd1.loss_caption', 'loss_retrieval'):
         assert torch.isfinite(losses[key]), key
     sum(v for k, v in losses.items() if 'loss' in k).backward()
     for name, p in model.named_parameters():
@@ -363,13 +364,30 @@ def test_appended_tokens_do_not_change_object_and_image_queries():
 
 
 def test_grounding_padding_and_batching_match_single_sentences():
-    """Two sentences of different lengths in one batch (the shorter padded)
-    give each image the same referring mask as alone."""
+    """Padded sentence tokens are invisible: decoding with the padding equals
+    decoding the valid tokens alone, and a batch of two sentences of
+    different lengths gives each image the same referring mask as alone."""
     model = build_full()
     model.eval()
     inputs, samples = full_batch()
-    assert model.text_encoder.num_tokens(inputs['text'][0]) != \
-        model.text_encoder.num_tokens(inputs['text'][1])
+    feats = model.extract_feat(inputs['img'])
+    metas = model._metas(samples, inputs['img'])
+    g = model.encode_sentences(inputs['text'])
+    assert not g['valid'].all()
+    with torch.no_grad():
+        padded = model.head(feats, metas, grounding_tokens=g['tokens'],
+                            grounding_valid=g['valid'])
+        for b in range(2):
+            n = int(g['valid'][b].sum())
+            alone = model.head([f[b:b + 1] for f in feats], metas[b:b + 1],
+                               grounding_tokens=g['tokens'][b:b + 1, :n])
+            for key in ('grounding_cls_embeds', 'grounding_mask_logits'):
+                torch.testing.assert_close(padded[key][-1][b:b + 1], alone[key][-1],
+                                           atol=1e-5, rtol=1e-5)
+        # Without the padding mask the padded tokens would change the result.
+        unmasked = model.head(feats, metas, grounding_tokens=g['tokens'])
+    assert not torch.allclose(unmasked['grounding_cls_embeds'][-1],
+                              padded['grounding_cls_embeds'][-1], atol=1e-4)
     batched = model.predict(inputs, samples, task='referring')
     for i in range(2):
         single = model.predict(dict(img=inputs['img'][i:i + 1], text=[inputs['text'][i]]),
@@ -378,6 +396,31 @@ def test_grounding_padding_and_batching_match_single_sentences():
                                    single.pred_sem_seg.seg_logits, atol=1e-4, rtol=1e-4)
         mask = batched[i].pred_sem_seg.data
         assert mask.shape == (1, 32, 32) and set(mask.unique().tolist()) <= {0, 1}
+
+
+def test_sentence_tokens_skip_cross_attention():
+    """Sentence tokens join after cross-attention (the paper): blocked from
+    every other token in self-attention, their outputs do not depend on the
+    image at all."""
+    from mmfusion.models.decoders.mask import MaskedAttentionDecoder
+    torch.manual_seed(0)
+    dec = MaskedAttentionDecoder(num_queries=3, hidden_dims=16, num_layers=2, num_heads=2,
+                                 ffn_dims=32, in_channels=16, mask_channels=16).eval()
+    extra = torch.randn(2, 2, 16)
+    mask = torch.ones(5, 5, dtype=torch.bool)
+    mask[:3, :3] = False
+    mask[3, 3] = mask[4, 4] = False  # each extra token sees only itself
+    outs = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        feats = [torch.randn(2, 16, s, s) for s in (2, 4, 8)]
+        with torch.no_grad():
+            outs.append(dec(feats, torch.randn(2, 16, 16, 16), extra_tokens=extra,
+                            self_attn_mask=mask,
+                            extra_cross_attn=torch.tensor([False, True]))['query_embeds'][-1])
+    torch.testing.assert_close(outs[0][:, 3], outs[1][:, 3])  # skips cross-attention
+    assert not torch.allclose(outs[0][:, 4], outs[1][:, 4])  # cross-attends
+    assert not torch.allclose(outs[0][:, :3], outs[1][:, :3])
 
 
 def test_greedy_caption_equals_teacher_forcing_on_its_own_output():
@@ -392,7 +435,9 @@ def test_greedy_caption_equals_teacher_forcing_on_its_own_output():
     ids = model.head.generate_captions(feats, metas, model.embed_tokens, model.vocab_embeds(),
                                        model.caption_vocab_ids, model.start_id, model.end_id)
     vocab = set(model.caption_vocab_ids.tolist())
+    assert max(len(row) for row in ids) >= 2  # a prefix longer than [start] is checked
     for b, row in enumerate(ids):
+        assert model.start_id not in row
         assert set(row) <= vocab and len(row) <= 11
         prefix = torch.tensor([[model.start_id] + row])
         with torch.no_grad():
@@ -403,6 +448,22 @@ def test_greedy_caption_equals_teacher_forcing_on_its_own_output():
         expected = row + ([model.end_id] if len(row) < 11 else [])
         assert predicted[:len(expected)] == expected
         assert out[b].pred_caption == model.text_encoder.tokenizer.decode(row).strip()
+
+
+def test_retrieval_loss_with_repeated_captions_spreads_the_target():
+    model = build_full()
+    inputs, samples = full_batch()
+    feats = model.extract_feat(inputs['img'])
+    out = model.head(feats, model._metas(samples, inputs['img']))
+    text = model.encode_texts(['a circle', 'a circle'])
+    both = torch.ones(2, 2, dtype=torch.bool)
+    loss = model.head.retrieval_loss(out, dict(text_embeds=text, positives=both))
+    img = model.head.image_text_embeds(out['image_embeds'][-1])
+    logits = model.head.retrieval_scale() * img @ torch.nn.functional.normalize(text, dim=-1).t()
+    # Two identical texts: each row's target is (0.5, 0.5).
+    rows = -(logits.log_softmax(1).mean(1)).mean()
+    cols = -(logits.log_softmax(0).mean(0)).mean()
+    torch.testing.assert_close(loss['loss_retrieval'], 8.0 * (rows + cols) / 2)
 
 
 def test_retrieval_prediction_scores_candidates():

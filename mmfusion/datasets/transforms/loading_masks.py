@@ -1,5 +1,6 @@
 from typing import Optional
 
+import mmcv
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmdet.datasets.transforms import LoadAnnotations as MMDetLoadAnnotations
@@ -101,9 +102,11 @@ class SampleReferringExpression(BaseTransform):
     Reads ``results['gt_refs']`` (from ``CocoPanopticCaptionDataset`` with a
     refs file: per referred object its ``sentences`` and COCO
     ``segmentation``) and writes ``text`` (the sentence, packed into the
-    model inputs) and ``gt_ref_mask`` (0/1 uint8, original size; packed into
-    ``data_sample.gt_ref_mask``). Sentences such as "the leftmost ..." or
-    "... left of ..." are not flip invariant: do not flip after this.
+    model inputs) and ``gt_ref_mask`` (0/1 uint8 at the current
+    ``img_shape``, resized with nearest neighbours when it follows a
+    ``Resize``; packed into ``data_sample.gt_ref_mask``). Only resizes may
+    come before it: a flip (which also breaks "the leftmost ..." or "... left
+    of ...") or a crop is refused.
 
     Args:
         random (bool): A random object and sentence (training); otherwise
@@ -125,9 +128,17 @@ class SampleReferringExpression(BaseTransform):
             ref, text = refs[0], refs[0]['sentences'][0]
         h, w = results['ori_shape'][:2] if 'ori_shape' in results else (results['height'],
                                                                          results['width'])
+        mask = decode_coco_segmentation(ref['segmentation'], h, w,
+                                        source=f'ref {ref.get("ref_id")}')
+        img_h, img_w = results.get('img_shape', (h, w))[:2]
+        if results.get('flip') or abs(img_h / img_w - h / w) > 0.05:
+            raise ValueError(f'SampleReferringExpression on {results.get("img_path")}: only '
+                             'resizes may come before it (a flip or crop was applied: '
+                             f'flip={results.get("flip")}, {(h, w)} -> {(img_h, img_w)})')
+        if (img_h, img_w) != (h, w):  # after a resize: follow the image
+            mask = mmcv.imresize(mask, (img_w, img_h), interpolation='nearest')
         results['text'] = text
-        results['gt_ref_mask'] = decode_coco_segmentation(
-            ref['segmentation'], h, w, source=f'ref {ref.get("ref_id")}')
+        results['gt_ref_mask'] = mask
         return results
 
     def __repr__(self) -> str:

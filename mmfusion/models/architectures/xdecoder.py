@@ -15,6 +15,7 @@ from torch import Tensor
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
 from ..decoders.xdecoder.xdecoder_head import TASKS
+from ..encoders.feature_cache import sample_ids_of
 from ..encoders.text.prompt_templates import get_templates
 
 IGNORE_INDEX = 255
@@ -52,6 +53,9 @@ class XDecoder(BaseModel):
             caption output vocabulary (plus the start and end tokens); by
             default the text encoder's whole vocabulary. A small domain (e.g.
             SynthShapes) trains much faster on its own few tokens.
+        neck (dict, optional): Maps the backbone's maps to the pixel
+            decoder's levels, e.g. ``mmseg.MultiLevelNeck`` turning a plain
+            ViT's single stride into a pyramid.
         data_preprocessor (dict, optional): e.g. ``MultiModalDataPreprocessor``.
 
     Tasks beyond segmentation use the head's branches (``grounding``,
@@ -78,12 +82,14 @@ class XDecoder(BaseModel):
                  classes: Optional[Sequence[str]] = None,
                  thing_classes: Optional[Sequence[str]] = None,
                  caption_vocab: Optional[Sequence[str]] = None,
+                 neck: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         if data_preprocessor is not None:
             data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
+        self.neck = MODELS.build(neck) if neck is not None else None
         self.text_encoder = MODELS.build(text_encoder)
         head = dict(head)
         head.setdefault('embed_dim', self.text_encoder.embed_dim)
@@ -138,10 +144,18 @@ class XDecoder(BaseModel):
         return [self.class_embeds(self.classes_of(s)) for s in data_samples]
 
     # -- features ----------------------------------------------------------
-    def extract_feat(self, img: Tensor) -> List[Tensor]:
-        out = self.backbone(img)
-        maps = out['maps'] if isinstance(out, dict) else out
-        return list(maps)
+    def extract_feat(self, img: Tensor,
+                     data_samples: Optional[Sequence[FusionDataSample]] = None) -> List[Tensor]:
+        """Backbone (+ neck) maps. A frozen mmfusion encoder runs through
+        ``forward_cached``, so a ``FeatureCacheHook`` can serve its maps
+        (images of one size: cached maps must not depend on batch padding)."""
+        if hasattr(self.backbone, 'forward_cached'):
+            out = self.backbone.forward_cached(img, sample_ids_of(data_samples),
+                                               keys=['maps'])
+        else:
+            out = self.backbone(img)
+        maps = list(out['maps'] if isinstance(out, dict) else out)
+        return list(self.neck(maps)) if self.neck is not None else maps
 
     @staticmethod
     def _metas(data_samples: Sequence[FusionDataSample], img: Tensor) -> List[dict]:
@@ -164,7 +178,7 @@ class XDecoder(BaseModel):
         if mode == 'tensor':
             img = inputs['img']
             samples = data_samples or [FusionDataSample() for _ in range(len(img))]
-            return self.head(self.extract_feat(img), self._metas(samples, img))
+            return self.head(self.extract_feat(img, data_samples), self._metas(samples, img))
         raise RuntimeError(f'invalid mode "{mode}"; expected loss, predict or tensor')
 
     def gt_segments(self, sample: FusionDataSample, classes: Sequence[str]) -> InstanceData:
@@ -235,6 +249,10 @@ class XDecoder(BaseModel):
         end). Captions are cut to the head's ``max_len``."""
         ids = self.text_encoder.tokenize(list(captions),
                                          context_length=self.head.caption_cfg['max_len'] + 1)
+        # Up to the batch's longest caption: the rest is padding (the causal
+        # mask makes the result the same, the decoder sequence shorter).
+        ends = (ids == self.end_id).float().argmax(1)
+        ids = ids[:, :int(ends.max()) + 1]
         targets = self.caption_vocab_index.to(ids.device)[ids[:, 1:]]
         after_end = (ids[:, :-1] == self.end_id).cumsum(1) > 0
         targets[after_end] = -100
@@ -279,8 +297,10 @@ class XDecoder(BaseModel):
             if self.head.caption_cfg is not None:
                 extra['caption'] = self.caption_inputs(captions)
             if self.head.retrieval_cfg is not None:
-                extra['retrieval'] = dict(text_embeds=self.encode_texts(captions))
-        return self.head.loss(self.extract_feat(img), class_embeds, gts,
+                same = torch.tensor([[a == b for b in captions] for a in captions],
+                                    device=img.device)
+                extra['retrieval'] = dict(text_embeds=self.encode_texts(captions), positives=same)
+        return self.head.loss(self.extract_feat(img, data_samples), class_embeds, gts,
                               self._metas(data_samples, img), **extra)
 
     @staticmethod
@@ -305,7 +325,7 @@ class XDecoder(BaseModel):
         task = task or self.head.test_cfg['task']
         if task not in TASKS:
             raise ValueError(f'X-Decoder task must be one of {TASKS}, got {task!r}')
-        feats, metas = self.extract_feat(img), self._metas(data_samples, img)
+        feats, metas = self.extract_feat(img, data_samples), self._metas(data_samples, img)
         if task == 'referring':
             if self.head.grounding_cfg is None:
                 raise RuntimeError('referring needs the head\'s grounding branch')
@@ -326,6 +346,9 @@ class XDecoder(BaseModel):
             flags = [self.thing_flags_of(s, c) for s, c in zip(data_samples, classes)]
             results = self.head.predict(feats, self.batch_class_embeds(data_samples), metas,
                                         flags, task=task)
+            for sample, names in zip(data_samples, classes):
+                if not sample.metainfo.get('classes'):  # so drawings can name the labels
+                    sample.set_metainfo(dict(classes=list(names)))
         for sample, result in zip(data_samples, results):
             for key, value in result.items():
                 setattr(sample, key, value)

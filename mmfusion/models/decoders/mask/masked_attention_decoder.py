@@ -141,6 +141,22 @@ class MaskedAttentionDecoder(BaseModule):
         attn_mask = attn_mask.repeat_interleave(self.num_heads, dim=0)
         return normed, cls_embeds, mask_logits, attn_mask
 
+    def _layer_with_partial_cross_attn(self, layer: nn.Module, tokens: Tensor, pos: Tensor,
+                                       memory: Tensor, memory_pos: Tensor, attn_mask: Tensor,
+                                       self_attn_mask: Optional[Tensor],
+                                       cross_idx: Tensor) -> Tensor:
+        """mmdet's ``Mask2FormerTransformerDecoderLayer.forward`` with only the
+        tokens ``cross_idx`` going through cross-attention and its norm."""
+        heads_mask = attn_mask.view(-1, self.num_heads, *attn_mask.shape[1:])
+        crossed = layer.cross_attn(
+            query=tokens[:, cross_idx], key=memory, value=memory,
+            query_pos=pos[:, cross_idx], key_pos=memory_pos,
+            attn_mask=heads_mask[:, :, cross_idx].flatten(0, 1), key_padding_mask=None)
+        tokens = tokens.index_copy(1, cross_idx, layer.norms[0](crossed))
+        tokens = layer.self_attn(query=tokens, key=tokens, value=tokens, query_pos=pos,
+                                 key_pos=pos, attn_mask=self_attn_mask)
+        return layer.norms[2](layer.ffn(layer.norms[1](tokens)))
+
     def _expand_self_attn_mask(self, mask: Optional[Tensor], batch_size: int) -> Optional[Tensor]:
         """(L, L) is shared; (B, L, L) is expanded per head to (B*heads, L, L)."""
         if mask is None or mask.dim() == 2:
@@ -157,7 +173,8 @@ class MaskedAttentionDecoder(BaseModule):
                 extra_tokens: Optional[Tensor] = None,
                 extra_pos: Optional[Tensor] = None,
                 self_attn_mask: Optional[Tensor] = None,
-                mask_extra_cross_attn: Union[bool, Tensor] = True) -> Dict[str, List[Tensor]]:
+                mask_extra_cross_attn: Union[bool, Tensor] = True,
+                extra_cross_attn: Union[bool, Tensor] = True) -> Dict[str, List[Tensor]]:
         """
         Args:
             multi_scale_features (list[Tensor]): ``num_feature_levels`` maps
@@ -177,6 +194,11 @@ class MaskedAttentionDecoder(BaseModule):
                 queries) or see the whole image (caption tokens): one bool for
                 all extra tokens, or a (T,) bool tensor per token, for a
                 sequence holding both kinds.
+            extra_cross_attn (bool or Tensor): Whether extra tokens take part
+                in cross-attention at all (one bool or a (T,) bool tensor).
+                Tokens that do not (e.g. X-Decoder's referring text tokens,
+                appended after cross-attention) keep their value through it
+                and its norm, then join self-attention and the FFN.
 
         Returns:
             dict of lists, each with ``num_layers + 1`` entries:
@@ -219,18 +241,33 @@ class MaskedAttentionDecoder(BaseModule):
                     attn_mask[:, self.num_queries + torch.nonzero(~own).flatten()] = False
             return attn_mask
 
+        # Indices of the tokens that cross-attend (None: all of them).
+        cross_idx = None
+        if extra_tokens is not None:
+            takes_part = torch.as_tensor(extra_cross_attn, dtype=torch.bool,
+                                         device=tokens.device).expand(extra_tokens.shape[1])
+            if not takes_part.all():
+                cross_idx = torch.cat([
+                    torch.arange(self.num_queries, device=tokens.device),
+                    self.num_queries + torch.nonzero(takes_part).flatten()])
+
         attn_mask = record(self.forward_head(tokens, mask_features, sizes[0]))
         for i, layer in enumerate(self.layers):
             level = i % self.num_feature_levels
-            tokens = layer(
-                query=tokens,
-                key=memories[level],
-                value=memories[level],
-                query_pos=pos,
-                key_pos=memory_pos[level],
-                cross_attn_mask=attn_mask,
-                self_attn_mask=self_attn_mask,
-                key_padding_mask=None)
+            if cross_idx is None:
+                tokens = layer(
+                    query=tokens,
+                    key=memories[level],
+                    value=memories[level],
+                    query_pos=pos,
+                    key_pos=memory_pos[level],
+                    cross_attn_mask=attn_mask,
+                    self_attn_mask=self_attn_mask,
+                    key_padding_mask=None)
+            else:
+                tokens = self._layer_with_partial_cross_attn(
+                    layer, tokens, pos, memories[level], memory_pos[level], attn_mask,
+                    self_attn_mask, cross_idx)
             next_size = sizes[(i + 1) % self.num_feature_levels]
             attn_mask = record(self.forward_head(tokens, mask_features, next_size))
         return outputs

@@ -1,6 +1,8 @@
-"""X-Decoder's segmentation head: pixel decoder, masked-attention decoder with
-latent object queries + one image query, open-vocabulary class logits, loss and
-semantic / instance / panoptic post-processing."""
+"""X-Decoder's head: pixel decoder, masked-attention decoder over latent object
+queries, the image query, grounding queries + sentence tokens and caption
+tokens; open-vocabulary class logits, the losses of every task, semantic /
+instance / panoptic post-processing, referring masks, greedy captions and
+retrieval embeddings."""
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -19,7 +21,8 @@ SEG_TASKS = ('semantic', 'instance', 'panoptic')
 TASKS = SEG_TASKS + ('referring', 'caption', 'retrieval')
 # The paper's settings of each branch (X-Decoder's training config: grounding
 # on the top 6 layers with class 0.4 / mask 1 / Dice 1, captioning and
-# retrieval weight 8 on the top 3 layers).
+# retrieval weight 8 on the top 3 layers; captions decoded greedily for up to
+# 50 steps).
 GROUNDING_DEFAULTS = dict(
     num_layers=6,
     criterion=dict(
@@ -30,7 +33,7 @@ GROUNDING_DEFAULTS = dict(
                        loss_weight=1.0),
         loss_dice=dict(type='mmdet.DiceLoss', use_sigmoid=True, activate=True,
                        reduction='mean', naive_dice=True, eps=1.0, loss_weight=1.0)))
-CAPTION_DEFAULTS = dict(max_len=77, num_layers=3, loss_weight=8.0)
+CAPTION_DEFAULTS = dict(max_len=50, num_layers=3, loss_weight=8.0)
 RETRIEVAL_DEFAULTS = dict(num_layers=3, loss_weight=8.0)
 
 
@@ -80,7 +83,8 @@ class XDecoderHead(BaseModule):
             ``num_layers`` predictions. Paper defaults: the top 6 layers,
             class 0.4, mask BCE 1.0, Dice 1.0.
         caption (dict, optional): Captioning with causal caption tokens:
-            ``max_len`` (tokens with start/end), loss ``loss_weight`` (8.0)
+            ``max_len`` (decoder positions: the start token and up to
+            ``max_len - 1`` words; targets end with the end token), loss ``loss_weight`` (8.0)
             on the top ``num_layers`` (3) predictions.
         retrieval (dict, optional): Image-text contrastive loss through the
             image-level query: ``loss_weight`` (8.0) on the top
@@ -119,8 +123,18 @@ class XDecoderHead(BaseModule):
             raise ValueError('XDecoderHead: grounding and caption need text_width (the text '
                              "encoder's token width)")
         self.grounding_cfg = self.caption_cfg = self.retrieval_cfg = None
+        for name, cfg, defaults in (('grounding', grounding, GROUNDING_DEFAULTS),
+                                    ('caption', caption, CAPTION_DEFAULTS),
+                                    ('retrieval', retrieval, RETRIEVAL_DEFAULTS)):
+            unknown = set(cfg or {}) - set(defaults)
+            if unknown:
+                raise KeyError(f'XDecoderHead {name}: unknown keys {sorted(unknown)}; expected '
+                               f'some of {sorted(defaults)}')
         if grounding is not None:
             self.grounding_cfg = dict(GROUNDING_DEFAULTS, **grounding)
+            # A partial criterion (e.g. only the matcher) keeps the default losses.
+            self.grounding_cfg['criterion'] = dict(GROUNDING_DEFAULTS['criterion'],
+                                                   **grounding.get('criterion', {}))
             self.grounding_criterion = MODELS.build(self.grounding_cfg['criterion'])
             self.grounding_in = nn.Linear(text_width, hidden)
         if caption is not None:
@@ -191,13 +205,16 @@ class XDecoderHead(BaseModule):
         extra = [expand(self.image_query_feat.weight)]
         extra_pos = [expand(self.image_query_pos.weight)]
         # Per extra token: cross-attend within its own predicted mask
-        # (grounding queries) or to the whole image (everything else).
-        own_mask = [False]
+        # (grounding queries) or to the whole image (image query, caption
+        # tokens), or not at all (sentence tokens: appended after
+        # cross-attention, as the paper; their features are their position).
+        own_mask, cross = [False], [True]
         if has_grounding:
-            extra += [expand(self.decoder.query_feat.weight), self.grounding_in(grounding_tokens)]
-            extra_pos += [expand(self.decoder.query_embed.weight),
-                          mask_features.new_zeros(batch, num_gtok, self.decoder.hidden_dims)]
+            sentence = self.grounding_in(grounding_tokens)
+            extra += [expand(self.decoder.query_feat.weight), sentence]
+            extra_pos += [expand(self.decoder.query_embed.weight), sentence]
             own_mask += [True] * num_grd + [False] * num_gtok
+            cross += [True] * num_grd + [False] * num_gtok
         if num_cap:
             if num_cap > self.caption_cfg['max_len']:
                 raise ValueError(f'{num_cap} caption tokens exceed caption max_len '
@@ -205,6 +222,7 @@ class XDecoderHead(BaseModule):
             extra.append(self.caption_in(caption_tokens))
             extra_pos.append(expand(self.caption_pos.weight[:num_cap]))
             own_mask += [False] * num_cap
+            cross += [True] * num_cap
         self_attn_mask = xdecoder_self_attn_mask(num_queries, num_grd, num_gtok, num_cap,
                                                  device=mask_features.device)
         if has_grounding and grounding_valid is not None and not bool(grounding_valid.all()):
@@ -217,7 +235,8 @@ class XDecoderHead(BaseModule):
             multi_scale, mask_features,
             extra_tokens=torch.cat(extra, dim=1), extra_pos=torch.cat(extra_pos, dim=1),
             self_attn_mask=self_attn_mask,
-            mask_extra_cross_attn=torch.tensor(own_mask, device=mask_features.device))
+            mask_extra_cross_attn=torch.tensor(own_mask, device=mask_features.device),
+            extra_cross_attn=torch.tensor(cross, device=mask_features.device))
         obj, img, grd, cap = (layout[k] for k in ('object', 'image', 'grounding', 'caption'))
         result = dict(cls_embeds=[x[:, obj] for x in out['cls_embeds']],
                       mask_logits=[x[:, obj] for x in out['mask_logits']],
@@ -268,7 +287,10 @@ class XDecoderHead(BaseModule):
                 into ``vocab_embeds`` (V, text_width) of the next token, -100
                 where ignored.
             retrieval (dict, optional): ``text_embeds`` (B, D), the caption
-                embedding of each image.
+                embedding of each image, and optionally ``positives`` (B, B)
+                bool, which captions match which image (default: the
+                diagonal; images sharing a caption text are each other's
+                positives).
         """
         out = self(feats, batch_img_metas,
                    grounding_tokens=grounding['tokens'] if grounding else None,
@@ -292,11 +314,13 @@ class XDecoderHead(BaseModule):
         """The last ``num_layers`` predictions (the top layers)."""
         return preds[-num_layers:] if num_layers > 0 else []
 
-    @staticmethod
-    def _per_layer_names(values: Sequence[Tensor], name: str) -> Dict[str, Tensor]:
-        """``name`` for the last value, ``d{i}.name`` before (mmdet's naming)."""
-        last = len(values) - 1
-        return {(name if i == last else f'd{i}.{name}'): v for i, v in enumerate(values)}
+    def _per_layer_names(self, values: Sequence[Tensor], name: str) -> Dict[str, Tensor]:
+        """Losses of the top ``len(values)`` predictions: ``name`` for the last,
+        ``d{i}.name`` before, ``i`` indexing all ``num_layers + 1`` predictions
+        (mmdet's naming, as the segmentation losses)."""
+        first = self.decoder.num_layers + 1 - len(values)
+        return {(name if i == len(values) - 1 else f'd{first + i}.{name}'): v
+                for i, v in enumerate(values)}
 
     def grounding_logits(self, cls_embeds: Tensor, sentence_embeds: Tensor) -> Tensor:
         """(B, G, D) grounding-query embeddings x (B, D) sentence embeddings
@@ -312,7 +336,15 @@ class XDecoderHead(BaseModule):
         masks = self._top(out['grounding_mask_logits'], num_layers)
         losses = self.grounding_criterion(cls, masks, grounding['gt_instances'],
                                           batch_img_metas)
-        return {f'grounding.{k}': v for k, v in losses.items()}
+        # The criterion numbers the given predictions from 0: renumber as _per_layer_names.
+        first = self.decoder.num_layers + 1 - len(cls)
+        renamed = {}
+        for key, value in losses.items():
+            if key.startswith('d'):
+                index, rest = key[1:].split('.', 1)
+                key = f'd{int(index) + first}.{rest}'
+            renamed[f'grounding.{key}'] = value
+        return renamed
 
     def caption_logits(self, caption_embeds: Tensor, vocab_embeds: Tensor) -> Tensor:
         """(B, L, text_width) x (V, text_width) -> (B, L, V), the token
@@ -338,15 +370,20 @@ class XDecoderHead(BaseModule):
 
     def retrieval_loss(self, out: dict, retrieval: dict) -> Dict[str, Tensor]:
         """Symmetric InfoNCE between image-query embeddings and the captions
-        of the batch (image b's caption is the positive of image b)."""
+        of the batch; with several positives (repeated caption texts) the
+        target spreads evenly over them."""
         weight = self.retrieval_cfg['loss_weight']
         text = F.normalize(retrieval['text_embeds'].float(), dim=-1)
-        target = torch.arange(len(text), device=text.device)
+        positives = retrieval.get('positives')
+        if positives is None:
+            positives = torch.eye(len(text), dtype=torch.bool, device=text.device)
+        target = positives.float() / positives.sum(1, keepdim=True)
+        target_t = positives.t().float() / positives.t().sum(1, keepdim=True)
         values = []
         for image_query in self._top(out['image_embeds'], self.retrieval_cfg['num_layers']):
             logits = self.retrieval_scale() * self.image_text_embeds(image_query.float()) @ text.t()
             values.append(weight * (F.cross_entropy(logits, target)
-                                    + F.cross_entropy(logits.t(), target)) / 2)
+                                    + F.cross_entropy(logits.t(), target_t)) / 2)
         losses = self._per_layer_names(values, 'loss_retrieval')
         losses['retrieval_logit_scale'] = self.retrieval_scale().detach()
         return losses
@@ -430,6 +467,7 @@ class XDecoderHead(BaseModule):
         while ids.shape[1] < max_len and not bool(done.all()):
             out = self.decode(pixel_out, caption_tokens=embed_tokens(ids))
             logits = self.caption_logits(out['caption_embeds'][-1][:, -1], vocab_embeds)
+            logits = logits.masked_fill(vocab_ids == start_id, float('-inf'))
             next_ids = vocab_ids[logits.argmax(-1)]
             next_ids = torch.where(done, torch.full_like(next_ids, end_id), next_ids)
             ids = torch.cat([ids, next_ids[:, None]], dim=1)
