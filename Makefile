@@ -22,7 +22,7 @@ clip: synthshapes
 	$(PY) tools/analysis_tools/benchmark_feature_cache.py configs/clip/linear-probe_clip-vit-b32_1xb64-2e_synthshapes.py
 
 # Tiny X-Decoder (needs the tiny CLIP): one training run, then every task's evaluation.
-XDEC := xdecoder_clip-vit-tiny_1xb16-1800it_synthshapes
+XDEC := xdecoder_r18-tiny_1xb16-1800it_synthshapes
 xdecoder:
 	test -f work_dirs/clip_vit-tiny_1xb128-1k_synthshapes/iter_1000.pth || $(MAKE) clip
 	$(PY) tools/train.py configs/xdecoder/$(XDEC).py

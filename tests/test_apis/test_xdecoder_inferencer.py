@@ -15,7 +15,7 @@ from mmfusion.apis import XDecoderInferencer, inference_model
 from mmfusion.structures import FusionDataSample
 from tests.conftest import REPO
 
-TINY = osp.join(REPO, 'configs', 'xdecoder', 'xdecoder_clip-vit-tiny_1xb16-1800it_synthshapes.py')
+TINY = osp.join(REPO, 'configs', 'xdecoder', 'xdecoder_r18-tiny_1xb16-1800it_synthshapes.py')
 CLASSES_A = ['person', 'sky', 'rocket']
 CLASSES_B = ['flag', 'face', 'helmet', 'wall']
 
@@ -24,8 +24,6 @@ def tiny_cfg() -> Config:
     cfg = Config.fromfile(TINY)
     # The tiny CLIP is trained by another config: random towers here.
     cfg.model.text_encoder.checkpoint = None
-    cfg.model.backbone.checkpoint = None
-    cfg.custom_hooks = []
     return cfg
 
 
@@ -161,8 +159,7 @@ def test_image_demo_on_skimage_astronaut(tmp_path, capsys, one_thread):
     out_file = tmp_path / 'demo.png'
     demo.main([TINY, 'none', 'skimage:astronaut', '--task', 'semantic',
                '--texts', 'person, sky,rocket', '--out-file', str(out_file),
-               '--cfg-options', 'model.text_encoder.checkpoint=None',
-               'model.backbone.checkpoint=None'])
+               '--cfg-options', 'model.text_encoder.checkpoint=None'])
     printed = capsys.readouterr().out
     assert 'semantic:' in printed and f'wrote {out_file}' in printed
     assert cv2.imread(str(out_file)).shape == data.astronaut().shape  # 512x512x3

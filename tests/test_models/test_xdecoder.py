@@ -503,3 +503,31 @@ def test_text_input_errors_and_truncation_warning(monkeypatch):
     with pytest.raises(ValueError, match='all images or none'):
         del samples[1].gt_ref_mask
         model.loss(inputs, samples)
+
+
+def test_frozen_encoder_backbone_with_neck_serves_maps_from_the_feature_cache(tmp_path):
+    """A frozen open_clip ViT as the backbone, mmseg's MultiLevelNeck making
+    the pyramid; with a FeatureCache attached, the second pass reads the
+    backbone maps from disk and gives the same outputs."""
+    from mmfusion.models.encoders.feature_cache import FeatureCache
+    cfg = tiny_cfg()
+    cfg['backbone'] = dict(type='OpenCLIPImageEncoder', frozen=True,
+                           model_cfg=dict(TINY_CLIP, vision_cfg=dict(TINY_CLIP['vision_cfg'],
+                                                                     image_size=32, patch_size=4)))
+    cfg['neck'] = dict(type='mmseg.MultiLevelNeck', in_channels=[32], out_channels=C,
+                       scales=[1, 0.5, 0.25, 0.125])
+    cfg['head']['pixel_decoder']['in_channels'] = [C] * 4
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    model.eval()
+    inputs, samples = batch()
+    for i, s in enumerate(samples):
+        s.set_metainfo(dict(img_path=f'scene_{i}.png'))
+    model.backbone.attach_feature_cache(FeatureCache(str(tmp_path), 'fp'))
+    maps = model.extract_feat(inputs['img'], samples)
+    assert [m.shape[-1] for m in maps] == [8, 4, 2, 1]
+    assert len(list(tmp_path.rglob('*.safetensors'))) == 2
+    # The cache answers now, whatever the images: it is keyed by sample id.
+    cached = model.extract_feat(torch.zeros_like(inputs['img']), samples)
+    for a, b in zip(maps, cached):
+        torch.testing.assert_close(a, b)
