@@ -1,13 +1,10 @@
-# Tiny X-Decoder on SynthShapes, trainable on 2 CPU cores in under 30 minutes,
-# all tasks in one model and one schedule: open-vocabulary semantic / instance
-# / panoptic segmentation, referring segmentation (grounding), captioning and
-# image-text retrieval.
+# Tiny X-Decoder on SynthShapes (96x96 scenes), trainable on 2 CPU cores in
+# under 30 minutes, all tasks in one model and one schedule: open-vocabulary
+# semantic / instance / panoptic segmentation, referring segmentation
+# (grounding), captioning and image-text retrieval.
 #
-# The 96x96 scenes are upsampled to 192x192, so that the decoder's levels
-# (strides 32/16/8 of the input, as Mask2Former and the paper) are 16/8/4 of
-# the scene: the small shapes (15-22 px) span enough cells to tell a star from
-# a cross. A ResNet-18 with 16 base channels (GN), a 1-layer transformer-
-# encoder + FPN pixel decoder, 20 object queries + the image query through 3
+# A ResNet-18 with 16 base channels (GN), a 1-layer transformer-encoder + FPN
+# pixel decoder, 20 object queries + the image query through 3
 # masked-attention layers of width 64. Class names, referring sentences and
 # captions go through the text tower of the tiny CLIP trained by
 # configs/clip/clip_vit-tiny_1xb128-1k_synthshapes.py (frozen).
@@ -19,7 +16,6 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 hidden = 64
-img_scale = (192, 192)
 clip_checkpoint = 'work_dirs/clip_vit-tiny_1xb128-1k_synthshapes/iter_1000.pth'
 model = dict(
     _delete_=True,
@@ -74,20 +70,15 @@ model = dict(
                    'plain striped dotted background'])
 
 # Referring expressions ("the leftmost ...", "... left of ...") are not flip
-# invariant: no flip. One referring expression per image and step, its mask
-# resized with the image.
+# invariant: no flip. One referring expression per image and step.
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadPanopticAnnotations', box_type='hbox'),
-    dict(type='mmdet.Resize', scale=img_scale, keep_ratio=True),
     dict(type='SampleReferringExpression'),
     dict(type='PackFusionInputs'),
 ]
-# The label map is loaded after the resize: predictions are written at the
-# original size, where the labels are.
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='mmdet.Resize', scale=img_scale, keep_ratio=True),
     dict(type='LoadPanopticAnnotations', box_type='hbox'),
     dict(type='PackFusionInputs'),
 ]

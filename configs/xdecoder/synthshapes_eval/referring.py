@@ -7,7 +7,6 @@ test_dataloader = dict(dataset=dict(
     ann_file='refsynth/refs(synth).p', instances_file='refsynth/instances.json',
     split_by='synth', split='val', data_prefix=dict(img_path='images'),
     pipeline=[dict(type='LoadImageFromFile'),
-              dict(type='mmdet.Resize', scale={{_base_.img_scale}}, keep_ratio=True),
               dict(type='LoadReferringMask'),
               dict(type='PackFusionInputs')]))
 test_evaluator = dict(_delete_=True, type='ReferringSegMetric')
