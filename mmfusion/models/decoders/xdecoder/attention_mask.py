@@ -14,7 +14,9 @@ with these rules (Zou et al., 2023, §3.2; PAPERS.md):
   way whatever task's tokens are appended;
 - grounding queries (a duplicate set of object queries) and the referring
   text tokens form one block that attends freely within itself (a sentence is
-  given whole, so no causality), and sees nothing else;
+  given whole, so no causality), and sees no other token (in cross-attention
+  the grounding queries read the image within their own masks, while the
+  text tokens skip it: they are appended after cross-attention);
 - caption tokens attend to every latent query and causally to earlier caption
   tokens (and themselves), so captioning is autoregressive.
 
