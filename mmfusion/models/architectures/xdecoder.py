@@ -268,7 +268,12 @@ class XDecoder(BaseModel):
         return self.text_encoder.token_embedding_layer(ids).float()
 
     def vocab_embeds(self) -> Tensor:
-        return self.embed_tokens(self.caption_vocab_ids)
+        """(V, width) output rows: the whole embedding table (no per-step
+        gather of every row) or the ``caption_vocab`` rows."""
+        table = self.text_encoder.token_embedding_layer.weight
+        if len(self.caption_vocab_ids) == len(table):
+            return table.float()
+        return table[self.caption_vocab_ids].float()
 
     def encode_texts(self, texts: Sequence[str]) -> Tensor:
         """(K, D) pooled text embeddings (retrieval targets)."""

@@ -13,6 +13,13 @@ from mmfusion.registry import MODELS, TASK_UTILS
 from .matcher import dense_mask_pairs, gt_masks_tensor
 
 
+def per_layer_loss_name(name: str, index: int, num: int, first: int = 0) -> str:
+    """mmdet's deep-supervision naming for prediction ``index`` of ``num``
+    given ones: ``name`` for the last, ``d{first + index}.name`` before
+    (``first``: the index of the first given prediction among all of them)."""
+    return name if index == num - 1 else f'd{first + index}.{name}'
+
+
 @MODELS.register_module()
 class MaskCriterion(BaseModule):
     """Mask2Former's loss over the predictions of every decoder layer.
@@ -142,13 +149,16 @@ class MaskCriterion(BaseModule):
 
     def forward(self, all_cls_logits: Sequence[Tensor], all_mask_logits: Sequence[Tensor],
                 batch_gt_instances: Sequence[InstanceData],
-                batch_img_metas: Optional[Sequence[dict]] = None) -> Dict[str, Tensor]:
+                batch_img_metas: Optional[Sequence[dict]] = None,
+                first_index: int = 0) -> Dict[str, Tensor]:
         """Deep supervision: the same loss on every layer's prediction.
 
         Args:
             all_cls_logits (list[Tensor]): per layer (B, Q, K+1).
             all_mask_logits (list[Tensor]): per layer (B, Q, h, w).
             batch_gt_instances (list[InstanceData]): see :meth:`loss_single`.
+            first_index (int): Index of the first given prediction among the
+                decoder's (when only the top layers are supervised).
 
         Returns:
             dict: the last prediction's ``loss_cls``/``loss_mask``/``loss_dice``
@@ -156,10 +166,9 @@ class MaskCriterion(BaseModule):
         """
         assert len(all_cls_logits) == len(all_mask_logits)
         losses: Dict[str, Tensor] = {}
-        last = len(all_cls_logits) - 1
+        num = len(all_cls_logits)
         for i, (cls_logits, mask_logits) in enumerate(zip(all_cls_logits, all_mask_logits)):
-            prefix = '' if i == last else f'd{i}.'
             for name, value in self.loss_single(cls_logits, mask_logits, batch_gt_instances,
                                                 batch_img_metas).items():
-                losses[prefix + name] = value
+                losses[per_layer_loss_name(name, i, num, first_index)] = value
         return losses

@@ -15,6 +15,7 @@ from mmengine.structures import InstanceData, PixelData
 from torch import Tensor, nn
 
 from mmfusion.registry import MODELS
+from ..mask.mask_criterion import per_layer_loss_name
 from .attention_mask import xdecoder_layout, xdecoder_self_attn_mask
 
 SEG_TASKS = ('semantic', 'instance', 'panoptic')
@@ -314,12 +315,16 @@ class XDecoderHead(BaseModule):
         """The last ``num_layers`` predictions (the top layers)."""
         return preds[-num_layers:] if num_layers > 0 else []
 
+    def _first_index(self, num_top: int) -> int:
+        """Index of the first of the top ``num_top`` predictions among all
+        ``num_layers + 1``."""
+        return self.decoder.num_layers + 1 - num_top
+
     def _per_layer_names(self, values: Sequence[Tensor], name: str) -> Dict[str, Tensor]:
-        """Losses of the top ``len(values)`` predictions: ``name`` for the last,
-        ``d{i}.name`` before, ``i`` indexing all ``num_layers + 1`` predictions
-        (mmdet's naming, as the segmentation losses)."""
-        first = self.decoder.num_layers + 1 - len(values)
-        return {(name if i == len(values) - 1 else f'd{first + i}.{name}'): v
+        """Losses of the top ``len(values)`` predictions, named as the
+        segmentation losses."""
+        first = self._first_index(len(values))
+        return {per_layer_loss_name(name, i, len(values), first): v
                 for i, v in enumerate(values)}
 
     def grounding_logits(self, cls_embeds: Tensor, sentence_embeds: Tensor) -> Tensor:
@@ -335,16 +340,8 @@ class XDecoderHead(BaseModule):
                for c in self._top(out['grounding_cls_embeds'], num_layers)]
         masks = self._top(out['grounding_mask_logits'], num_layers)
         losses = self.grounding_criterion(cls, masks, grounding['gt_instances'],
-                                          batch_img_metas)
-        # The criterion numbers the given predictions from 0: renumber as _per_layer_names.
-        first = self.decoder.num_layers + 1 - len(cls)
-        renamed = {}
-        for key, value in losses.items():
-            if key.startswith('d'):
-                index, rest = key[1:].split('.', 1)
-                key = f'd{int(index) + first}.{rest}'
-            renamed[f'grounding.{key}'] = value
-        return renamed
+                                          batch_img_metas, first_index=self._first_index(len(cls)))
+        return {f'grounding.{k}': v for k, v in losses.items()}
 
     def caption_logits(self, caption_embeds: Tensor, vocab_embeds: Tensor) -> Tensor:
         """(B, L, text_width) x (V, text_width) -> (B, L, V), the token
