@@ -5,10 +5,9 @@ import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
 
 from mmfusion.utils import explain_unknown_type, register_all_modules
-from mmfusion.utils.dist import prepare_launcher
+from mmfusion.utils.dist import prepare_launcher, runner_class
 
 
 def parse_args() -> argparse.Namespace:
@@ -20,6 +19,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--show-dir', help='write a drawing of every prediction into this folder')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. test_dataloader.batch_size=4')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed-precision inference: fp16 autocast on CUDA, bf16 on CPU')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
@@ -44,10 +45,12 @@ def main() -> None:
             raise ValueError(f'--out must be a .pkl file, got {args.out}')
         evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
         cfg.test_evaluator = [*evaluators, dict(type='DumpResults', out_file_path=args.out)]
+    if args.amp:
+        cfg.test_cfg = dict(cfg.get('test_cfg') or {}, fp16=True)
     prepare_launcher(cfg, args.launcher)
 
     with explain_unknown_type():
-        runner = Runner.from_cfg(cfg)
+        runner = runner_class(cfg).from_cfg(cfg)
         metrics = runner.test()
     if args.show_dir:
         runner.logger.info(f'drawings written to {osp.abspath(args.show_dir)}')

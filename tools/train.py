@@ -5,10 +5,9 @@ import os.path as osp
 
 import torch
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
 
 from mmfusion.utils import explain_unknown_type, register_all_modules
-from mmfusion.utils.dist import prepare_launcher
+from mmfusion.utils.dist import prepare_launcher, runner_class
 
 
 def parse_args() -> argparse.Namespace:
@@ -26,6 +25,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. train_cfg.max_iters=100 '
                         'model.mapping_net.base_channels=16')
+    parser.add_argument('--sync-bn', choices=['torch', 'mmcv'],
+                        help='convert BatchNorm layers to synchronised BatchNorm (DDP only)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
@@ -60,7 +61,7 @@ def build_cfg(args: argparse.Namespace) -> Config:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
             raise KeyError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
         cfg.auto_scale_lr.enable = True
-    prepare_launcher(cfg, args.launcher)
+    prepare_launcher(cfg, args.launcher, sync_bn=args.sync_bn)
     return cfg
 
 
@@ -69,8 +70,9 @@ def main() -> None:
     register_all_modules(init_default_scope=False)
     cfg = build_cfg(args)
     # Datasets, transforms and hooks are built lazily inside train().
+    # Configs with a `strategy` (FSDP, DeepSpeed) run under FlexibleRunner.
     with explain_unknown_type():
-        runner = Runner.from_cfg(cfg)
+        runner = runner_class(cfg).from_cfg(cfg)
         runner.logger.info(f'work dir: {osp.abspath(runner.work_dir)} (checkpoints), '
                            f'logs: {osp.abspath(runner.log_dir)}')
         runner.train()

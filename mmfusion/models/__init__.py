@@ -4,3 +4,4 @@ from .decoders import *  # noqa: F401,F403
 from .decoders.mask import *  # noqa: F401,F403
 from .decoders.xdecoder import *  # noqa: F401,F403
 from .encoders import *  # noqa: F401,F403
+from .wrappers import FusionFSDP, frozen_submodules  # noqa: F401

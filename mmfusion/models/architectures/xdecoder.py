@@ -73,6 +73,10 @@ class XDecoder(BaseModel):
       ``metainfo['texts']`` (else the image's ``gt_caption``) and their
       softmax ``pred_retrieval_scores``.
     """
+    # Grounding, captioning and retrieval run only on batches that carry
+    # sentences or captions, so DDP must look for unused parameters
+    # (read by mmfusion.utils.dist.prepare_launcher).
+    find_unused_parameters = True
 
     def __init__(self,
                  backbone: dict,

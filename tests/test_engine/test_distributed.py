@@ -1,0 +1,149 @@
+"""DDP and FSDP on CPU (gloo), launched by tools/dist_train.sh (torchrun).
+
+The reference is one process with the same global batch. The tiny GMS config
+is made batch-split invariant: no random flip, no posterior sampling, and
+only per-sample normalisation (GroupNorm) and per-sample-mean losses, so two
+ranks with 2 images each compute the same averaged gradient as one process
+with 4 images. The only difference left is the order of float sums, hence
+a tolerance instead of exact equality. SGD with momentum, not AdamW: Adam
+divides by the gradient's magnitude, which turns the float noise on
+parameters whose true gradient is zero (attention key biases) into
+full-size steps of random sign.
+"""
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.runner import Runner
+
+from mmfusion.models.wrappers import frozen_submodules
+from mmfusion.registry import MODELS
+from tests.conftest import REPO, tiny_gms_cfg
+
+WORLD = 2
+PER_RANK = 2
+ITERS = 4
+# Float sums in another order, through 4 SGD steps: measured differences
+# are ~1e-7; the test also checks training moved parameters far more.
+ATOL = 2e-6
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _split_invariant_cfg(work_dir: str, batch_size: int, **extra):
+    cfg = tiny_gms_cfg(work_dir, max_iters=ITERS)
+    cfg.model.posterior_sample_prob = 0.0
+    cfg.optim_wrapper.optimizer = dict(type='SGD', lr=0.05, momentum=0.9)
+    cfg.train_dataloader.batch_size = batch_size
+    cfg.train_dataloader.dataset.pipeline = [
+        t for t in cfg.train_dataloader.dataset.pipeline if t['type'] != 'RandomFlip']
+    cfg.train_cfg.val_interval = ITERS + 1  # no validation: training state only
+    cfg.default_hooks.checkpoint.interval = 2
+    cfg.merge_from_dict(extra)
+    return cfg
+
+
+def _dist_train(cfg, tmp_path, name: str, *args: str) -> str:
+    """Run tools/dist_train.sh on ``cfg`` with WORLD CPU processes; return the work dir."""
+    cfg_file = str(tmp_path / f'{name}.py')
+    cfg.dump(cfg_file)
+    work_dir = str(tmp_path / name)
+    env = dict(os.environ, PORT=str(_free_port()), PYTHON=sys.executable, OMP_NUM_THREADS='1',
+               CUDA_VISIBLE_DEVICES='')
+    proc = subprocess.run(['bash', 'tools/dist_train.sh', cfg_file, str(WORLD),
+                           '--work-dir', work_dir, *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return work_dir
+
+
+def _weights(path: str) -> dict:
+    return torch.load(path, map_location='cpu', weights_only=False)['state_dict']
+
+
+def _assert_close(got: dict, expected: dict) -> None:
+    assert got.keys() == expected.keys()
+    diffs = {k: (got[k].double() - expected[k].double()).abs().max().item()
+             for k in expected if expected[k].is_floating_point() and expected[k].numel()}
+    worst = sorted(diffs.items(), key=lambda kv: -kv[1])[:5]
+    assert worst[0][1] <= ATOL, f'largest differences: {worst}'
+
+
+@pytest.fixture(scope='module')
+def ddp_run(tmp_path_factory):
+    """ITERS steps of 2-process DDP, checkpoints at every 2nd step."""
+    tmp_path = tmp_path_factory.mktemp('ddp')
+    cfg = _split_invariant_cfg(str(tmp_path / 'unused'), PER_RANK)
+    return tmp_path, _dist_train(cfg, tmp_path, 'ddp')
+
+
+def test_ddp_equals_one_process_with_the_same_global_batch(ddp_run, tmp_path):
+    _, ddp_dir = ddp_run
+    single = Runner.from_cfg(_split_invariant_cfg(str(tmp_path / 'single'), WORLD * PER_RANK))
+    before = {k: v.clone() for k, v in single.model.state_dict().items()}
+    single.train()
+    expected = single.model.state_dict()
+    got = _weights(osp.join(ddp_dir, f'iter_{ITERS}.pth'))
+    _assert_close(got, expected)
+    # The comparison is not vacuous: training moved the mapping network.
+    moved = [k for k in expected if k.startswith('mapping_net.')
+             and (expected[k] - before[k]).abs().max() > 100 * ATOL]
+    assert moved
+
+
+def test_resuming_ddp_restores_the_same_state_as_a_single_process_resume(ddp_run):
+    tmp_path, ddp_dir = ddp_run
+    checkpoint = osp.join(ddp_dir, 'iter_2.pth')
+    uninterrupted = _weights(osp.join(ddp_dir, f'iter_{ITERS}.pth'))
+
+    cfg = _split_invariant_cfg(str(tmp_path / 'unused'), PER_RANK)
+    ddp_resumed = _dist_train(cfg, tmp_path, 'ddp_resumed', '--resume', checkpoint)
+    ddp_state = _weights(osp.join(ddp_resumed, f'iter_{ITERS}.pth'))
+
+    cfg = _split_invariant_cfg(str(tmp_path / 'single_resumed'), WORLD * PER_RANK)
+    cfg.resume, cfg.load_from = True, checkpoint
+    single = Runner.from_cfg(cfg)
+    single.train()
+    assert single.iter == ITERS
+    # Both resumes restore model, optimizer, scheduler, data position and
+    # continue to the uninterrupted run's result.
+    _assert_close(ddp_state, single.model.state_dict())
+    _assert_close(ddp_state, uninterrupted)
+    ckpt = torch.load(checkpoint, map_location='cpu', weights_only=False)
+    assert ckpt['meta']['iter'] == 2 and ckpt['optimizer']['state']
+
+
+def test_fsdp_on_cpu_trains_with_a_frozen_encoder_left_unsharded(tmp_path):
+    # FlexibleRunner builds the model at another point of the seeded RNG
+    # stream: both runs start from the same saved weights.
+    model = MODELS.build(_split_invariant_cfg('unused', PER_RANK).model)
+    model.init_weights()
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    init_file = str(tmp_path / 'init.pth')
+    torch.save(dict(state_dict=init), init_file)
+    single = Runner.from_cfg(_split_invariant_cfg(str(tmp_path / 'single'), WORLD * PER_RANK,
+                                                  load_from=init_file))
+    single.train()
+
+    cfg = _split_invariant_cfg(
+        str(tmp_path / 'unused'), PER_RANK, load_from=init_file,
+        strategy=dict(type='FSDPStrategy', model_wrapper=dict(type='FusionFSDP'),
+                      state_dict_cfg='full'))
+    fsdp_dir = _dist_train(cfg, tmp_path, 'fsdp')
+    got = _weights(osp.join(fsdp_dir, f'iter_{ITERS}.pth'))
+    # A full (gathered) checkpoint with the original parameter names, equal
+    # to one process: sharding changed where parameters live, not the maths.
+    _assert_close(got, single.model.state_dict())
+    # The frozen VAE, kept whole on each rank, did not move.
+    for key in init:
+        if key.startswith('vae.'):
+            assert torch.equal(got[key], init[key]), key
+    assert [type(m).__name__ for m in frozen_submodules(single.model)] == ['DiffusersKLVAE']
