@@ -47,6 +47,25 @@ def tiny_gms_cfg(work_dir: str, max_iters: int = 4) -> Config:
     return cfg
 
 
+def split_invariant_gms_cfg(work_dir: str, batch_size: int, max_iters: int = 4, **extra) -> Config:
+    """Tiny GMS whose update does not depend on how a batch is split (over
+    ranks or accumulation steps): no random flip, no posterior sampling,
+    only per-sample normalisation (GroupNorm) and per-sample-mean losses.
+    SGD with momentum, not AdamW: Adam divides by the gradient's magnitude,
+    which turns the float noise on parameters whose true gradient is zero
+    (attention key biases) into full-size steps of random sign."""
+    cfg = tiny_gms_cfg(work_dir, max_iters=max_iters)
+    cfg.model.posterior_sample_prob = 0.0
+    cfg.optim_wrapper.optimizer = dict(type='SGD', lr=0.05, momentum=0.9)
+    cfg.train_dataloader.batch_size = batch_size
+    cfg.train_dataloader.dataset.pipeline = [
+        t for t in cfg.train_dataloader.dataset.pipeline if t['type'] != 'RandomFlip']
+    cfg.train_cfg.val_interval = max_iters + 1  # validation only at the end
+    cfg.default_hooks.checkpoint.interval = 2
+    cfg.merge_from_dict(extra)
+    return cfg
+
+
 @pytest.fixture
 def gms_cfg(tmp_path):
     return tiny_gms_cfg(str(tmp_path / 'work'))

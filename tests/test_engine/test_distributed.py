@@ -1,14 +1,10 @@
 """DDP and FSDP on CPU (gloo), launched by tools/dist_train.sh (torchrun).
 
-The reference is one process with the same global batch. The tiny GMS config
-is made batch-split invariant: no random flip, no posterior sampling, and
-only per-sample normalisation (GroupNorm) and per-sample-mean losses, so two
-ranks with 2 images each compute the same averaged gradient as one process
-with 4 images. The only difference left is the order of float sums, hence
-a tolerance instead of exact equality. SGD with momentum, not AdamW: Adam
-divides by the gradient's magnitude, which turns the float noise on
-parameters whose true gradient is zero (attention key biases) into
-full-size steps of random sign.
+The reference is one process with the same global batch, on the
+batch-split-invariant GMS config of ``tests/conftest.py``: two ranks with 2
+images each compute the same averaged gradient as one process with 4 images.
+The only difference left is the order of float sums, hence a tolerance
+instead of exact equality.
 """
 import os
 import os.path as osp
@@ -22,7 +18,7 @@ from mmengine.runner import Runner
 
 from mmfusion.models.wrappers import frozen_submodules
 from mmfusion.registry import MODELS
-from tests.conftest import REPO, tiny_gms_cfg
+from tests.conftest import REPO, split_invariant_gms_cfg
 
 WORLD = 2
 PER_RANK = 2
@@ -36,19 +32,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
-
-
-def _split_invariant_cfg(work_dir: str, batch_size: int, **extra):
-    cfg = tiny_gms_cfg(work_dir, max_iters=ITERS)
-    cfg.model.posterior_sample_prob = 0.0
-    cfg.optim_wrapper.optimizer = dict(type='SGD', lr=0.05, momentum=0.9)
-    cfg.train_dataloader.batch_size = batch_size
-    cfg.train_dataloader.dataset.pipeline = [
-        t for t in cfg.train_dataloader.dataset.pipeline if t['type'] != 'RandomFlip']
-    cfg.train_cfg.val_interval = ITERS + 1  # no validation: training state only
-    cfg.default_hooks.checkpoint.interval = 2
-    cfg.merge_from_dict(extra)
-    return cfg
 
 
 def _dist_train(cfg, tmp_path, name: str, *args: str) -> str:
@@ -81,13 +64,13 @@ def _assert_close(got: dict, expected: dict) -> None:
 def ddp_run(tmp_path_factory):
     """ITERS steps of 2-process DDP, checkpoints at every 2nd step."""
     tmp_path = tmp_path_factory.mktemp('ddp')
-    cfg = _split_invariant_cfg(str(tmp_path / 'unused'), PER_RANK)
+    cfg = split_invariant_gms_cfg(str(tmp_path / 'unused'), PER_RANK)
     return tmp_path, _dist_train(cfg, tmp_path, 'ddp')
 
 
 def test_ddp_equals_one_process_with_the_same_global_batch(ddp_run, tmp_path):
     _, ddp_dir = ddp_run
-    single = Runner.from_cfg(_split_invariant_cfg(str(tmp_path / 'single'), WORLD * PER_RANK))
+    single = Runner.from_cfg(split_invariant_gms_cfg(str(tmp_path / 'single'), WORLD * PER_RANK))
     before = {k: v.clone() for k, v in single.model.state_dict().items()}
     single.train()
     expected = single.model.state_dict()
@@ -104,11 +87,11 @@ def test_resuming_ddp_restores_the_same_state_as_a_single_process_resume(ddp_run
     checkpoint = osp.join(ddp_dir, 'iter_2.pth')
     uninterrupted = _weights(osp.join(ddp_dir, f'iter_{ITERS}.pth'))
 
-    cfg = _split_invariant_cfg(str(tmp_path / 'unused'), PER_RANK)
+    cfg = split_invariant_gms_cfg(str(tmp_path / 'unused'), PER_RANK)
     ddp_resumed = _dist_train(cfg, tmp_path, 'ddp_resumed', '--resume', checkpoint)
     ddp_state = _weights(osp.join(ddp_resumed, f'iter_{ITERS}.pth'))
 
-    cfg = _split_invariant_cfg(str(tmp_path / 'single_resumed'), WORLD * PER_RANK)
+    cfg = split_invariant_gms_cfg(str(tmp_path / 'single_resumed'), WORLD * PER_RANK)
     cfg.resume, cfg.load_from = True, checkpoint
     single = Runner.from_cfg(cfg)
     single.train()
@@ -124,16 +107,16 @@ def test_resuming_ddp_restores_the_same_state_as_a_single_process_resume(ddp_run
 def test_fsdp_on_cpu_trains_with_a_frozen_encoder_left_unsharded(tmp_path):
     # FlexibleRunner builds the model at another point of the seeded RNG
     # stream: both runs start from the same saved weights.
-    model = MODELS.build(_split_invariant_cfg('unused', PER_RANK).model)
+    model = MODELS.build(split_invariant_gms_cfg('unused', PER_RANK).model)
     model.init_weights()
     init = {k: v.clone() for k, v in model.state_dict().items()}
     init_file = str(tmp_path / 'init.pth')
     torch.save(dict(state_dict=init), init_file)
-    single = Runner.from_cfg(_split_invariant_cfg(str(tmp_path / 'single'), WORLD * PER_RANK,
+    single = Runner.from_cfg(split_invariant_gms_cfg(str(tmp_path / 'single'), WORLD * PER_RANK,
                                                   load_from=init_file))
     single.train()
 
-    cfg = _split_invariant_cfg(
+    cfg = split_invariant_gms_cfg(
         str(tmp_path / 'unused'), PER_RANK, load_from=init_file,
         strategy=dict(type='FSDPStrategy', model_wrapper=dict(type='FusionFSDP'),
                       state_dict_cfg='full'))

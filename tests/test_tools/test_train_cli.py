@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from tests.conftest import GMS_TINY, REPO
 
@@ -41,8 +42,38 @@ def test_unknown_type_from_the_command_line(tmp_path):
 
 @pytest.mark.parametrize('launcher', ['slurm', 'mpi'])
 def test_gpu_only_launchers_fail_clearly_on_cpu(launcher):
-    import torch
     if torch.cuda.is_available():
         pytest.skip('GPU present')
     with pytest.raises(RuntimeError, match='needs GPUs'):
         _build_cfg([GMS_TINY, '--launcher', launcher])
+
+
+def test_amp_training_step_keeps_the_frozen_encoder_in_its_dtype(synthshapes_root, tmp_path):
+    """`train.py --amp` on CPU: bf16 autocast, finite loss, and a frozen
+    encoder cast once to bf16 (frozen_dtype) is still bf16 afterwards,
+    unchanged, while the trainable head stays float32 and moves."""
+    from mmengine.runner import Runner
+
+    from mmfusion.engine import CPUAmpOptimWrapper
+    from tests.test_models.test_encoders.test_freeze_mechanism import probe_cfg
+    cfg = probe_cfg(synthshapes_root, str(tmp_path / 'work'),
+                    dict(type='ToyImageEncoder', frozen_dtype='bf16'), max_iters=2)
+    cfg_file = str(tmp_path / 'probe.py')
+    cfg.dump(cfg_file)
+    runner = Runner.from_cfg(_build_cfg([cfg_file, '--amp', '--work-dir', str(tmp_path / 'work')]))
+    model = runner.model
+    encoder_before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    head_before = model.head.weight.detach().clone()
+    head_out = []
+    model.head.register_forward_hook(lambda m, i, o: head_out.append(o.dtype) if m.training else None)
+    runner.train()
+
+    assert isinstance(runner.optim_wrapper, CPUAmpOptimWrapper)
+    assert head_out == [torch.bfloat16] * 2  # the trainable part ran under autocast
+    loss = runner.message_hub.get_scalar('train/loss').current()
+    assert torch.isfinite(torch.tensor(loss))
+    assert all(p.dtype == torch.bfloat16 for p in model.encoder.parameters())
+    for key, value in model.encoder.state_dict().items():
+        assert value.dtype == encoder_before[key].dtype and torch.equal(value, encoder_before[key]), key
+    assert model.head.weight.dtype == torch.float32
+    assert not torch.equal(model.head.weight, head_before)

@@ -105,6 +105,37 @@ def test_pixel_decoder_and_decoder_shapes_with_extra_tokens():
     assert tuple(out['mask_logits'][-1].shape) == (2, 5, 16, 16)
 
 
+@pytest.mark.parametrize('extra_cross_attn', [True, torch.tensor([True, False, False])])
+def test_activation_checkpointing_recomputes_layers_with_equal_results(extra_cross_attn):
+    ms, mask_features = _pyramid()
+    extra = torch.randn(2, 3, C)
+    plain = _decoder(num_layers=2, dropout=0.1)
+    checkpointed = _decoder(num_layers=2, dropout=0.1, with_cp=True)
+    checkpointed.load_state_dict(plain.state_dict())
+    calls = []
+    checkpointed.layers[0].ffn.register_forward_hook(lambda *_: calls.append(1))
+    results = []
+    for decoder in (plain, checkpointed):
+        decoder.train()
+        torch.manual_seed(0)  # same dropout draws; checkpoint replays them on recompute
+        inputs = [m.clone().requires_grad_() for m in ms]
+        out = decoder(inputs, mask_features, extra_tokens=extra,
+                      extra_cross_attn=extra_cross_attn)
+        loss = sum(o.square().mean() for o in out['mask_logits'] + out['cls_embeds'])
+        loss.backward()
+        results.append((loss.detach(), [m.grad for m in inputs],
+                        {n: p.grad.clone() for n, p in decoder.named_parameters()
+                         if p.grad is not None}))
+    (loss_a, in_grads_a, grads_a), (loss_b, in_grads_b, grads_b) = results
+    assert len(calls) == 2  # forward, then the recomputation in backward
+    torch.testing.assert_close(loss_b, loss_a)
+    for a, b in zip(in_grads_a, in_grads_b):
+        torch.testing.assert_close(b, a)
+    assert grads_a.keys() == grads_b.keys() and len(grads_a) > 10
+    for name in grads_a:
+        torch.testing.assert_close(grads_b[name], grads_a[name], msg=name)
+
+
 def _capture_cross_attn_masks(decoder: MaskedAttentionDecoder) -> list:
     masks = []
     for layer in decoder.layers:

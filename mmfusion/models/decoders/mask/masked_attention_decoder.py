@@ -17,6 +17,7 @@ from mmdet.models.layers import SinePositionalEncoding
 from mmdet.models.layers.transformer import Mask2FormerTransformerDecoderLayer
 from mmengine.model import BaseModule, ModuleList, caffe2_xavier_init
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from mmfusion.registry import MODELS
 
@@ -48,6 +49,9 @@ class MaskedAttentionDecoder(BaseModule):
         dropout (float): Attention/FFN dropout.
         enforce_input_proj (bool): Project the maps even when
             ``in_channels == hidden_dims``.
+        with_cp (bool): Activation checkpointing: in training, each decoder
+            layer's activations are recomputed in the backward pass instead
+            of stored (less memory, about one more layer forward per layer).
         init_cfg (dict, optional): mmengine init config.
     """
 
@@ -63,8 +67,10 @@ class MaskedAttentionDecoder(BaseModule):
                  num_feature_levels: int = 3,
                  dropout: float = 0.0,
                  enforce_input_proj: bool = False,
+                 with_cp: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        self.with_cp = with_cp
         self.num_queries = num_queries
         self.hidden_dims = hidden_dims
         self.num_layers = num_layers
@@ -140,6 +146,17 @@ class MaskedAttentionDecoder(BaseModule):
         # (B, L, hw) -> (B * heads, L, hw), batch-major as nn.MultiheadAttention expects.
         attn_mask = attn_mask.repeat_interleave(self.num_heads, dim=0)
         return normed, cls_embeds, mask_logits, attn_mask
+
+    def _run_layer(self, layer: nn.Module, tokens: Tensor, pos: Tensor, memory: Tensor,
+                   memory_pos: Tensor, attn_mask: Tensor, self_attn_mask: Optional[Tensor],
+                   cross_idx: Optional[Tensor]) -> Tensor:
+        """One decoder layer; ``cross_idx`` (tokens that cross-attend) None means all."""
+        if cross_idx is None:
+            return layer(query=tokens, key=memory, value=memory, query_pos=pos,
+                         key_pos=memory_pos, cross_attn_mask=attn_mask,
+                         self_attn_mask=self_attn_mask, key_padding_mask=None)
+        return self._layer_with_partial_cross_attn(layer, tokens, pos, memory, memory_pos,
+                                                   attn_mask, self_attn_mask, cross_idx)
 
     def _layer_with_partial_cross_attn(self, layer: nn.Module, tokens: Tensor, pos: Tensor,
                                        memory: Tensor, memory_pos: Tensor, attn_mask: Tensor,
@@ -254,20 +271,12 @@ class MaskedAttentionDecoder(BaseModule):
         attn_mask = record(self.forward_head(tokens, mask_features, sizes[0]))
         for i, layer in enumerate(self.layers):
             level = i % self.num_feature_levels
-            if cross_idx is None:
-                tokens = layer(
-                    query=tokens,
-                    key=memories[level],
-                    value=memories[level],
-                    query_pos=pos,
-                    key_pos=memory_pos[level],
-                    cross_attn_mask=attn_mask,
-                    self_attn_mask=self_attn_mask,
-                    key_padding_mask=None)
-            else:
-                tokens = self._layer_with_partial_cross_attn(
-                    layer, tokens, pos, memories[level], memory_pos[level], attn_mask,
+            args = (layer, tokens, pos, memories[level], memory_pos[level], attn_mask,
                     self_attn_mask, cross_idx)
+            if self.with_cp and self.training and torch.is_grad_enabled():
+                tokens = checkpoint(self._run_layer, *args, use_reentrant=False)
+            else:
+                tokens = self._run_layer(*args)
             next_size = sizes[(i + 1) % self.num_feature_levels]
             attn_mask = record(self.forward_head(tokens, mask_features, next_size))
         return outputs
