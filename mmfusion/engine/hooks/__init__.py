@@ -1,5 +1,6 @@
 from .feature_cache_hook import FeatureCacheHook
 from .rng_state_hook import TorchRNGStateHook
+from .throughput_hook import ThroughputHook
 from .visualization_hook import FusionVisualizationHook
 
-__all__ = ['FusionVisualizationHook', 'TorchRNGStateHook', 'FeatureCacheHook']
+__all__ = ['FusionVisualizationHook', 'TorchRNGStateHook', 'FeatureCacheHook', 'ThroughputHook']
