@@ -4,8 +4,13 @@ from typing import List, Optional, Union
 import torch
 import torch.nn as nn
 from mmengine.model import MMFullyShardedDataParallel
+from torch.distributed.fsdp.wrap import size_based_auto_wrap_policy
 
-from mmfusion.registry import MODEL_WRAPPERS
+from mmfusion.registry import FUNCTIONS, MODEL_WRAPPERS
+
+# For configs: model_wrapper=dict(type='FusionFSDP', auto_wrap_policy=dict(
+#     type='size_based_auto_wrap_policy', min_num_params=int(1e7))).
+FUNCTIONS.register_module(module=size_based_auto_wrap_policy)
 
 
 def frozen_submodules(module: nn.Module) -> List[nn.Module]:
@@ -48,6 +53,12 @@ class FusionFSDP(MMFullyShardedDataParallel):
       copy, untouched by the optimizer. Set ``ignore_frozen=False``, or give
       ``ignored_states`` yourself, to decide otherwise.
 
+    And one correction: mmengine's optim wrappers clip with
+    ``torch.nn.utils.clip_grad_norm_`` over the optimizer's parameters, which
+    under FSDP are this rank's shards, so each rank would clip by the norm
+    of its own shard. Norm clipping is routed to FSDP's own
+    ``clip_grad_norm_``, which reduces the norm over all ranks.
+
     Args:
         module (nn.Module): The model.
         device_id (int | torch.device, optional): CUDA device; ignored (CPU)
@@ -71,3 +82,11 @@ class FusionFSDP(MMFullyShardedDataParallel):
         if ignored_states is None and ignore_frozen:
             ignored_states = frozen_submodules(module) or None
         super().__init__(module, device_id=device_id, ignored_states=ignored_states, **kwargs)
+
+    def train_step(self, data: dict, optim_wrapper) -> dict:
+        if getattr(optim_wrapper, 'clip_func', None) is torch.nn.utils.clip_grad_norm_:
+            optim_wrapper.clip_func = self._clip_global_norm
+        return super().train_step(data, optim_wrapper)
+
+    def _clip_global_norm(self, params, max_norm: float, norm_type: float = 2.0, **kwargs):
+        return self.clip_grad_norm_(max_norm, norm_type)

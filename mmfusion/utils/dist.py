@@ -33,6 +33,16 @@ def model_needs_unused_parameter_search(cfg: Config) -> bool:
     return bool(getattr(model_cls, 'find_unused_parameters', False))
 
 
+def _ddp_wrapper(wrapper: Optional[dict], cfg: Config, on_cpu: bool) -> dict:
+    # mmengine's own default when the config names no wrapper.
+    wrapper = dict(wrapper or dict(type='MMDistributedDataParallel', broadcast_buffers=False))
+    if model_needs_unused_parameter_search(cfg):
+        wrapper.setdefault('find_unused_parameters', True)
+    if on_cpu:
+        wrapper['device_ids'] = None
+    return wrapper
+
+
 def _init_gloo(launcher: str) -> None:
     if launcher != 'pytorch':
         raise RuntimeError(f'--launcher {launcher} needs GPUs; on a CPU-only machine use '
@@ -68,31 +78,22 @@ def prepare_launcher(cfg: Config, launcher: str, sync_bn: Optional[str] = None) 
             raise RuntimeError('--sync-bn needs a distributed launcher')
         return
 
+    if sync_bn and strategy_type not in (None, 'DDPStrategy'):
+        raise RuntimeError(f'--sync-bn applies to DDP; strategy {strategy_type} does not take it')
     on_cpu = not torch.cuda.is_available()
+    if on_cpu and strategy_type not in (None, 'DDPStrategy', 'FSDPStrategy'):
+        raise RuntimeError(f'strategy {strategy_type} needs GPUs; on CPU use DDP (no strategy) '
+                           'or FSDPStrategy')
     if on_cpu:
         _init_gloo(launcher)
         cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
 
-    find_unused = model_needs_unused_parameter_search(cfg)
     if strategy is None:
-        wrapper = dict(cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel'))
-        if find_unused:
-            wrapper.setdefault('find_unused_parameters', True)
-        if on_cpu:
-            wrapper['device_ids'] = None
-        cfg.model_wrapper_cfg = wrapper
+        cfg.model_wrapper_cfg = _ddp_wrapper(cfg.get('model_wrapper_cfg'), cfg, on_cpu)
         if sync_bn:
             cfg.sync_bn = sync_bn
-        return
-
-    if strategy_type == 'DDPStrategy':
-        wrapper = dict(strategy.get('model_wrapper') or dict(type='MMDistributedDataParallel',
-                                                             broadcast_buffers=False))
-        if find_unused:
-            wrapper.setdefault('find_unused_parameters', True)
-        if on_cpu:
-            wrapper['device_ids'] = None
-        strategy.model_wrapper = wrapper
+    elif strategy_type == 'DDPStrategy':
+        strategy.model_wrapper = _ddp_wrapper(strategy.get('model_wrapper'), cfg, on_cpu)
         if sync_bn:
             strategy.sync_bn = sync_bn
     elif strategy_type == 'FSDPStrategy':
@@ -110,8 +111,3 @@ def prepare_launcher(cfg: Config, launcher: str, sync_bn: Optional[str] = None) 
                                        offload_to_cpu=False),
                 optim_state_dict_config=dict(type='FullOptimStateDictConfig', rank0_only=True,
                                              offload_to_cpu=False))
-    elif on_cpu:
-        raise RuntimeError(f'strategy {strategy_type} needs GPUs; on CPU use DDPStrategy or '
-                           'FSDPStrategy')
-    if sync_bn and strategy_type != 'DDPStrategy':
-        raise RuntimeError(f'--sync-bn applies to DDP; strategy {strategy_type} does not take it')

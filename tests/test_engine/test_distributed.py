@@ -112,12 +112,15 @@ def test_fsdp_on_cpu_trains_with_a_frozen_encoder_left_unsharded(tmp_path):
     init = {k: v.clone() for k, v in model.state_dict().items()}
     init_file = str(tmp_path / 'init.pth')
     torch.save(dict(state_dict=init), init_file)
+    # Clipping by the global gradient norm (active at 1.0 here, see
+    # test_accumulation.py), not by each rank's shard.
+    clip = dict(optim_wrapper=dict(clip_grad=dict(max_norm=1.0)))
     single = Runner.from_cfg(split_invariant_gms_cfg(str(tmp_path / 'single'), WORLD * PER_RANK,
-                                                  load_from=init_file))
+                                                  load_from=init_file, **clip))
     single.train()
 
     cfg = split_invariant_gms_cfg(
-        str(tmp_path / 'unused'), PER_RANK, load_from=init_file,
+        str(tmp_path / 'unused'), PER_RANK, load_from=init_file, **clip,
         strategy=dict(type='FSDPStrategy', model_wrapper=dict(type='FusionFSDP'),
                       state_dict_cfg='full'))
     fsdp_dir = _dist_train(cfg, tmp_path, 'fsdp')

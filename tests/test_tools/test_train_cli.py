@@ -77,3 +77,53 @@ def test_amp_training_step_keeps_the_frozen_encoder_in_its_dtype(synthshapes_roo
         assert value.dtype == encoder_before[key].dtype and torch.equal(value, encoder_before[key]), key
     assert model.head.weight.dtype == torch.float32
     assert not torch.equal(model.head.weight, head_before)
+
+
+FSDP_CFG = f'{REPO}/configs/xdecoder/xdecoder_focalt_fsdp-8xb4-50e_coco-panoptic.py'
+DEEPSPEED_CFG = f'{REPO}/configs/xdecoder/xdecoder_focalt_deepspeed-8xb4-50e_coco-panoptic.py'
+
+
+def test_strategy_configs_need_a_launcher_and_run_under_flexible_runner():
+    from mmengine.runner import FlexibleRunner, Runner
+
+    from mmfusion.utils.dist import runner_class
+    for path in (FSDP_CFG, DEEPSPEED_CFG):
+        with pytest.raises(RuntimeError, match='needs several processes'):
+            _build_cfg([path])
+    from mmengine.config import Config
+    assert runner_class(Config.fromfile(FSDP_CFG)) is FlexibleRunner
+    assert runner_class(Config.fromfile(GMS_TINY)) is Runner
+
+
+def test_gpu_only_strategy_and_sync_bn_outside_ddp_fail_clearly():
+    if torch.cuda.is_available():
+        pytest.skip('GPU present')
+    with pytest.raises(RuntimeError, match='DeepSpeedStrategy needs GPUs'):
+        _build_cfg([DEEPSPEED_CFG, '--launcher', 'pytorch'])
+    with pytest.raises(RuntimeError, match='--sync-bn applies to DDP'):
+        _build_cfg([FSDP_CFG, '--launcher', 'pytorch', '--sync-bn', 'torch'])
+
+
+def test_ddp_wrapper_settings_from_the_model_class(monkeypatch):
+    """X-Decoder's task-dependent branches turn on find_unused_parameters; GMS
+    keeps DDP's default; CPU DDP uses no device ids; --sync-bn reaches the runner."""
+    if torch.cuda.is_available():
+        pytest.skip('GPU present: the CPU path is what is tested')
+    import torch.distributed as dist
+    monkeypatch.setattr(dist, 'is_initialized', lambda: True)  # no process group needed
+    monkeypatch.setenv('RANK', '0')
+    monkeypatch.setenv('WORLD_SIZE', '1')
+    monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')
+    monkeypatch.setenv('MASTER_PORT', '29500')
+    xdec = _build_cfg([f'{REPO}/configs/xdecoder/xdecoder_r18-tiny_1xb16-1800it_synthshapes.py',
+                       '--launcher', 'pytorch'])
+    assert xdec.model_wrapper_cfg == dict(type='MMDistributedDataParallel', broadcast_buffers=False,
+                                          find_unused_parameters=True, device_ids=None)
+    assert xdec.env_cfg.dist_cfg.backend == 'gloo'
+    gms = _build_cfg([GMS_TINY, '--launcher', 'pytorch', '--sync-bn', 'torch'])
+    assert gms.model_wrapper_cfg == dict(type='MMDistributedDataParallel', broadcast_buffers=False,
+                                         device_ids=None)
+    assert gms.sync_bn == 'torch'
+    fsdp = _build_cfg([FSDP_CFG, '--launcher', 'pytorch'])
+    assert fsdp.strategy.model_wrapper.type == 'FusionFSDP'
+    assert fsdp.strategy.state_dict_cfg['state_dict_config']['offload_to_cpu'] is False
