@@ -1,0 +1,164 @@
+"""Zipper (Zayats et al., 2024): unimodal decoder towers fused by gated
+cross-attention. No public implementation exists; this follows the paper.
+
+Each tower is a :class:`CausalDecoderTower` pretrained alone on its
+modality. A *link* lets one tower (the query tower, e.g. text for ASR)
+attend to another (the context tower, e.g. speech) after every ``every``-th
+of its layers. The context is the context tower's hidden state at the same
+relative depth, passed through the link's input projection (MLP + ReLU, from
+the context width to the query width). The cross-attention output enters the
+query tower's residual stream through ``tanh(gate)`` with the gate
+initialised at 0, so an untrained fused model computes exactly what the
+unimodal towers compute.
+"""
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from torch import Tensor
+
+from mmfusion.models.layers import RMSNorm
+from mmfusion.registry import MODELS
+
+
+class GatedCrossAttention(nn.Module):
+    """``x + tanh(gate) * attn(norm(x), proj(context))``, the gate starting at 0.
+
+    Args:
+        dim (int): Query (own tower) width.
+        context_dim (int): Context (other tower) width.
+        num_heads (int): Attention heads; ``dim`` divides by it.
+    """
+
+    def __init__(self, dim: int, context_dim: int, num_heads: int) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f'cross-attention width {dim} must divide by num_heads {num_heads}')
+        self.num_heads = num_heads
+        # The paper's input projection: a non-linear map between the towers' widths.
+        self.context_proj = nn.Sequential(nn.Linear(context_dim, dim), nn.ReLU(inplace=True),
+                                          nn.Linear(dim, dim))
+        self.norm = RMSNorm(dim)
+        self.q_proj = nn.Linear(dim, dim, bias=False)
+        self.k_proj = nn.Linear(dim, dim, bias=False)
+        self.v_proj = nn.Linear(dim, dim, bias=False)
+        self.o_proj = nn.Linear(dim, dim, bias=False)
+        self.gate = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: Tensor, context: Tensor,
+                context_padding_mask: Optional[Tensor] = None) -> Tensor:
+        """x (B, L, dim) attends to all of context (B, S, context_dim);
+        ``context_padding_mask`` (B, S) is True at padding."""
+        b, length, dim = x.shape
+        heads, head_dim = self.num_heads, dim // self.num_heads
+        ctx = self.context_proj(context)
+        q = self.q_proj(self.norm(x)).view(b, length, heads, head_dim).transpose(1, 2)
+        k = self.k_proj(ctx).view(b, -1, heads, head_dim).transpose(1, 2)
+        v = self.v_proj(ctx).view(b, -1, heads, head_dim).transpose(1, 2)
+        mask = None if context_padding_mask is None else ~context_padding_mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        out = self.o_proj(out.transpose(1, 2).reshape(b, length, dim))
+        return x + torch.tanh(self.gate) * out
+
+
+def aligned_context_layer(query_layer: int, query_depth: int, context_depth: int) -> int:
+    """Index into the context tower's hidden states (0 = embeddings, ``i`` =
+    after block ``i``) at the relative depth of query block ``query_layer``
+    (1-based), for towers of different depths."""
+    return max(1, round(query_layer * context_depth / query_depth))
+
+
+@MODELS.register_module()
+class ZipperDecoder(BaseModule):
+    """Towers by name, fused by gated cross-attention links.
+
+    Args:
+        towers (dict): name -> tower config (``CausalDecoderTower``), e.g.
+            ``dict(text=dict(...), speech=dict(...))``. Freeze a tower with
+            ``frozen=True`` in its config.
+        links (list[dict]): each ``dict(query='text', context='speech',
+            every=2, num_heads=4)``: cross-attention after query-tower blocks
+            ``every, 2*every, ...``. Links must not form a cycle (a context
+            tower runs completely before the towers that read it).
+        init_cfg (dict, optional): mmengine init config.
+    """
+
+    def __init__(self, towers: Dict[str, dict], links: Sequence[dict],
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if not towers:
+            raise ValueError('ZipperDecoder needs at least one tower')
+        self.towers = nn.ModuleDict({name: MODELS.build(cfg) for name, cfg in towers.items()})
+        self.links: List[Tuple[str, str, List[int]]] = []
+        self.cross_attn = nn.ModuleDict()
+        for link in links:
+            query, context = link['query'], link['context']
+            for name in (query, context):
+                if name not in self.towers:
+                    raise KeyError(f'link {query!r} <- {context!r}: no tower named {name!r} '
+                                   f'(towers: {sorted(self.towers)})')
+            if query == context:
+                raise ValueError(f'link of tower {query!r} to itself')
+            every = int(link.get('every', 1))
+            q_tower, c_tower = self.towers[query], self.towers[context]
+            layers = list(range(every, q_tower.depth + 1, every))
+            if not layers:
+                raise ValueError(f'link {query!r} <- {context!r}: every={every} exceeds the '
+                                 f'{q_tower.depth} blocks of {query!r}')
+            for layer in layers:
+                self.cross_attn[f'{query}_from_{context}_{layer}'] = GatedCrossAttention(
+                    q_tower.dim, c_tower.dim, int(link.get('num_heads', 4)))
+            self.links.append((query, context, layers))
+        self.order = self._run_order()
+
+    def _run_order(self) -> List[str]:
+        """Towers in an order where each context runs before its readers."""
+        needs = {name: {c for q, c, _ in self.links if q == name} for name in self.towers}
+        order: List[str] = []
+        while len(order) < len(needs):
+            ready = [n for n in needs if n not in order and needs[n] <= set(order)]
+            if not ready:
+                raise ValueError(f'Zipper links form a cycle: {[(q, c) for q, c, _ in self.links]}')
+            order.extend(sorted(ready))
+        return order
+
+    def forward(self, tokens: Dict[str, Tensor],
+                padding_masks: Optional[Dict[str, Tensor]] = None) -> Dict[str, Dict]:
+        """
+        Args:
+            tokens (dict): tower name -> (B, L_name) token ids. Towers left out
+                are not run; links that need them are skipped.
+            padding_masks (dict, optional): tower name -> (B, L_name) bool,
+                True at padding.
+
+        Returns:
+            dict: tower name -> ``dict(logits, hidden_states)`` as
+            :meth:`CausalDecoderTower.forward`, with the cross-attention applied.
+        """
+        padding_masks = padding_masks or {}
+        unknown = set(tokens) - set(self.towers)
+        if unknown:
+            raise KeyError(f'no tower named {sorted(unknown)} (towers: {sorted(self.towers)})')
+        outputs: Dict[str, Dict] = {}
+        for name in self.order:
+            if name not in tokens:
+                continue
+            tower = self.towers[name]
+            mask = padding_masks.get(name)
+            reads = [(c, layers) for q, c, layers in self.links if q == name and c in outputs]
+            x = tower.embed(tokens[name])
+            hidden_states = [x]
+            for i, layer in enumerate(tower.layers, start=1):
+                x = layer(x, tower.rope, mask)
+                for context, layers in reads:
+                    if i in layers:
+                        ctx_states = outputs[context]['hidden_states']
+                        ctx = ctx_states[aligned_context_layer(i, tower.depth,
+                                                               len(ctx_states) - 1)]
+                        x = self.cross_attn[f'{name}_from_{context}_{i}'](
+                            x, ctx, padding_masks.get(context))
+                hidden_states.append(x)
+            outputs[name] = dict(logits=tower.logits(x), hidden_states=hidden_states)
+        return outputs

@@ -1,0 +1,3 @@
+from .llama import GroupedQueryAttention, LlamaBlock, RMSNorm, RotaryEmbedding, SwiGLU
+
+__all__ = ['RMSNorm', 'RotaryEmbedding', 'SwiGLU', 'GroupedQueryAttention', 'LlamaBlock']

@@ -1,0 +1,147 @@
+"""Llama-style decoder blocks: RMSNorm, rotary position embedding (RoPE),
+grouped-query causal self-attention and a SwiGLU feed-forward, pre-norm.
+
+Shared by the decoder towers of Zipper and the decoder-only teachers of
+mmMamba. Written here rather than taken from transformers: those blocks are
+tied to a model class, a config object and a cache object, while these take
+plain tensors and expose the per-layer hidden states that fusion and
+distillation need. Attention runs through ``F.scaled_dot_product_attention``.
+"""
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class RMSNorm(nn.Module):
+    """``x / rms(x) * weight`` over the last dimension (no mean subtraction)."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        norm = x.float().pow(2).mean(-1, keepdim=True).add(self.eps).rsqrt()
+        return (x.float() * norm).to(x.dtype) * self.weight
+
+
+class RotaryEmbedding(nn.Module):
+    """RoPE tables for positions ``0 .. max_len - 1`` (half-split layout).
+
+    Args:
+        head_dim (int): Even per-head width.
+        max_len (int): Longest sequence; longer ones are refused.
+        theta (float): Frequency base.
+    """
+
+    def __init__(self, head_dim: int, max_len: int, theta: float = 10000.0) -> None:
+        super().__init__()
+        if head_dim % 2:
+            raise ValueError(f'RoPE needs an even head dimension, got {head_dim}')
+        self.max_len = max_len
+        inv_freq = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+        angles = torch.outer(torch.arange(max_len, dtype=torch.float64), inv_freq)
+        self.register_buffer('cos', angles.cos().float(), persistent=False)
+        self.register_buffer('sin', angles.sin().float(), persistent=False)
+
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        """Rotate ``x`` (B, heads, L, head_dim) for positions offset .. offset + L - 1."""
+        length = x.shape[-2]
+        if offset + length > self.max_len:
+            raise ValueError(f'sequence of {offset + length} positions exceeds the RoPE range '
+                             f'max_len={self.max_len} of this model')
+        cos = self.cos[offset:offset + length].to(x.dtype)
+        sin = self.sin[offset:offset + length].to(x.dtype)
+        x1, x2 = x.chunk(2, dim=-1)
+        return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+class SwiGLU(nn.Module):
+    """``down(silu(gate(x)) * up(x))``."""
+
+    def __init__(self, dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.gate = nn.Linear(dim, hidden_dim, bias=False)
+        self.up = nn.Linear(dim, hidden_dim, bias=False)
+        self.down = nn.Linear(hidden_dim, dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class GroupedQueryAttention(nn.Module):
+    """Causal self-attention with ``num_kv_heads`` key/value heads shared by
+    groups of the ``num_heads`` query heads (``num_kv_heads == num_heads``:
+    ordinary multi-head attention).
+
+    Args:
+        dim (int): Model width.
+        num_heads (int): Query heads; ``dim`` must divide by it.
+        num_kv_heads (int, optional): Key/value heads; divides ``num_heads``.
+    """
+
+    def __init__(self, dim: int, num_heads: int, num_kv_heads: Optional[int] = None) -> None:
+        super().__init__()
+        num_kv_heads = num_kv_heads or num_heads
+        if dim % num_heads or num_heads % num_kv_heads:
+            raise ValueError(f'dim {dim} must divide by num_heads {num_heads}, which must divide '
+                             f'by num_kv_heads {num_kv_heads}')
+        self.num_heads = num_heads
+        self.num_kv_heads = num_kv_heads
+        self.head_dim = dim // num_heads
+        self.q_proj = nn.Linear(dim, dim, bias=False)
+        self.k_proj = nn.Linear(dim, num_kv_heads * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(dim, num_kv_heads * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, x: Tensor, rope: RotaryEmbedding,
+                key_padding_mask: Optional[Tensor] = None) -> Tensor:
+        """
+        Args:
+            x (Tensor): (B, L, dim).
+            rope (RotaryEmbedding): The tower's position tables.
+            key_padding_mask (Tensor, optional): (B, L) bool, True at padding.
+                Padding is only ever at the end of a sequence, so the causal
+                mask already keeps valid positions from seeing it; the mask
+                is accepted for the padded rows' own sake (they then see
+                only valid keys).
+        """
+        b, length, _ = x.shape
+        q = self.q_proj(x).view(b, length, self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(b, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(b, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = rope(q), rope(k)
+        group = self.num_heads // self.num_kv_heads
+        if group > 1:
+            k = k.repeat_interleave(group, dim=1)
+            v = v.repeat_interleave(group, dim=1)
+        if key_padding_mask is None:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
+            allowed = causal[None] & ~key_padding_mask[:, None, :]
+            # A padded row may see no valid key only if the sequence is empty.
+            allowed = allowed | ~allowed.any(-1, keepdim=True)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None])
+        return self.o_proj(out.transpose(1, 2).reshape(b, length, -1))
+
+
+class LlamaBlock(nn.Module):
+    """Pre-norm block: ``x + attn(norm(x))`` then ``x + ffn(norm(x))``."""
+
+    def __init__(self, dim: int, num_heads: int, ffn_dim: int,
+                 num_kv_heads: Optional[int] = None, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(dim, eps)
+        self.attn = GroupedQueryAttention(dim, num_heads, num_kv_heads)
+        self.ffn_norm = RMSNorm(dim, eps)
+        self.ffn = SwiGLU(dim, ffn_dim)
+
+    def forward(self, x: Tensor, rope: RotaryEmbedding,
+                key_padding_mask: Optional[Tensor] = None) -> Tensor:
+        x = x + self.attn(self.attn_norm(x), rope, key_padding_mask)
+        return x + self.ffn(self.ffn_norm(x))
+

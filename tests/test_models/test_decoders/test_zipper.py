@@ -1,0 +1,136 @@
+"""Zipper towers and gated cross-attention fusion."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmfusion.models.decoders.zipper import (CausalDecoderTower, ZipperDecoder,
+                                             aligned_context_layer)
+from mmfusion.models.layers import GroupedQueryAttention, RotaryEmbedding
+from mmfusion.registry import MODELS
+
+pytestmark = pytest.mark.usefixtures('one_thread')
+
+TEXT = dict(type='CausalDecoderTower', vocab_size=40, dim=32, depth=4, num_heads=4, ffn_dim=64)
+# Another width, depth and head layout (grouped-query attention) than the text tower.
+SPEECH = dict(type='CausalDecoderTower', vocab_size=50, dim=24, depth=3, num_heads=4,
+              num_kv_heads=2, ffn_dim=48)
+
+
+def _zipper(text=None, speech=None, links=None) -> ZipperDecoder:
+    torch.manual_seed(0)
+    links = links if links is not None else [dict(query='text', context='speech', every=2)]
+    return ZipperDecoder(towers=dict(text=dict(TEXT, **(text or {})),
+                                     speech=dict(SPEECH, **(speech or {}))), links=links)
+
+
+def _batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return dict(text=torch.randint(0, 40, (2, 7), generator=g),
+                speech=torch.randint(0, 50, (2, 11), generator=g))
+
+
+def _open_gates(model, value=0.5):
+    for block in model.cross_attn.values():
+        block.gate.data.fill_(value)
+
+
+def test_attention_is_causal_and_equals_a_reference_with_grouped_heads():
+    torch.manual_seed(0)
+    attn = GroupedQueryAttention(dim=24, num_heads=4, num_kv_heads=2)
+    rope = RotaryEmbedding(6, max_len=16)
+    x = torch.randn(2, 5, 24)
+    out = attn(x, rope)
+    # Reference: explicit softmax attention, each query head using kv head h // 2.
+    q = rope(attn.q_proj(x).view(2, 5, 4, 6).transpose(1, 2))
+    k = rope(attn.k_proj(x).view(2, 5, 2, 6).transpose(1, 2))
+    v = attn.v_proj(x).view(2, 5, 2, 6).transpose(1, 2)
+    k, v = k[:, [0, 0, 1, 1]], v[:, [0, 0, 1, 1]]
+    scores = q @ k.transpose(-1, -2) / 6 ** 0.5
+    scores = scores.masked_fill(torch.ones(5, 5, dtype=torch.bool).triu(1), float('-inf'))
+    ref = attn.o_proj((scores.softmax(-1) @ v).transpose(1, 2).reshape(2, 5, 24))
+    torch.testing.assert_close(out, ref)
+    # Changing a later token leaves earlier outputs unchanged.
+    x2 = x.clone()
+    x2[:, 3:] += 1
+    torch.testing.assert_close(attn(x2, rope)[:, :3], out[:, :3])
+
+
+def test_rope_is_relative_and_refuses_positions_beyond_its_range():
+    rope = RotaryEmbedding(8, max_len=12)
+    q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
+    dots = [(rope(q, offset=i) * rope(k, offset=i + 3)).sum() for i in (0, 4, 8)]
+    torch.testing.assert_close(dots[0], dots[1])
+    torch.testing.assert_close(dots[0], dots[2])
+    with pytest.raises(ValueError, match='exceeds the RoPE range max_len=12'):
+        rope(torch.randn(1, 1, 13, 8))
+
+
+def test_gates_at_zero_give_exactly_the_unimodal_logits():
+    model = _zipper().eval()
+    batch = _batch()
+    fused = model(batch)
+    for name in ('text', 'speech'):
+        alone = model.towers[name](batch[name])['logits']
+        assert torch.equal(fused[name]['logits'], alone), name
+    # Once the gates open, the query tower's output depends on the context.
+    _open_gates(model)
+    assert not torch.equal(model(batch)['text']['logits'], fused['text']['logits'])
+    assert torch.equal(model(batch)['speech']['logits'], fused['speech']['logits'])
+
+
+def test_links_follow_every_and_align_depths_across_towers():
+    model = _zipper()
+    assert sorted(model.cross_attn) == ['text_from_speech_2', 'text_from_speech_4']
+    # A 4-block text tower reads the 3-block speech tower at the same relative depth.
+    assert [aligned_context_layer(i, 4, 3) for i in (1, 2, 3, 4)] == [1, 2, 2, 3]
+    speech_first = _zipper(links=[dict(query='speech', context='text', every=1)])
+    assert speech_first.order == ['text', 'speech']
+    assert sorted(speech_first.cross_attn) == [f'speech_from_text_{i}' for i in (1, 2, 3)]
+    with pytest.raises(ValueError, match='cycle'):
+        _zipper(links=[dict(query='text', context='speech'), dict(query='speech', context='text')])
+    with pytest.raises(KeyError, match="no tower named 'image'"):
+        _zipper(links=[dict(query='text', context='image')])
+    with pytest.raises(ValueError, match='every=5 exceeds the 4 blocks'):
+        _zipper(links=[dict(query='text', context='speech', every=5)])
+
+
+def test_cross_attention_projects_between_tower_widths_and_honours_context_padding():
+    model = _zipper().eval()
+    _open_gates(model)
+    block = model.cross_attn['text_from_speech_2']
+    assert block.context_proj[0].in_features == 24 and block.o_proj.out_features == 32
+    batch = _batch()
+    # Padding the speech context with junk tokens marked as padding changes nothing.
+    padded = torch.cat([batch['speech'], torch.randint(0, 50, (2, 4))], dim=1)
+    mask = torch.zeros(2, 15, dtype=torch.bool)
+    mask[:, 11:] = True
+    out = model(batch)['text']['logits']
+    out_padded = model(dict(text=batch['text'], speech=padded),
+                       padding_masks=dict(speech=mask))['text']['logits']
+    torch.testing.assert_close(out_padded, out, rtol=1e-5, atol=1e-6)
+
+
+def test_frozen_tower_gets_no_gradient_and_the_rest_does():
+    model = _zipper(text=dict(frozen=True))
+    model.train()
+    _open_gates(model)
+    batch = _batch()
+    out = model(batch)
+    logits = out['text']['logits']
+    loss = F.cross_entropy(logits[:, :-1].reshape(-1, 40), batch['text'][:, 1:].reshape(-1))
+    loss.backward()
+    assert all(p.grad is None and not p.requires_grad for p in model.towers['text'].parameters())
+    # Everything else is reached, the speech tower through the cross-attention;
+    # only the speech tower's final norm feeds nothing but its own logits.
+    no_grad = {name for name, p in model.named_parameters()
+               if not name.startswith('towers.text.') and (p.grad is None or not p.grad.any())}
+    assert no_grad == {'towers.speech.norm.weight'}
+    # The frozen tower stays in eval mode through train().
+    assert not model.towers['text'].training and model.towers['speech'].training
+
+
+def test_tower_refuses_token_ids_outside_its_vocabulary():
+    tower = MODELS.build(TEXT)
+    with pytest.raises(ValueError, match=r'token ids must lie in \[0, 40\), got \[0, 40\]'):
+        tower(torch.tensor([[0, 40]]))
+    assert isinstance(tower, CausalDecoderTower)
