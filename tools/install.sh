@@ -10,6 +10,15 @@ PY=${PYTHON:-python3}
 STAMP="$VENV/.mmfusion-install.sha"
 want=$(cat tools/install.sh requirements/*.txt setup.py | sha256sum | cut -d' ' -f1)
 
+# System program: SynthSpeech is synthesised with espeak-ng (Debian package).
+if ! command -v espeak-ng >/dev/null 2>&1; then
+    echo "[install] espeak-ng (apt)"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq espeak-ng >/dev/null
+fi
+
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
     echo "[install] $VENV is up to date"
     exit 0
