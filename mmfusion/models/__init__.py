@@ -6,4 +6,5 @@ from .decoders.xdecoder import *  # noqa: F401,F403
 from .decoders.zipper import *  # noqa: F401,F403
 from .encoders import *  # noqa: F401,F403
 from .layers import *  # noqa: F401,F403
+from .tokenizers import *  # noqa: F401,F403
 from .wrappers import FusionFSDP, frozen_submodules  # noqa: F401

@@ -1,0 +1,4 @@
+from .char_tokenizer import CharTokenizer
+from .speech_units import SpeechUnitTokenizer
+
+__all__ = ['CharTokenizer', 'SpeechUnitTokenizer']

@@ -1,0 +1,126 @@
+"""Discrete speech units: k-means over normalised log-mel frames.
+
+The speech tower of Zipper reads and writes discrete units. The paper (and
+HuBERT-style tokenizers) cluster self-supervised features; without a
+pretrained wav2vec2/HuBERT here, the features are log-mel frames (80 bins,
+25 ms windows every 20 ms: 50 frames/s), standardised with statistics of the
+fitting set. k-means is scikit-learn's; encoding is the nearest centroid.
+``tools/misc/fit_speech_units.py`` fits a tokenizer on a manifest and saves
+it; models load the file and keep the centroids in their state dict.
+"""
+import io
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from mmfusion.registry import TOKENIZERS
+from mmfusion.utils.dependency import require
+
+
+@TOKENIZERS.register_module()
+class SpeechUnitTokenizer(nn.Module):
+    """Waveform -> unit ids (k-means over standardised log-mel frames).
+
+    Args:
+        num_units (int): Clusters.
+        sample_rate (int): Rate the features are computed at; other rates
+            are resampled (``torchaudio.functional.resample``).
+        n_mels (int): Mel bins.
+        win_ms (float): Analysis window.
+        hop_ms (float): Frame step (20 ms: 50 units/s before deduplication).
+        dedup (bool): Merge runs of the same unit (HuBERT-style reduced units).
+        checkpoint (str, optional): A file written by :meth:`save`.
+    """
+
+    def __init__(self, num_units: int = 64, sample_rate: int = 16000, n_mels: int = 80,
+                 win_ms: float = 25.0, hop_ms: float = 20.0, dedup: bool = True,
+                 checkpoint: Optional[str] = None) -> None:
+        super().__init__()
+        torchaudio = require('torchaudio', 'SpeechUnitTokenizer')
+        self.num_units = num_units
+        self.sample_rate = sample_rate
+        self.dedup = dedup
+        win = int(round(sample_rate * win_ms / 1000))
+        self.hop = int(round(sample_rate * hop_ms / 1000))
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=sample_rate, n_fft=max(512, win), win_length=win, hop_length=self.hop,
+            n_mels=n_mels, center=False)
+        self.register_buffer('centroids', torch.zeros(num_units, n_mels))
+        self.register_buffer('mean', torch.zeros(n_mels))
+        self.register_buffer('std', torch.ones(n_mels))
+        self.register_buffer('fitted', torch.tensor(False))
+        if checkpoint is not None:
+            self.load(checkpoint)
+
+    # -- features ----------------------------------------------------------
+    def log_mel(self, wave: Tensor, sample_rate: Optional[int] = None) -> Tensor:
+        """(T,) or (1, T) waveform -> (frames, n_mels) log-mel, unstandardised."""
+        wave = torch.as_tensor(wave, dtype=torch.float32).flatten()
+        if sample_rate is not None and sample_rate != self.sample_rate:
+            import torchaudio.functional as AF
+            wave = AF.resample(wave, sample_rate, self.sample_rate)
+        if wave.numel() < self.mel.win_length:
+            raise ValueError(f'audio of {wave.numel()} samples is shorter than one '
+                             f'{self.mel.win_length}-sample analysis window')
+        return torch.log(self.mel(wave).T + 1e-6)
+
+    def features(self, wave: Tensor, sample_rate: Optional[int] = None) -> Tensor:
+        return (self.log_mel(wave, sample_rate) - self.mean) / self.std
+
+    # -- fitting -----------------------------------------------------------
+    def fit(self, waves: Sequence, sample_rate: Optional[int] = None,
+            max_frames: int = 200_000, seed: int = 0) -> dict:
+        """Standardisation statistics and k-means centroids from ``waves``
+        (at most ``max_frames`` frames, sampled uniformly). Returns a summary."""
+        sklearn_cluster = require('sklearn', 'SpeechUnitTokenizer.fit').cluster
+        frames = torch.cat([self.log_mel(w, sample_rate) for w in waves])
+        if frames.shape[0] < self.num_units:
+            raise ValueError(f'{frames.shape[0]} frames cannot fit {self.num_units} units')
+        rng = np.random.default_rng(seed)
+        if frames.shape[0] > max_frames:
+            frames = frames[torch.from_numpy(rng.choice(frames.shape[0], max_frames,
+                                                        replace=False))]
+        self.mean.copy_(frames.mean(0))
+        self.std.copy_(frames.std(0).clamp_min(1e-3))
+        x = ((frames - self.mean) / self.std).numpy()
+        kmeans = sklearn_cluster.KMeans(self.num_units, n_init=1, random_state=seed).fit(x)
+        self.centroids.copy_(torch.from_numpy(kmeans.cluster_centers_).float())
+        self.fitted.fill_(True)
+        used = len(np.unique(kmeans.labels_))
+        return dict(frames=int(x.shape[0]), units_used=used, inertia=float(kmeans.inertia_))
+
+    # -- encoding ----------------------------------------------------------
+    def frame_units(self, wave: Tensor, sample_rate: Optional[int] = None) -> Tensor:
+        """One unit per 20 ms frame, before deduplication."""
+        if not bool(self.fitted):
+            raise RuntimeError('SpeechUnitTokenizer is not fitted: run '
+                               'tools/misc/fit_speech_units.py or give checkpoint=')
+        feats = self.features(wave, sample_rate)
+        return torch.cdist(feats, self.centroids).argmin(dim=1)
+
+    def encode(self, wave: Tensor, sample_rate: Optional[int] = None) -> Tensor:
+        units = self.frame_units(wave, sample_rate)
+        if self.dedup:
+            units = torch.unique_consecutive(units)
+        return units
+
+    # -- files -------------------------------------------------------------
+    def save(self, path: str) -> None:
+        """Write the fitted state atomically (temporary file + rename)."""
+        from mmfusion.utils.checkpoint import AtomicLocalBackend
+        buffer = io.BytesIO()
+        torch.save(dict(num_units=self.num_units, sample_rate=self.sample_rate,
+                        state_dict=self.state_dict()), buffer)
+        AtomicLocalBackend().put(buffer.getvalue(), path)
+
+    def load(self, path: str) -> None:
+        from mmfusion.utils.checkpoint import safe_torch_load
+        ckpt = safe_torch_load(path, map_location='cpu')
+        if ckpt.get('num_units') != self.num_units or ckpt.get('sample_rate') != self.sample_rate:
+            raise ValueError(f'speech unit file {path} has {ckpt.get("num_units")} units at '
+                             f'{ckpt.get("sample_rate")} Hz; this tokenizer expects '
+                             f'{self.num_units} units at {self.sample_rate} Hz')
+        self.load_state_dict(ckpt['state_dict'])

@@ -1,0 +1,97 @@
+"""Character tokenizer and k-means speech units (fitted on generated SynthSpeech)."""
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from mmfusion.models.tokenizers import CharTokenizer, SpeechUnitTokenizer
+from mmfusion.models.tokenizers.char_tokenizer import BOS, EOS, UNK
+from tools.dataset_converters.generate_synth_speech import main as generate
+from tools.misc.fit_speech_units import main as fit_units
+from tools.misc.fit_speech_units import read_manifest
+
+
+@pytest.fixture(scope='module')
+def speech_root(tmp_path_factory):
+    out, _ = generate(['--out', str(tmp_path_factory.mktemp('speech')), '--num-train', '16',
+                       '--num-val', '4', '--num-text', '10'])
+    return out
+
+
+def _waves(root, split='train'):
+    import soundfile
+    return [soundfile.read(item['audio'], dtype='float32')[0]
+            for item in read_manifest(f'{root}/{split}.jsonl')]
+
+
+def test_char_tokenizer_round_trip_and_documented_oov_handling(monkeypatch):
+    tok = CharTokenizer()
+    ids = tok.encode('The  Red Circle')
+    assert ids[0] == BOS and ids[-1] == EOS and tok.vocab_size == 4 + 28
+    assert tok.decode(ids) == 'the red circle'
+    assert tok.decode(ids[1:4] + [EOS] + ids[4:]) == 'the'  # stops at </s>
+    # Out-of-alphabet characters: dropped with one warning per character...
+    warnings = []
+    monkeypatch.setattr('mmfusion.models.tokenizers.char_tokenizer.print_log',
+                        lambda msg, **kw: warnings.append((msg, kw['level'])))
+    assert tok.decode(tok.encode('4 red stars!')) == 'red stars'
+    tok.encode('5 blue stars!')
+    tok.encode('4 blue stars!')
+    assert [level for _, level in warnings] == [logging.WARNING] * 2
+    assert "['!', '4']" in warnings[0][0] and "['5']" in warnings[1][0]
+    # ... or kept as <unk>, or refused.
+    assert CharTokenizer(oov='unk').encode('a1', bos=False, eos=False) == [4, UNK]
+    with pytest.raises(ValueError, match=r"characters \['1'\] are not in the tokenizer alphabet"):
+        CharTokenizer(oov='error').encode('a1')
+    with pytest.raises(ValueError, match='outside the vocabulary'):
+        tok.decode([99])
+
+
+def test_speech_units_match_sklearn_and_survive_save_load(speech_root, tmp_path):
+    from sklearn.metrics import pairwise_distances_argmin
+    waves = _waves(speech_root)
+    tok = SpeechUnitTokenizer(num_units=12)
+    summary = tok.fit(waves, seed=0)
+    assert summary['units_used'] == 12
+    # 20 ms frames: about 50 per second.
+    frames = tok.frame_units(waves[0])
+    assert abs(len(frames) - len(waves[0]) / 16000 * 50) <= 3
+    # Nearest centroid, computed independently by scikit-learn on the same features.
+    feats = tok.features(waves[0]).numpy()
+    expected = pairwise_distances_argmin(feats, tok.centroids.numpy())
+    assert np.array_equal(frames.numpy(), expected)
+    units = tok.encode(waves[0])
+    assert (units[1:] != units[:-1]).all() and units.max() < 12
+    assert torch.equal(units, torch.unique_consecutive(frames))
+    # An 8 kHz copy is resampled to the tokenizer's rate and gives similar units.
+    import torchaudio.functional as AF
+    wave8k = AF.resample(torch.from_numpy(waves[0]), 16000, 8000)
+    from8k = tok.frame_units(wave8k, sample_rate=8000)
+    n = min(len(from8k), len(frames))
+    assert abs(len(from8k) - len(frames)) <= 1
+    assert (from8k[:n] == frames[:n]).float().mean() > 0.5
+    path = str(tmp_path / 'units.pth')
+    tok.save(path)
+    loaded = SpeechUnitTokenizer(num_units=12, checkpoint=path)
+    assert torch.equal(loaded.encode(waves[1]), tok.encode(waves[1]))
+    with pytest.raises(ValueError, match='has 12 units at 16000 Hz; this tokenizer expects 8'):
+        SpeechUnitTokenizer(num_units=8, checkpoint=path)
+    with pytest.raises(RuntimeError, match='not fitted'):
+        SpeechUnitTokenizer(num_units=8).encode(waves[0])
+    with pytest.raises(ValueError, match='shorter than one'):
+        tok.encode(np.zeros(100, dtype=np.float32))
+
+
+def test_fit_tool_writes_a_loadable_tokenizer(speech_root, tmp_path):
+    out = str(tmp_path / 'u.pth')
+    report = fit_units([f'{speech_root}/train.jsonl', '--num-units', '8', '--out', out])
+    assert report['utterances'] == 16 and report['units_used'] == 8
+    assert 5 < report['units_per_second'] < 50
+    tok = SpeechUnitTokenizer(num_units=8, checkpoint=out)
+    assert len(tok.encode(_waves(speech_root, 'val')[0])) > 5
+    bad = tmp_path / 'bad.jsonl'
+    bad.write_text(json.dumps(dict(text='no audio')) + '\n')
+    with pytest.raises(KeyError, match='bad.jsonl:1: no "audio" field'):
+        fit_units([str(bad), '--out', out])
