@@ -3,5 +3,7 @@ from .frozen_feature_classifier import FrozenFeatureClassifier
 from .gms import GMS
 from .kl_autoencoder import KLAutoencoder
 from .xdecoder import XDecoder
+from .zipper import Zipper
 
-__all__ = ['GMS', 'KLAutoencoder', 'CLIPPretrainer', 'FrozenFeatureClassifier', 'XDecoder']
+__all__ = ['GMS', 'KLAutoencoder', 'CLIPPretrainer', 'FrozenFeatureClassifier', 'XDecoder',
+           'Zipper']

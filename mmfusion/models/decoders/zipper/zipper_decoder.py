@@ -125,13 +125,17 @@ class ZipperDecoder(BaseModule):
         return order
 
     def forward(self, tokens: Dict[str, Tensor],
-                padding_masks: Optional[Dict[str, Tensor]] = None) -> Dict[str, Dict]:
+                padding_masks: Optional[Dict[str, Tensor]] = None,
+                context_outputs: Optional[Dict[str, Dict]] = None) -> Dict[str, Dict]:
         """
         Args:
             tokens (dict): tower name -> (B, L_name) token ids. Towers left out
                 are not run; links that need them are skipped.
             padding_masks (dict, optional): tower name -> (B, L_name) bool,
                 True at padding.
+            context_outputs (dict, optional): outputs of towers already run
+                (as returned here), reused instead of run again, e.g. the
+                speech tower's during step-by-step decoding of the text tower.
 
         Returns:
             dict: tower name -> ``dict(logits, hidden_states)`` as
@@ -141,9 +145,9 @@ class ZipperDecoder(BaseModule):
         unknown = set(tokens) - set(self.towers)
         if unknown:
             raise KeyError(f'no tower named {sorted(unknown)} (towers: {sorted(self.towers)})')
-        outputs: Dict[str, Dict] = {}
+        outputs: Dict[str, Dict] = dict(context_outputs or {})
         for name in self.order:
-            if name not in tokens:
+            if name not in tokens or name in outputs:
                 continue
             tower = self.towers[name]
             mask = padding_masks.get(name)

@@ -1,0 +1,193 @@
+"""Zipper speech/text model: unimodal pretraining, ASR and TTS in one class."""
+from typing import Dict, List, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from torch import Tensor
+
+from mmfusion.registry import MODELS, TOKENIZERS
+from mmfusion.structures import FusionDataSample
+from ..tokenizers.char_tokenizer import BOS, EOS, PAD
+from ..utils import pad_sequences
+
+# Speech-tower vocabulary: the text specials' ids, then the units (unit u -> u + 3).
+UNIT_OFFSET = 3
+
+
+@MODELS.register_module()
+class Zipper(BaseModel):
+    """A :class:`ZipperDecoder` with tokenizers, trained by next-token loss on
+    one output tower, optionally reading the other modality.
+
+    * ``output='text', context=None``: text-tower pretraining (character LM).
+    * ``output='speech', context=None``: speech-tower pretraining (unit LM).
+    * ``output='text', context='speech'``: ASR.
+    * ``output='speech', context='text'``: TTS (text -> speech units).
+
+    Speech enters as waveforms (``inputs['audio']``, padded, with
+    ``inputs['audio_lengths']``) and becomes units through the frozen
+    ``unit_tokenizer`` (its fitted centroids are part of the state dict).
+    Text comes as ``inputs['text']`` (list of str). Each output sequence is
+    ``<s> tokens </s>``; the context sequence is its plain tokens.
+
+    Prediction is greedy decoding of the output tower (at most
+    ``max_new_tokens``): ``pred_text`` (ASR, with ``gt_text`` the reference
+    transcript) or ``pred_units`` (TTS, with ``gt_units`` from the audio).
+
+    Args:
+        decoder (dict): ``ZipperDecoder`` config with towers ``text`` and/or
+            ``speech``.
+        output (str): ``'text'`` or ``'speech'``.
+        context (str, optional): The other modality, or None.
+        text_tokenizer (dict): ``CharTokenizer`` config.
+        unit_tokenizer (dict, optional): ``SpeechUnitTokenizer`` config with
+            a fitted ``checkpoint``; needed when a tower is ``speech``.
+        max_new_tokens (int): Decoding limit.
+        data_preprocessor (dict, optional): ``MultiModalDataPreprocessor``
+            with an ``audio`` ``AudioDataPreprocessor``.
+    """
+
+    MODALITIES = ('text', 'speech')
+
+    def __init__(self,
+                 decoder: dict,
+                 output: str = 'text',
+                 context: Optional[str] = None,
+                 text_tokenizer: dict = dict(type='CharTokenizer'),
+                 unit_tokenizer: Optional[dict] = None,
+                 max_new_tokens: int = 200,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if output not in self.MODALITIES or context not in (None, *self.MODALITIES) \
+                or context == output:
+            raise ValueError(f'output must be one of {self.MODALITIES} and context None or the '
+                             f'other one; got output={output!r}, context={context!r}')
+        self.output, self.context = output, context
+        self.decoder = MODELS.build(decoder)
+        for name in (output, context):
+            if name is not None and name not in self.decoder.towers:
+                raise KeyError(f'Zipper: {name!r} has no tower (towers: '
+                               f'{sorted(self.decoder.towers)})')
+        self.text_tokenizer = TOKENIZERS.build(text_tokenizer)
+        self.unit_tokenizer = None
+        if 'speech' in (output, context):
+            if unit_tokenizer is None:
+                raise ValueError('a speech tower needs unit_tokenizer (a fitted '
+                                 'SpeechUnitTokenizer checkpoint)')
+            self.unit_tokenizer = TOKENIZERS.build(unit_tokenizer)
+            self.unit_tokenizer.requires_grad_(False)
+        self._check_vocab()
+        self.max_new_tokens = max_new_tokens
+
+    def _check_vocab(self) -> None:
+        sizes = dict(text=self.text_tokenizer.vocab_size)
+        if self.unit_tokenizer is not None:
+            sizes['speech'] = self.unit_tokenizer.num_units + UNIT_OFFSET
+        for name in (self.output, self.context):
+            if name is not None and self.decoder.towers[name].vocab_size != sizes[name]:
+                raise ValueError(f'the {name} tower has vocab_size '
+                                 f'{self.decoder.towers[name].vocab_size}; its tokenizer needs '
+                                 f'{sizes[name]}')
+
+    # -- sequences -----------------------------------------------------------
+    def _sequences(self, name: str, inputs: Dict, with_specials: bool) -> List[Tensor]:
+        device = self.decoder.towers[name].embedding.weight.device
+        if name == 'text':
+            if 'text' not in inputs:
+                raise KeyError('Zipper needs inputs["text"] (transcripts)')
+            return [torch.tensor(self.text_tokenizer.encode(t, bos=with_specials,
+                                                            eos=with_specials), device=device)
+                    for t in inputs['text']]
+        if 'audio' not in inputs:
+            raise KeyError('Zipper needs inputs["audio"] (waveforms)')
+        audio, lengths = inputs['audio'], inputs.get('audio_lengths')
+        seqs = []
+        for i, wave in enumerate(audio):
+            wave = wave[:int(lengths[i])] if lengths is not None else wave
+            units = self.unit_tokenizer.encode(wave.float().cpu()).to(device) + UNIT_OFFSET
+            if with_specials:
+                units = torch.cat([units.new_tensor([BOS]), units, units.new_tensor([EOS])])
+            seqs.append(units)
+        return seqs
+
+    @staticmethod
+    def _batch(seqs: List[Tensor]) -> Tuple[Tensor, Tensor]:
+        tokens, lengths = pad_sequences(seqs, PAD)
+        mask = torch.arange(tokens.shape[1], device=tokens.device)[None] >= lengths[:, None]
+        return tokens.long(), mask
+
+    def _context(self, inputs: Dict) -> Tuple[Dict, Dict]:
+        if self.context is None:
+            return {}, {}
+        tokens, mask = self._batch(self._sequences(self.context, inputs, with_specials=False))
+        return {self.context: tokens}, {self.context: mask}
+
+    # -- modes -----------------------------------------------------------------
+    def forward(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None,
+                mode: str = 'tensor') -> Union[Dict, List[FusionDataSample]]:
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            tokens, masks = self._context(inputs)
+            out, out_mask = self._batch(self._sequences(self.output, inputs, True))
+            return self.decoder({**tokens, self.output: out}, {**masks, self.output: out_mask})
+        raise ValueError(f'invalid mode {mode!r}; expected "loss", "predict" or "tensor"')
+
+    def loss(self, inputs: Dict, data_samples=None) -> Dict[str, Tensor]:
+        tokens, masks = self._context(inputs)
+        target, target_mask = self._batch(self._sequences(self.output, inputs, True))
+        outs = self.decoder({**tokens, self.output: target}, {**masks, self.output: target_mask})
+        logits = outs[self.output]['logits'][:, :-1]
+        labels = target[:, 1:]
+        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=PAD)
+        valid = labels != PAD
+        acc = (logits.argmax(-1) == labels)[valid].float().mean()
+        return dict(loss_ntp=loss, acc_ntp=acc.detach())
+
+    @torch.no_grad()
+    def generate(self, inputs: Dict) -> Tensor:
+        """Greedy decoding: (B, <= 1 + max_new_tokens) ids from ``<s>``,
+        padded after each sequence's ``</s>``."""
+        tokens, masks = self._context(inputs)
+        context_out = self.decoder(tokens, masks) if tokens else {}
+        batch = len(inputs['text'] if 'text' in inputs else inputs['audio'])
+        device = self.decoder.towers[self.output].embedding.weight.device
+        seq = torch.full((batch, 1), BOS, dtype=torch.long, device=device)
+        done = torch.zeros(batch, dtype=torch.bool, device=device)
+        for _ in range(self.max_new_tokens):
+            outs = self.decoder({**tokens, self.output: seq}, masks, context_outputs=context_out)
+            nxt = outs[self.output]['logits'][:, -1].argmax(-1)
+            nxt = torch.where(done, torch.full_like(nxt, PAD), nxt)
+            seq = torch.cat([seq, nxt[:, None]], dim=1)
+            done |= nxt == EOS
+            if done.all():
+                break
+        return seq
+
+    def _units(self, ids: Tensor) -> Tensor:
+        ids = ids.tolist()
+        ids = ids[:ids.index(EOS)] if EOS in ids else ids
+        return torch.tensor([i - UNIT_OFFSET for i in ids if i >= UNIT_OFFSET], dtype=torch.long)
+
+    def predict(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None
+                ) -> List[FusionDataSample]:
+        seq = self.generate(inputs)
+        if data_samples is None:
+            data_samples = [FusionDataSample() for _ in range(seq.shape[0])]
+        gt_units = None
+        if self.output == 'speech' and 'audio' in inputs:
+            gt_units = self._sequences('speech', inputs, with_specials=False)
+        for i, sample in enumerate(data_samples):
+            if self.output == 'text':
+                sample.pred_text = self.text_tokenizer.decode(seq[i, 1:].tolist())
+                if 'text' in inputs:
+                    sample.gt_text = self.text_tokenizer.normalise(inputs['text'][i])
+            else:
+                sample.pred_units = self._units(seq[i, 1:])
+                if gt_units is not None:
+                    sample.gt_units = gt_units[i].cpu() - UNIT_OFFSET
+        return data_samples
