@@ -46,8 +46,29 @@ def test_configs_exist():
     assert len(CONFIGS) >= 3
 
 
+@pytest.fixture(scope='module')
+def fitted_units(tmp_path_factory):
+    """A unit tokenizer fitted on noise, standing in for the fitted file the
+    speech configs name (produced by tools/misc/fit_speech_units.py)."""
+    from mmfusion.models.tokenizers import SpeechUnitTokenizer
+    torch.manual_seed(0)
+    tokenizer = SpeechUnitTokenizer(num_units=64)
+    tokenizer.fit([torch.randn(16000) * torch.linspace(0, 1, 16000) for _ in range(4)])
+    path = str(tmp_path_factory.mktemp('units') / 'units64.pth')
+    tokenizer.save(path)
+    return path
+
+
+def _inputs(cfg) -> dict:
+    """One sample of what the config's model reads."""
+    if cfg.model.type == 'Zipper':
+        return dict(text=['a red circle'], audio=torch.randn(1, 16000) * 0.1,
+                    audio_lengths=torch.tensor([16000]))
+    return dict(img=torch.rand(1, 3, *_input_size(cfg)) * 2 - 1)
+
+
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda p: osp.relpath(p, osp.join(REPO, 'configs')))
-def test_config_builds_and_runs_forward(path):
+def test_config_builds_and_runs_forward(path, fitted_units):
     cfg = Config.fromfile(path)
     assert cfg.default_scope == 'mmfusion'
     model_cfg = cfg.model
@@ -56,8 +77,10 @@ def test_config_builds_and_runs_forward(path):
         model_cfg.vae.update(pretrained=None, config=TINY_VAE)
     if 'mapping_net' in model_cfg:
         model_cfg.mapping_net.update(TINY_MAPPING)
+    if (model_cfg.get('unit_tokenizer') or {}).get('checkpoint'):
+        model_cfg.unit_tokenizer.checkpoint = fitted_units
     _drop_missing_weights(model_cfg)
     model = MODELS.build(model_cfg).eval()
     with torch.no_grad():
-        out = model(dict(img=torch.rand(1, 3, *_input_size(cfg)) * 2 - 1), mode='tensor')
+        out = model(_inputs(cfg), mode='tensor')
     assert out is not None

@@ -9,19 +9,10 @@ _base_ = [
 ]
 text_lm = 'work_dirs/zipper_text-lm_tiny_synth-speech/iter_600.pth'
 speech_lm = 'work_dirs/zipper_speech-lm_tiny_synth-speech/iter_600.pth'
-model = dict(
-    type='Zipper', output='text', context='speech',
-    decoder=dict(
-        type='ZipperDecoder',
-        towers=dict(
-            text=dict({{_base_.text_tower}}, init_cfg=dict(
-                type='Pretrained', checkpoint=text_lm, prefix='decoder.towers.text.')),
-            speech=dict({{_base_.speech_tower}}, init_cfg=dict(
-                type='Pretrained', checkpoint=speech_lm, prefix='decoder.towers.speech.'))),
-        links=[dict(query='text', context='speech', every=2, num_heads=4)]),
-    unit_tokenizer={{_base_.unit_tokenizer}},
-    max_new_tokens=120,
-    data_preprocessor={{_base_.data_preprocessor}})
+model = dict(decoder=dict(towers=dict(
+    text=dict(init_cfg=dict(type='Pretrained', checkpoint=text_lm, prefix='decoder.towers.text.')),
+    speech=dict(init_cfg=dict(type='Pretrained', checkpoint=speech_lm,
+                              prefix='decoder.towers.speech.')))))
 val_evaluator = dict(type='SpeechRecognitionMetric')
 test_evaluator = val_evaluator
 

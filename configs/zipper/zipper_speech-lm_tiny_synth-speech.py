@@ -5,11 +5,8 @@ _base_ = [
     '../_base_/datasets/synth_speech.py',
     '../_base_/default_runtime.py',
 ]
-model = dict(
-    type='Zipper', output='speech', context=None,
-    decoder=dict(type='ZipperDecoder', towers=dict(speech={{_base_.speech_tower}}), links=[]),
-    unit_tokenizer={{_base_.unit_tokenizer}},
-    data_preprocessor={{_base_.data_preprocessor}})
+model = dict(output='speech', context=None,
+             decoder=dict(towers=dict(text=None), links=[]))
 train_dataloader = dict(dataset=dict(require_text=False))
 val_dataloader = val_evaluator = val_cfg = None
 test_dataloader = test_evaluator = test_cfg = None

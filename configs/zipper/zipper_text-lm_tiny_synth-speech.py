@@ -5,10 +5,8 @@ _base_ = [
     '../_base_/datasets/synth_speech.py',
     '../_base_/default_runtime.py',
 ]
-model = dict(
-    type='Zipper', output='text', context=None,
-    decoder=dict(type='ZipperDecoder', towers=dict(text={{_base_.text_tower}}), links=[]),
-    data_preprocessor={{_base_.data_preprocessor}})
+model = dict(context=None, unit_tokenizer=None,
+             decoder=dict(towers=dict(speech=None), links=[]))
 train_dataloader = dict(
     batch_size=64,
     dataset=dict(_delete_=True, type='TextLineDataset', ann_file='data/synth_speech/text_corpus.txt',

@@ -1,12 +1,24 @@
-# Tiny Zipper towers for SynthSpeech on CPU: a character-level text tower and
-# a speech-unit tower (64 k-means units of log-mel frames, fitted by
-# tools/misc/fit_speech_units.py), both 4 Llama-style blocks.
+# Tiny Zipper for SynthSpeech on CPU: a character-level text tower and a
+# speech-unit tower (64 k-means units of log-mel frames, fitted by
+# tools/misc/fit_speech_units.py), both 4 Llama-style blocks of width 128.
+# As written: ASR (the text tower reads the speech tower after every 2nd
+# block). Pretraining configs drop the other tower (towers=dict(name=None)).
 units_file = 'work_dirs/speech_units/synth_speech_units64.pth'
 num_units = 64
-text_tower = dict(type='CausalDecoderTower', vocab_size=32,  # 4 specials + a-z, space, '
-                  dim=128, depth=4, num_heads=4, ffn_dim=352, max_len=256)
-speech_tower = dict(type='CausalDecoderTower', vocab_size=num_units + 3,  # + <pad> <s> </s>
-                    dim=128, depth=4, num_heads=4, ffn_dim=352, max_len=512)
-unit_tokenizer = dict(type='SpeechUnitTokenizer', num_units=num_units, checkpoint=units_file)
-data_preprocessor = dict(type='MultiModalDataPreprocessor',
-                         audio=dict(type='AudioDataPreprocessor'))
+model = dict(
+    type='Zipper',
+    output='text',
+    context='speech',
+    decoder=dict(
+        type='ZipperDecoder',
+        towers=dict(
+            text=dict(type='CausalDecoderTower', vocab_size=32,  # 4 specials + a-z, space, '
+                      dim=128, depth=4, num_heads=4, ffn_dim=352, max_len=256),
+            speech=dict(type='CausalDecoderTower', vocab_size=num_units + 3,  # + <pad> <s> </s>
+                        dim=128, depth=4, num_heads=4, ffn_dim=352, max_len=512)),
+        links=[dict(query='text', context='speech', every=2, num_heads=4)]),
+    text_tokenizer=dict(type='CharTokenizer'),
+    unit_tokenizer=dict(type='SpeechUnitTokenizer', num_units=num_units, checkpoint=units_file),
+    max_new_tokens=120,
+    data_preprocessor=dict(type='MultiModalDataPreprocessor',
+                           audio=dict(type='AudioDataPreprocessor')))

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.model import BaseModule
+from mmengine.model import BaseModule, ModuleDict
 from torch import Tensor
 
 from mmfusion.models.layers import RMSNorm
@@ -77,7 +77,8 @@ class ZipperDecoder(BaseModule):
     Args:
         towers (dict): name -> tower config (``CausalDecoderTower``), e.g.
             ``dict(text=dict(...), speech=dict(...))``. Freeze a tower with
-            ``frozen=True`` in its config.
+            ``frozen=True`` in its config; ``None`` drops a tower inherited
+            from a base config.
         links (list[dict]): each ``dict(query='text', context='speech',
             every=2, num_heads=4)``: cross-attention after query-tower blocks
             ``every, 2*every, ...``. Links must not form a cycle (a context
@@ -88,11 +89,13 @@ class ZipperDecoder(BaseModule):
     def __init__(self, towers: Dict[str, dict], links: Sequence[dict],
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        towers = {name: cfg for name, cfg in towers.items() if cfg is not None}
         if not towers:
             raise ValueError('ZipperDecoder needs at least one tower')
-        self.towers = nn.ModuleDict({name: MODELS.build(cfg) for name, cfg in towers.items()})
+        # mmengine's ModuleDict: init_weights reaches each tower's init_cfg (Pretrained).
+        self.towers = ModuleDict({name: MODELS.build(cfg) for name, cfg in towers.items()})
         self.links: List[Tuple[str, str, List[int]]] = []
-        self.cross_attn = nn.ModuleDict()
+        self.cross_attn = ModuleDict()
         for link in links:
             query, context = link['query'], link['context']
             for name in (query, context):

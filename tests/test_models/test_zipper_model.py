@@ -1,0 +1,118 @@
+"""The Zipper model: pretraining/ASR/TTS modes, decoding, freezing."""
+import copy
+
+import pytest
+import soundfile
+import torch
+
+from mmfusion.models.tokenizers import SpeechUnitTokenizer
+from mmfusion.models.tokenizers.char_tokenizer import EOS, PAD
+from mmfusion.registry import MODELS
+from tools.dataset_converters.generate_synth_speech import main as generate
+from tools.misc.fit_speech_units import read_manifest
+
+pytestmark = pytest.mark.usefixtures('one_thread')
+UNITS = 8
+
+
+@pytest.fixture(scope='module')
+def speech(tmp_path_factory):
+    root = tmp_path_factory.mktemp('speech')
+    out, _ = generate(['--out', str(root), '--num-train', '6', '--num-val', '2',
+                       '--num-text', '5'])
+    items = read_manifest(f'{out}/train.jsonl')
+    waves = [torch.from_numpy(soundfile.read(i['audio'], dtype='float32')[0]) for i in items]
+    tokenizer = SpeechUnitTokenizer(num_units=UNITS)
+    tokenizer.fit(waves)
+    path = str(root / 'units.pth')
+    tokenizer.save(path)
+    return path, waves[:3], [i['text'] for i in items[:3]]
+
+
+def _cfg(units_file, output='text', context='speech', text=None):
+    tower = dict(type='CausalDecoderTower', dim=16, depth=2, num_heads=2, ffn_dim=32)
+    return dict(
+        type='Zipper', output=output, context=context, max_new_tokens=30,
+        decoder=dict(type='ZipperDecoder', towers=dict(
+            text=dict(tower, vocab_size=32, **(text or {})),
+            speech=dict(tower, vocab_size=UNITS + 3, dim=24, num_heads=4)),
+            links=[] if context is None else [dict(query=output, context=context, every=1)]),
+        unit_tokenizer=dict(type='SpeechUnitTokenizer', num_units=UNITS, checkpoint=units_file))
+
+
+def _inputs(waves, texts):
+    audio, lengths = torch.zeros(len(waves), max(len(w) for w in waves)), []
+    for i, w in enumerate(waves):
+        audio[i, :len(w)] = w
+        lengths.append(len(w))
+    return dict(audio=audio, audio_lengths=torch.tensor(lengths), text=list(texts))
+
+
+def test_asr_with_closed_gates_equals_the_text_language_model(speech):
+    units_file, waves, texts = speech
+    torch.manual_seed(0)
+    asr = MODELS.build(_cfg(units_file)).eval()
+    lm = MODELS.build(_cfg(units_file, context=None)).eval()
+    lm.decoder.towers.text.load_state_dict(asr.decoder.towers.text.state_dict())
+    inputs = _inputs(waves, texts)
+    got = asr(inputs, mode='tensor')['text']['logits']
+    assert torch.equal(got, lm(inputs, mode='tensor')['text']['logits'])
+    for block in asr.decoder.cross_attn.values():
+        block.gate.data.fill_(1.0)
+    assert not torch.equal(asr(inputs, mode='tensor')['text']['logits'], got)
+
+
+def test_loss_trains_exactly_the_unfrozen_parts(speech):
+    units_file, waves, texts = speech
+    model = MODELS.build(_cfg(units_file, text=dict(frozen=True)))
+    model.train()
+    for block in model.decoder.cross_attn.values():
+        block.gate.data.fill_(0.5)
+    losses = model(_inputs(waves, texts), mode='loss')
+    assert torch.isfinite(losses['loss_ntp']) and 0 <= losses['acc_ntp'] <= 1
+    losses['loss_ntp'].backward()
+    grads = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.any()}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    # Text tower frozen; unit tokenizer centroids are buffers, never parameters.
+    assert not any(n.startswith('decoder.towers.text.') for n in trainable)
+    assert grads == trainable - {'decoder.towers.speech.norm.weight'}
+
+
+@pytest.mark.parametrize('output,context', [('text', 'speech'), ('speech', 'text')])
+def test_greedy_decoding_is_consistent_with_teacher_forcing(speech, output, context):
+    units_file, waves, texts = speech
+    torch.manual_seed(1)
+    model = MODELS.build(_cfg(units_file, output, context)).eval()
+    for block in model.decoder.cross_attn.values():
+        block.gate.data.fill_(1.0)
+    inputs = _inputs(waves, texts)
+    seq = model.generate(inputs)
+    tokens, masks = model._context(inputs)
+    logits = model.decoder({**tokens, output: seq}, masks)[output]['logits']
+    for i in range(seq.shape[0]):
+        ids = seq[i].tolist()
+        end = ids.index(EOS) if EOS in ids else len(ids) - 1
+        assert logits[i, :end].argmax(-1).tolist() == ids[1:end + 1]
+        assert all(t == PAD for t in ids[end + 1:])
+    samples = model.predict(inputs)
+    if output == 'text':
+        assert all(isinstance(s.pred_text, str) for s in samples)
+        assert [s.gt_text for s in samples] == [model.text_tokenizer.normalise(t) for t in texts]
+    else:
+        for s in samples:
+            assert s.pred_units.dtype == torch.long and (s.pred_units < UNITS).all()
+            assert len(s.gt_units) > 5 and (s.gt_units < UNITS).all()
+
+
+def test_configuration_errors_are_named(speech):
+    units_file, _, _ = speech
+    cfg = _cfg(units_file)
+    cfg['decoder']['towers']['speech']['vocab_size'] = UNITS
+    with pytest.raises(ValueError, match=r'the speech tower has vocab_size 8; its tokenizer needs 11'):
+        MODELS.build(cfg)
+    cfg = _cfg(units_file)
+    cfg['unit_tokenizer'] = None
+    with pytest.raises(ValueError, match='a speech tower needs unit_tokenizer'):
+        MODELS.build(cfg)
+    with pytest.raises(ValueError, match='output must be one of'):
+        MODELS.build(dict(copy.deepcopy(_cfg(units_file)), context='text'))
