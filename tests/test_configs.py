@@ -61,7 +61,7 @@ def fitted_units(tmp_path_factory):
 
 def _inputs(cfg) -> dict:
     """One sample of what the config's model reads."""
-    if cfg.model.type == 'Zipper':
+    if cfg.model.type in ('Zipper', 'VocabExpansionASR'):
         return dict(text=['a red circle'], audio=torch.randn(1, 16000) * 0.1,
                     audio_lengths=torch.tensor([16000]))
     return dict(img=torch.rand(1, 3, *_input_size(cfg)) * 2 - 1)

@@ -37,3 +37,18 @@ def test_metric_reads_data_samples_and_normalises_case_and_spaces():
     assert metric.compute_metrics(metric.results) == pytest.approx(error_rates(HYPS, REFS))
     with pytest.raises(ValueError, match='empty'):
         error_rates(['x'], [''])
+
+
+def test_unit_error_rate_counts_unit_edits_and_length_ratio():
+    import torch
+
+    from mmfusion.evaluation.metrics import UnitErrorRateMetric
+    pred = [[1, 2, 3], [], [5, 5, 6, 7]]
+    ref = [[1, 2, 4, 5], [7], [5, 6, 7]]
+    metric = UnitErrorRateMetric()
+    metric.process(None, [dict(pred_units=torch.tensor(p), gt_units=torch.tensor(r))
+                          for p, r in zip(pred, ref)])
+    got = metric.compute_metrics(metric.results)
+    edits = sum(_edits(r, p) for r, p in zip(ref, pred))
+    assert got['UER'] == pytest.approx(100 * edits / 8)
+    assert got['len_ratio'] == pytest.approx(7 / 8)

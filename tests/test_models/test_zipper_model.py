@@ -116,3 +116,41 @@ def test_configuration_errors_are_named(speech):
         MODELS.build(cfg)
     with pytest.raises(ValueError, match='output must be one of'):
         MODELS.build(dict(copy.deepcopy(_cfg(units_file)), context='text'))
+
+
+def test_vocab_expansion_baseline_starts_from_the_text_tower(speech, tmp_path):
+    units_file, waves, texts = speech
+    torch.manual_seed(0)
+    lm = MODELS.build(_cfg(units_file, context=None))
+    text_lm = str(tmp_path / 'text_lm.pth')
+    torch.save(dict(state_dict=lm.state_dict()), text_lm)
+    tower = dict(type='CausalDecoderTower', vocab_size=32 + UNITS, dim=16, depth=2, num_heads=2,
+                 ffn_dim=32)
+    model = MODELS.build(dict(type='VocabExpansionASR', tower=tower, text_checkpoint=text_lm,
+                              max_new_tokens=10,
+                              unit_tokenizer=dict(type='SpeechUnitTokenizer', num_units=UNITS,
+                                                  checkpoint=units_file)))
+    model.init_weights()
+    emb = model.tower.embedding.weight
+    assert torch.equal(emb[:32], lm.decoder.towers.text.embedding.weight)
+    assert torch.equal(model.tower.layers[0].ffn.up.weight,
+                       lm.decoder.towers.text.layers[0].ffn.up.weight)
+    inputs = _inputs(waves, texts)
+    losses = model(inputs, mode='loss')
+    # The loss covers exactly the characters + </s>: a reference from the logits.
+    prompts = model._prompts(inputs)
+    total, count = 0.0, 0
+    for prompt, text in zip(prompts, texts):
+        chars = model.text_tokenizer.encode(text, bos=False, eos=True)
+        seq = torch.cat([prompt, torch.tensor(chars)])
+        logits = model.tower(seq[None])['logits'][0]
+        total += torch.nn.functional.cross_entropy(logits[len(prompt) - 1:-1],
+                                                   torch.tensor(chars), reduction='sum')
+        count += len(chars)
+    torch.testing.assert_close(losses['loss_ntp'], total / count, rtol=1e-5, atol=1e-6)
+    samples = model.predict(inputs)
+    assert all(isinstance(s.pred_text, str) and s.gt_text for s in samples)
+    with pytest.raises(ValueError, match='text \\+ units need 40'):
+        MODELS.build(dict(type='VocabExpansionASR', tower=dict(tower, vocab_size=32),
+                          unit_tokenizer=dict(type='SpeechUnitTokenizer', num_units=UNITS,
+                                              checkpoint=units_file)))

@@ -43,6 +43,8 @@ def main(argv=None) -> dict:
     parser.add_argument('--max-utterances', type=int, default=0, help='0: all')
     parser.add_argument('--max-frames', type=int, default=200_000)
     parser.add_argument('--sample-rate', type=int, default=16000)
+    parser.add_argument('--normalise', choices=['global', 'utterance'], default='global',
+                        help='frame standardisation (see SpeechUnitTokenizer)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', required=True)
     args = parser.parse_args(argv)
@@ -51,7 +53,8 @@ def main(argv=None) -> dict:
     items = read_manifest(args.manifest, args.max_utterances)
     load = LoadAudioFromFile(sample_rate=args.sample_rate)
     waves = [load(dict(audio_path=item['audio']))['audio'] for item in items]
-    tokenizer = SpeechUnitTokenizer(num_units=args.num_units, sample_rate=args.sample_rate)
+    tokenizer = SpeechUnitTokenizer(num_units=args.num_units, sample_rate=args.sample_rate,
+                                    normalise=args.normalise)
     summary = tokenizer.fit(waves, max_frames=args.max_frames, seed=args.seed)
     seconds = sum(len(w) for w in waves) / args.sample_rate
     units = sum(len(tokenizer.encode(w)) for w in waves)

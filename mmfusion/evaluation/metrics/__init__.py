@@ -6,9 +6,11 @@ from .referring_seg_metric import ReferringSegMetric
 from .retrieval_metric import RetrievalRecallMetric, retrieval_recall
 from .seg_overlap_metric import BinarySegMetric, binary_overlap_scores
 from .sem_seg_iou_metric import SemSegIoUMetric
-from .speech_recognition_metric import SpeechRecognitionMetric, error_rates
+from .speech_recognition_metric import (SpeechRecognitionMetric, UnitErrorRateMetric,
+                                        error_rates)
 
 __all__ = ['BinarySegMetric', 'binary_overlap_scores', 'OpenVocabAccuracy', 'SemSegIoUMetric',
            'PanopticQualityMetric', 'panoptic_matches', 'pq_from_stats', 'CocoMaskAPMetric',
            'coco_mask_ap', 'ReferringSegMetric', 'CaptionMetric', 'caption_scores',
-           'RetrievalRecallMetric', 'retrieval_recall', 'SpeechRecognitionMetric', 'error_rates']
+           'RetrievalRecallMetric', 'retrieval_recall', 'SpeechRecognitionMetric', 'error_rates',
+           'UnitErrorRateMetric']

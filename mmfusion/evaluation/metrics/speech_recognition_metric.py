@@ -40,3 +40,32 @@ class SpeechRecognitionMetric(BaseMetric):
     def compute_metrics(self, results: List) -> Dict[str, float]:
         hyps, refs = zip(*results)
         return error_rates(hyps, refs)
+
+
+def _unit_words(sequences) -> List[str]:
+    """Unit sequences as space-separated words, for jiwer."""
+    return [' '.join(f'u{u}' for u in seq) for seq in sequences]
+
+
+@METRICS.register_module()
+class UnitErrorRateMetric(BaseMetric):
+    """Speech-unit sequences (TTS): unit error rate ``UER`` (percent; edit
+    distance over units / reference units, as WER over words) and the
+    length ratio ``len_ratio`` (predicted / reference units, 1 is ideal).
+
+    Reads ``pred_units`` and ``gt_units`` (1-D integer tensors).
+    """
+
+    default_prefix: Optional[str] = 'tts'
+
+    def process(self, data_batch, data_samples: Sequence) -> None:
+        for sample in data_samples:
+            get = sample.get if isinstance(sample, dict) else sample.__getattribute__
+            self.results.append(([int(u) for u in get('pred_units')],
+                                 [int(u) for u in get('gt_units')]))
+
+    def compute_metrics(self, results: List) -> Dict[str, float]:
+        preds, refs = zip(*results)
+        rates = error_rates(_unit_words(preds), _unit_words(refs))
+        return dict(UER=rates['WER'],
+                    len_ratio=sum(map(len, preds)) / sum(map(len, refs)))

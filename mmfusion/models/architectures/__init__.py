@@ -3,7 +3,8 @@ from .frozen_feature_classifier import FrozenFeatureClassifier
 from .gms import GMS
 from .kl_autoencoder import KLAutoencoder
 from .xdecoder import XDecoder
+from .vocab_expansion import VocabExpansionASR
 from .zipper import Zipper
 
 __all__ = ['GMS', 'KLAutoencoder', 'CLIPPretrainer', 'FrozenFeatureClassifier', 'XDecoder',
-           'Zipper']
+           'Zipper', 'VocabExpansionASR']

@@ -32,13 +32,21 @@ class SpeechUnitTokenizer(nn.Module):
         win_ms (float): Analysis window.
         hop_ms (float): Frame step (20 ms: 50 units/s before deduplication).
         dedup (bool): Merge runs of the same unit (HuBERT-style reduced units).
+        normalise (str): ``'global'`` standardises frames with the fitting
+            set's statistics; ``'utterance'`` with each utterance's own mean
+            and standard deviation (cepstral mean and variance normalisation),
+            which removes much of the speaker and channel, so units transfer
+            better to unseen voices.
         checkpoint (str, optional): A file written by :meth:`save`.
     """
 
     def __init__(self, num_units: int = 64, sample_rate: int = 16000, n_mels: int = 80,
                  win_ms: float = 25.0, hop_ms: float = 20.0, dedup: bool = True,
-                 checkpoint: Optional[str] = None) -> None:
+                 normalise: str = 'global', checkpoint: Optional[str] = None) -> None:
         super().__init__()
+        if normalise not in ('global', 'utterance'):
+            raise ValueError(f"normalise must be 'global' or 'utterance', got {normalise!r}")
+        self.normalise = normalise
         torchaudio = require('torchaudio', 'SpeechUnitTokenizer')
         self.num_units = num_units
         self.sample_rate = sample_rate
@@ -57,7 +65,8 @@ class SpeechUnitTokenizer(nn.Module):
 
     # -- features ----------------------------------------------------------
     def log_mel(self, wave: Tensor, sample_rate: Optional[int] = None) -> Tensor:
-        """(T,) or (1, T) waveform -> (frames, n_mels) log-mel, unstandardised."""
+        """(T,) or (1, T) waveform -> (frames, n_mels) log-mel; with
+        ``normalise='utterance'`` standardised over the utterance."""
         wave = torch.as_tensor(wave, dtype=torch.float32).flatten()
         if sample_rate is not None and sample_rate != self.sample_rate:
             import torchaudio.functional as AF
@@ -65,7 +74,10 @@ class SpeechUnitTokenizer(nn.Module):
         if wave.numel() < self.mel.win_length:
             raise ValueError(f'audio of {wave.numel()} samples is shorter than one '
                              f'{self.mel.win_length}-sample analysis window')
-        return torch.log(self.mel(wave).T + 1e-6)
+        log_mel = torch.log(self.mel(wave).T + 1e-6)
+        if self.normalise == 'utterance':
+            log_mel = (log_mel - log_mel.mean(0)) / log_mel.std(0).clamp_min(1e-3)
+        return log_mel
 
     def features(self, wave: Tensor, sample_rate: Optional[int] = None) -> Tensor:
         return (self.log_mel(wave, sample_rate) - self.mean) / self.std
@@ -113,14 +125,16 @@ class SpeechUnitTokenizer(nn.Module):
         from mmfusion.utils.checkpoint import AtomicLocalBackend
         buffer = io.BytesIO()
         torch.save(dict(num_units=self.num_units, sample_rate=self.sample_rate,
-                        state_dict=self.state_dict()), buffer)
+                        normalise=self.normalise, state_dict=self.state_dict()), buffer)
         AtomicLocalBackend().put(buffer.getvalue(), path)
 
     def load(self, path: str) -> None:
         from mmfusion.utils.checkpoint import safe_torch_load
         ckpt = safe_torch_load(path, map_location='cpu')
-        if ckpt.get('num_units') != self.num_units or ckpt.get('sample_rate') != self.sample_rate:
-            raise ValueError(f'speech unit file {path} has {ckpt.get("num_units")} units at '
-                             f'{ckpt.get("sample_rate")} Hz; this tokenizer expects '
-                             f'{self.num_units} units at {self.sample_rate} Hz')
+        saved = (ckpt.get('num_units'), ckpt.get('sample_rate'), ckpt.get('normalise', 'global'))
+        if saved != (self.num_units, self.sample_rate, self.normalise):
+            raise ValueError(f'speech unit file {path} has {saved[0]} units at {saved[1]} Hz '
+                             f'({saved[2]} normalisation); this tokenizer expects '
+                             f'{self.num_units} units at {self.sample_rate} Hz '
+                             f'({self.normalise} normalisation)')
         self.load_state_dict(ckpt['state_dict'])

@@ -76,7 +76,7 @@ def test_speech_units_match_sklearn_and_survive_save_load(speech_root, tmp_path)
     tok.save(path)
     loaded = SpeechUnitTokenizer(num_units=12, checkpoint=path)
     assert torch.equal(loaded.encode(waves[1]), tok.encode(waves[1]))
-    with pytest.raises(ValueError, match='has 12 units at 16000 Hz; this tokenizer expects 8'):
+    with pytest.raises(ValueError, match='has 12 units at 16000 Hz .global normalisation.; this tokenizer expects 8'):
         SpeechUnitTokenizer(num_units=8, checkpoint=path)
     with pytest.raises(RuntimeError, match='not fitted'):
         SpeechUnitTokenizer(num_units=8).encode(waves[0])
@@ -95,3 +95,18 @@ def test_fit_tool_writes_a_loadable_tokenizer(speech_root, tmp_path):
     bad.write_text(json.dumps(dict(text='no audio')) + '\n')
     with pytest.raises(KeyError, match='bad.jsonl:1: no "audio" field'):
         fit_units([str(bad), '--out', out])
+
+
+def test_utterance_normalisation_removes_a_gain_change(speech_root):
+    """Per-utterance standardisation: a louder copy (a constant log-mel offset)
+    gets the same units; the file records the normalisation."""
+    waves = _waves(speech_root)
+    tok = SpeechUnitTokenizer(num_units=8, normalise='utterance')
+    tok.fit(waves)
+    feats = tok.features(waves[0])
+    assert feats.shape[1] == 80
+    torch.testing.assert_close(tok.log_mel(waves[0]).mean(0), torch.zeros(80), atol=1e-4, rtol=0)
+    louder = torch.from_numpy(waves[0]) * 3
+    assert (tok.frame_units(louder) == tok.frame_units(waves[0])).float().mean() > 0.95
+    with pytest.raises(ValueError, match="normalise must be 'global' or 'utterance'"):
+        SpeechUnitTokenizer(normalise='speaker')

@@ -1,0 +1,135 @@
+"""Zipper's baseline: one decoder whose vocabulary is expanded with speech units."""
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from torch import Tensor
+
+from mmfusion.registry import MODELS, TOKENIZERS
+from mmfusion.structures import FusionDataSample
+from mmfusion.utils.checkpoint import safe_torch_load
+from ..tokenizers.char_tokenizer import BOS, EOS, PAD
+from ..utils import pad_sequences
+
+
+@MODELS.register_module()
+class VocabExpansionASR(BaseModel):
+    """ASR with a single decoder over text tokens and speech units.
+
+    The comparison of the Zipper paper: instead of a second tower, the
+    (pretrained) text decoder's vocabulary grows by the speech units (unit
+    ``u`` gets id ``text_vocab + u``, a new embedding row). An utterance is
+    the sequence ``units <s> characters </s>``; the next-token loss covers the
+    characters only. Prediction feeds ``units <s>`` and decodes greedily.
+
+    Args:
+        tower (dict): ``CausalDecoderTower`` config; its ``vocab_size`` must be
+            the text vocabulary plus the units.
+        text_checkpoint (str, optional): A text-tower pretraining checkpoint
+            (``zipper_text-lm``); its weights initialise the tower, the text
+            rows of the embedding included; unit rows keep their random init.
+        text_prefix (str): Prefix of the text tower in that checkpoint.
+        text_tokenizer (dict): ``CharTokenizer`` config.
+        unit_tokenizer (dict): Fitted ``SpeechUnitTokenizer`` config.
+        max_new_tokens (int): Decoding limit.
+    """
+
+    def __init__(self,
+                 tower: dict,
+                 unit_tokenizer: dict,
+                 text_checkpoint: Optional[str] = None,
+                 text_prefix: str = 'decoder.towers.text.',
+                 text_tokenizer: dict = dict(type='CharTokenizer'),
+                 max_new_tokens: int = 120,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.text_tokenizer = TOKENIZERS.build(text_tokenizer)
+        self.unit_tokenizer = TOKENIZERS.build(unit_tokenizer)
+        self.unit_tokenizer.requires_grad_(False)
+        self.unit_offset = self.text_tokenizer.vocab_size
+        self.tower = MODELS.build(tower)
+        expected = self.unit_offset + self.unit_tokenizer.num_units
+        if self.tower.vocab_size != expected:
+            raise ValueError(f'tower vocab_size {self.tower.vocab_size}; text + units need '
+                             f'{expected}')
+        self.text_checkpoint, self.text_prefix = text_checkpoint, text_prefix
+        self.max_new_tokens = max_new_tokens
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        if self.text_checkpoint is None:
+            return
+        ckpt = safe_torch_load(self.text_checkpoint)
+        state = {k[len(self.text_prefix):]: v for k, v in ckpt.get('state_dict', ckpt).items()
+                 if k.startswith(self.text_prefix)}
+        if not state:
+            raise KeyError(f'{self.text_checkpoint}: no key starts with {self.text_prefix!r}')
+        emb = state.pop('embedding.weight')
+        with torch.no_grad():
+            self.tower.embedding.weight[:emb.shape[0]] = emb
+        missing, unexpected = self.tower.load_state_dict(state, strict=False)
+        if unexpected or set(missing) != {'embedding.weight'}:
+            raise KeyError(f'{self.text_checkpoint} does not fit the tower: missing '
+                           f'{sorted(set(missing) - {"embedding.weight"})}, unexpected '
+                           f'{sorted(unexpected)}')
+
+    def _prompts(self, inputs: Dict) -> List[Tensor]:
+        """``units <s>`` per utterance."""
+        device = self.tower.embedding.weight.device
+        prompts = []
+        for i, wave in enumerate(inputs['audio']):
+            length = inputs.get('audio_lengths')
+            wave = wave[:int(length[i])] if length is not None else wave
+            units = self.unit_tokenizer.encode(wave.float().cpu()).to(device) + self.unit_offset
+            prompts.append(torch.cat([units, units.new_tensor([BOS])]))
+        return prompts
+
+    def forward(self, inputs: Dict, data_samples=None, mode: str = 'tensor'):
+        if mode == 'loss':
+            return self.loss(inputs)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            tokens, lengths = pad_sequences(self._prompts(inputs), PAD)
+            return self.tower(tokens.long())
+        raise ValueError(f'invalid mode {mode!r}; expected "loss", "predict" or "tensor"')
+
+    def loss(self, inputs: Dict) -> Dict[str, Tensor]:
+        seqs, labels = [], []
+        for prompt, text in zip(self._prompts(inputs), inputs['text']):
+            chars = prompt.new_tensor(self.text_tokenizer.encode(text, bos=False, eos=True))
+            seqs.append(torch.cat([prompt, chars]))
+            # Predict the characters (after <s>) only.
+            labels.append(torch.cat([torch.full_like(prompt[1:], PAD), chars]))
+        tokens, lengths = pad_sequences(seqs, PAD)
+        targets, _ = pad_sequences(labels, PAD)
+        mask = torch.arange(tokens.shape[1], device=tokens.device)[None] >= lengths[:, None]
+        logits = self.tower(tokens.long(), mask)['logits'][:, :-1]
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.long().flatten(), ignore_index=PAD)
+        valid = targets != PAD
+        acc = (logits.argmax(-1) == targets)[valid].float().mean()
+        return dict(loss_ntp=loss, acc_ntp=acc.detach())
+
+    @torch.no_grad()
+    def predict(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None):
+        prompts = self._prompts(inputs)
+        if data_samples is None:
+            data_samples = [FusionDataSample() for _ in prompts]
+        # One utterance at a time: prompts differ in length and decoding
+        # appends after each prompt's end.
+        for i, (prompt, sample) in enumerate(zip(prompts, data_samples)):
+            seq = prompt[None]
+            generated = []
+            for _ in range(self.max_new_tokens):
+                logits = self.tower(seq)['logits'][0, -1, :self.unit_offset]  # text only
+                nxt = int(logits.argmax())
+                if nxt == EOS:
+                    break
+                generated.append(nxt)
+                seq = torch.cat([seq, seq.new_tensor([[nxt]])], dim=1)
+            sample.pred_text = self.text_tokenizer.decode(generated)
+            if 'text' in inputs:
+                sample.gt_text = self.text_tokenizer.normalise(inputs['text'][i])
+        return data_samples
