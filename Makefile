@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install data synthshapes clip xdecoder demo test clean-demo
+.PHONY: install data synthshapes clip xdecoder speech zipper demo test clean-demo
 
 install:
 	bash tools/install.sh
@@ -30,6 +30,19 @@ xdecoder:
 	  $(PY) tools/test.py configs/xdecoder/synthshapes_eval/$$task.py \
 	    work_dirs/$(XDEC)/iter_1800.pth --work-dir work_dirs/$(XDEC)/eval_$$task || exit 1; \
 	done
+
+# SynthSpeech (espeak-ng) and its 64 speech units; then the Zipper recipe (work in progress).
+speech: install
+	$(PY) tools/dataset_converters/generate_synth_speech.py --out data/synth_speech \
+	  --num-train 2000 --num-val 200 --num-text 20000
+	$(PY) tools/misc/fit_speech_units.py data/synth_speech/train.jsonl --num-units 64 \
+	  --max-utterances 1000 --out work_dirs/speech_units/synth_speech_units64.pth
+
+zipper:
+	test -f work_dirs/speech_units/synth_speech_units64.pth || $(MAKE) speech
+	$(PY) tools/train.py configs/zipper/zipper_text-lm_tiny_synth-speech.py
+	$(PY) tools/train.py configs/zipper/zipper_speech-lm_tiny_synth-speech.py
+	$(PY) tools/train.py configs/zipper/zipper_asr_tiny_synth-speech.py
 
 demo: data
 	bash tools/gms_demo.sh
