@@ -3,9 +3,9 @@ import argparse
 import os
 import os.path as osp
 
-import torch
 from mmengine.config import Config, DictAction
 
+from mmfusion.engine.optim import enable_amp
 from mmfusion.utils import explain_unknown_type, register_all_modules
 from mmfusion.utils.dist import prepare_launcher, runner_class
 
@@ -42,15 +42,7 @@ def build_cfg(args: argparse.Namespace) -> Config:
         './work_dirs', osp.splitext(osp.basename(args.config))[0])
 
     if args.amp:
-        wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        if wrapper not in ('OptimWrapper', 'AmpOptimWrapper', 'CPUAmpOptimWrapper'):
-            raise ValueError(f'--amp cannot convert optim_wrapper type {wrapper!r}')
-        if torch.cuda.is_available():
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-        else:
-            cfg.optim_wrapper.type = 'CPUAmpOptimWrapper'
-            cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
+        enable_amp(cfg.optim_wrapper)
 
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None

@@ -19,6 +19,9 @@ strategy = dict(
                            overlap_comm=True, contiguous_gradients=True),
     # The base recipe's clip_grad (max_norm 0.01) moves into DeepSpeed.
     gradient_clipping=0.01)
+# Same optimizer and parameter groups as the base recipe, through DeepSpeed's
+# wrapper (which takes no clip_grad: DeepSpeed clips, see above).
 optim_wrapper = dict(_delete_=True, type='DeepSpeedOptimWrapper',
-                     optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05,
-                                    betas=(0.9, 0.999), eps=1e-8))
+                     constructor='FusionOptimWrapperConstructor',
+                     optimizer={{_base_.optim_wrapper.optimizer}},
+                     paramwise_cfg={{_base_.optim_wrapper.paramwise_cfg}})

@@ -24,7 +24,7 @@ strategy = dict(
         type='FusionFSDP',
         sharding_strategy='FULL_SHARD',
         auto_wrap_policy=dict(type='size_based_auto_wrap_policy', min_num_params=int(1e7))),
-    # One ordinary checkpoint on rank 0 (tools/test.py and the Inferencer
-    # read it as any other); 'local' would write one shard per rank.
+    # One ordinary checkpoint on rank 0, readable with the base config by
+    # tools/test.py and the Inferencer; 'local' would write one shard per rank.
     state_dict_cfg='full')
 optim_wrapper = dict(type='AmpOptimWrapper', dtype='bfloat16')

@@ -81,6 +81,13 @@ class FusionFSDP(MMFullyShardedDataParallel):
             device_id = torch.device('cpu')
         if ignored_states is None and ignore_frozen:
             ignored_states = frozen_submodules(module) or None
+        if torch.cuda.is_available() and device_id is not None:
+            # FSDP moves only what it manages; mmengine's strategy leaves the
+            # model where it was built. Ignored modules follow by hand.
+            device = device_id if isinstance(device_id, torch.device) else \
+                torch.device('cuda', device_id)
+            for state in ignored_states or []:
+                state.to(device)
         super().__init__(module, device_id=device_id, ignored_states=ignored_states, **kwargs)
 
     def train_step(self, data: dict, optim_wrapper) -> dict:
@@ -89,4 +96,7 @@ class FusionFSDP(MMFullyShardedDataParallel):
         return super().train_step(data, optim_wrapper)
 
     def _clip_global_norm(self, params, max_norm: float, norm_type: float = 2.0, **kwargs):
+        if kwargs:
+            raise ValueError(f'FusionFSDP clips with FSDP.clip_grad_norm_(max_norm, norm_type); '
+                             f'clip_grad options {sorted(kwargs)} are not supported')
         return self.clip_grad_norm_(max_norm, norm_type)

@@ -36,7 +36,10 @@ def model_needs_unused_parameter_search(cfg: Config) -> bool:
 def _ddp_wrapper(wrapper: Optional[dict], cfg: Config, on_cpu: bool) -> dict:
     # mmengine's own default when the config names no wrapper.
     wrapper = dict(wrapper or dict(type='MMDistributedDataParallel', broadcast_buffers=False))
-    if model_needs_unused_parameter_search(cfg):
+    # mmengine's top-level `find_unused_parameters`, else the model class's wish.
+    if cfg.get('find_unused_parameters') is not None:
+        wrapper.setdefault('find_unused_parameters', bool(cfg.find_unused_parameters))
+    elif model_needs_unused_parameter_search(cfg):
         wrapper.setdefault('find_unused_parameters', True)
     if on_cpu:
         wrapper['device_ids'] = None
@@ -59,7 +62,8 @@ def prepare_launcher(cfg: Config, launcher: str, sync_bn: Optional[str] = None) 
 
     * DDP (``Runner``, or ``FlexibleRunner``'s ``DDPStrategy``): the wrapper
       gets ``find_unused_parameters=True`` when the model class asks for it
-      (an explicit setting in the config wins) and ``sync_bn`` if given.
+      (the wrapper config's or the config's top-level setting wins) and
+      ``sync_bn`` if given.
     * FSDP: ``FusionFSDP`` is the default wrapper (CPU support, frozen
       encoders left unsharded).
     * Without a GPU, mmengine's ``launcher='pytorch'`` calls
@@ -73,7 +77,8 @@ def prepare_launcher(cfg: Config, launcher: str, sync_bn: Optional[str] = None) 
     if launcher == 'none':
         if strategy_type in DISTRIBUTED_STRATEGIES:
             raise RuntimeError(f'strategy {strategy_type} needs several processes: start it with '
-                               'tools/dist_train.sh CONFIG N (torchrun, --launcher pytorch)')
+                               'tools/dist_train.sh / tools/dist_test.sh (torchrun, '
+                               '--launcher pytorch)')
         if sync_bn:
             raise RuntimeError('--sync-bn needs a distributed launcher')
         return

@@ -30,6 +30,7 @@ from typing import List
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.device import get_device
 from mmengine.optim import build_optim_wrapper
 from mmengine.runner import Runner
 from torch.utils.data import DataLoader, Dataset
@@ -37,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 from mmfusion.engine.hooks import ThroughputHook
 from mmfusion.registry import MODELS
 from mmfusion.utils import register_all_modules
+from mmfusion.utils.benchmark import training_only
 
 
 class ReplayBatches(Dataset):
@@ -62,15 +64,8 @@ def collect_batches(cfg: Config, count: int) -> List[dict]:
 
 
 def run_runner(cfg: Config, batches: List[dict], warmup: int, work_dir: str) -> float:
-    cfg = copy.deepcopy(cfg)
+    cfg = training_only(copy.deepcopy(cfg), len(batches))
     cfg.work_dir = work_dir
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=len(batches),
-                         val_interval=len(batches) + 1)
-    cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
-    cfg.test_dataloader = cfg.test_evaluator = cfg.test_cfg = None
-    cfg.default_hooks.checkpoint = None
-    cfg.default_hooks.pop('visualization', None)
-    cfg.visualizer.vis_backends = []
     runner = Runner.from_cfg(cfg)
     # The loop takes a built DataLoader as it is. Batches of one already
     # collated batch, so the sampler hooks still find a batch sampler.
@@ -86,7 +81,7 @@ def run_bare(cfg: Config, batches: List[dict], warmup: int) -> float:
     torch.manual_seed(0)
     model = MODELS.build(copy.deepcopy(cfg.model))
     model.init_weights()
-    model.train()
+    model.to(get_device()).train()  # where the Runner puts it
     optim_cfg = copy.deepcopy(cfg.optim_wrapper)
     clip = optim_cfg.pop('clip_grad', None)
     optim_cfg['type'] = 'OptimWrapper'
@@ -94,6 +89,7 @@ def run_bare(cfg: Config, batches: List[dict], warmup: int) -> float:
     params = [p for group in optimizer.param_groups for p in group['params']]
     for i, batch in enumerate(batches):
         if i == warmup:
+            _sync()
             start = time.perf_counter()
         data = model.data_preprocessor(batch, True)
         losses = model(**data, mode='loss')
@@ -103,7 +99,13 @@ def run_bare(cfg: Config, batches: List[dict], warmup: int) -> float:
         if clip:
             torch.nn.utils.clip_grad_norm_(params, **clip)
         optimizer.step()
+    _sync()
     return (len(batches) - warmup) / (time.perf_counter() - start)
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def parse_args() -> argparse.Namespace:

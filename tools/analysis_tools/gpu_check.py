@@ -5,8 +5,9 @@ For each family the script takes the real tiny config, points it at a small
 freshly generated copy of its embedded dataset (so nothing needs to exist
 beforehand), drops pretrained checkpoints (random weights: this checks that
 training runs, not what it learns), switches validation and checkpoints off,
-and trains ``--iters`` iterations under ``AmpOptimWrapper`` (``--dtype``
-float16 with dynamic loss scaling, or bfloat16). One JSON line per family,
+and trains ``--iters`` iterations under mixed precision exactly as
+``tools/train.py --amp`` sets it up (``AmpOptimWrapper``, float16 with
+dynamic loss scaling unless ``--dtype bfloat16``). One JSON line per family,
 then a summary line with the device name.
 
 Usage on a GPU machine::
@@ -31,7 +32,9 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from mmfusion.engine.hooks import ThroughputHook
+from mmfusion.engine.optim import enable_amp
 from mmfusion.utils import register_all_modules
+from mmfusion.utils.benchmark import training_only
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -80,24 +83,12 @@ def check_cfg(family: str, data_root: str, iters: int, warmup: int, device: str,
     _set_data_root(cfg.train_dataloader.dataset, data_root)
     cfg.train_dataloader.num_workers = 2 if device == 'cuda' else 0
     cfg.train_dataloader.persistent_workers = False
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=warmup + iters,
-                         val_interval=warmup + iters + 1)
     if cfg.train_dataloader.sampler.get('type') == 'DefaultSampler':
         cfg.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=True)
-    cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
-    cfg.test_dataloader = cfg.test_evaluator = cfg.test_cfg = None
+    training_only(cfg, warmup + iters, log_interval=max(1, iters // 2))
     cfg.param_scheduler = []
     cfg.custom_hooks = []
-    cfg.default_hooks.checkpoint = None
-    cfg.default_hooks.pop('visualization', None)
-    cfg.default_hooks.logger = dict(type='LoggerHook', interval=max(1, iters // 2))
-    cfg.log_processor = dict(by_epoch=False)
-    cfg.visualizer.vis_backends = []
-    if device == 'cuda':
-        cfg.optim_wrapper.update(type='AmpOptimWrapper', dtype=dtype,
-                                 loss_scale='dynamic' if dtype == 'float16' else 1.0)
-    else:
-        cfg.optim_wrapper.update(type='CPUAmpOptimWrapper', dtype='bfloat16')
+    enable_amp(cfg.optim_wrapper, dtype)
     return cfg
 
 
@@ -122,8 +113,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--families', nargs='+', choices=sorted(FAMILIES), default=list(FAMILIES))
     parser.add_argument('--iters', type=int, default=30, help='timed iterations per family')
     parser.add_argument('--warmup', type=int, default=5)
-    parser.add_argument('--dtype', choices=['float16', 'bfloat16'], default='bfloat16',
-                        help='CUDA autocast dtype (CPU always uses bfloat16)')
+    parser.add_argument('--dtype', choices=['float16', 'bfloat16'],
+                        help='autocast dtype; default as train.py --amp: float16 with dynamic '
+                        'loss scaling on CUDA, bfloat16 on CPU')
     parser.add_argument('--device', choices=['cuda', 'cpu'],
                         default='cuda' if torch.cuda.is_available() else None)
     parser.add_argument('--data-dir', default='work_dirs/gpu_check/data')
@@ -133,6 +125,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error('no GPU found; pass --device cpu to run the check on the CPU')
     if args.device == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda but torch sees no GPU')
+    if args.device == 'cpu' and torch.cuda.is_available():
+        parser.error('--device cpu is for machines without a GPU (mmengine would still use it)')
     return args
 
 
@@ -149,7 +143,8 @@ def main(argv=None) -> List[dict]:
         results.append(result)
     summary = dict(
         device=torch.cuda.get_device_name() if args.device == 'cuda' else 'cpu',
-        torch=torch.__version__, amp_dtype=args.dtype if args.device == 'cuda' else 'bfloat16',
+        torch=torch.__version__,
+        amp_dtype=args.dtype or ('float16' if args.device == 'cuda' else 'bfloat16'),
         iters=args.iters, families=[r['family'] for r in results],
         all_finite=all(r['finite'] for r in results))
     print(json.dumps(summary), flush=True)

@@ -33,7 +33,8 @@ class ThroughputHook(Hook):
             torch.cuda.synchronize()
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        if runner.iter == self.warmup:
+        # `>=`: a resumed run may start past the warm-up.
+        if runner.iter >= self.warmup and not hasattr(self, '_start'):
             self._sync()
             if torch.cuda.is_available():
                 torch.cuda.reset_peak_memory_stats()
@@ -42,8 +43,8 @@ class ThroughputHook(Hook):
 
     def after_train(self, runner) -> None:
         if not hasattr(self, '_start'):
-            raise RuntimeError(f'ThroughputHook: training ended before iteration {self.warmup}; '
-                               'give more iterations than warm-up ones')
+            raise RuntimeError(f'ThroughputHook: no iteration ran after the {self.warmup} warm-up '
+                               'ones; give more iterations than warm-up ones')
         self._sync()
         self.iters_per_s = (runner.iter - self._start_iter) / (time.perf_counter() - self._start)
         if torch.cuda.is_available():

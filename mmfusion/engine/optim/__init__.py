@@ -1,4 +1,4 @@
-from .cpu_amp_optim_wrapper import CPUAmpOptimWrapper
+from .cpu_amp_optim_wrapper import CPUAmpOptimWrapper, enable_amp
 from .optim_wrapper_constructor import FusionOptimWrapperConstructor
 
-__all__ = ['CPUAmpOptimWrapper', 'FusionOptimWrapperConstructor']
+__all__ = ['CPUAmpOptimWrapper', 'FusionOptimWrapperConstructor', 'enable_amp']
