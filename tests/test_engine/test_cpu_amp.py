@@ -17,3 +17,17 @@ def test_bf16_training_step_on_cpu(gms_cfg):
     loss = runner.message_hub.get_scalar('train/loss').current()
     assert torch.isfinite(torch.tensor(loss))
     assert all(p.dtype == torch.float32 for p in runner.model.parameters())
+
+
+def test_enable_amp_picks_the_wrapper_for_this_machine():
+    import pytest
+
+    from mmfusion.engine.optim import enable_amp
+    if torch.cuda.is_available():
+        pytest.skip('GPU present: the CPU choice is what is tested')
+    cfg = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1))
+    enable_amp(cfg)
+    assert cfg == dict(type='CPUAmpOptimWrapper', dtype='bfloat16',
+                       optimizer=dict(type='SGD', lr=0.1))
+    with pytest.raises(ValueError, match="cannot convert optim_wrapper type 'DeepSpeedOptimWrapper'"):
+        enable_amp(dict(type='DeepSpeedOptimWrapper'))

@@ -110,6 +110,11 @@ def test_ddp_wrapper_settings_from_the_model_class(monkeypatch):
     if torch.cuda.is_available():
         pytest.skip('GPU present: the CPU path is what is tested')
     import torch.distributed as dist
+
+    from mmfusion.registry import MODELS
+    # Registry lookups log through mmengine, which asks the (faked) process
+    # group for its rank: resolve the models before faking it.
+    MODELS.get('XDecoder'), MODELS.get('GMS')
     monkeypatch.setattr(dist, 'is_initialized', lambda: True)  # no process group needed
     monkeypatch.setenv('RANK', '0')
     monkeypatch.setenv('WORLD_SIZE', '1')
@@ -120,6 +125,10 @@ def test_ddp_wrapper_settings_from_the_model_class(monkeypatch):
     assert xdec.model_wrapper_cfg == dict(type='MMDistributedDataParallel', broadcast_buffers=False,
                                           find_unused_parameters=True, device_ids=None)
     assert xdec.env_cfg.dist_cfg.backend == 'gloo'
+    # mmengine's top-level switch still decides when given.
+    xdec = _build_cfg([f'{REPO}/configs/xdecoder/xdecoder_r18-tiny_1xb16-1800it_synthshapes.py',
+                       '--launcher', 'pytorch', '--cfg-options', 'find_unused_parameters=False'])
+    assert xdec.model_wrapper_cfg.find_unused_parameters is False
     gms = _build_cfg([GMS_TINY, '--launcher', 'pytorch', '--sync-bn', 'torch'])
     assert gms.model_wrapper_cfg == dict(type='MMDistributedDataParallel', broadcast_buffers=False,
                                          device_ids=None)
