@@ -34,8 +34,7 @@ class SpeechRecognitionMetric(BaseMetric):
 
     def process(self, data_batch, data_samples: Sequence) -> None:
         for sample in data_samples:
-            get = sample.get if isinstance(sample, dict) else sample.__getattribute__
-            self.results.append((get('pred_text'), get('gt_text')))
+            self.results.append((sample.get('pred_text'), sample.get('gt_text')))
 
     def compute_metrics(self, results: List) -> Dict[str, float]:
         hyps, refs = zip(*results)
@@ -60,9 +59,8 @@ class UnitErrorRateMetric(BaseMetric):
 
     def process(self, data_batch, data_samples: Sequence) -> None:
         for sample in data_samples:
-            get = sample.get if isinstance(sample, dict) else sample.__getattribute__
-            self.results.append(([int(u) for u in get('pred_units')],
-                                 [int(u) for u in get('gt_units')]))
+            self.results.append(([int(u) for u in sample.get('pred_units')],
+                                 [int(u) for u in sample.get('gt_units')]))
 
     def compute_metrics(self, results: List) -> Dict[str, float]:
         preds, refs = zip(*results)

@@ -2,7 +2,6 @@
 from typing import Dict, List, Optional
 
 import torch
-import torch.nn.functional as F
 from mmengine.model import BaseModel
 from torch import Tensor
 
@@ -10,7 +9,8 @@ from mmfusion.registry import MODELS, TOKENIZERS
 from mmfusion.structures import FusionDataSample
 from mmfusion.utils.checkpoint import safe_torch_load
 from ..tokenizers.char_tokenizer import BOS, EOS, PAD
-from ..utils import pad_sequences
+from ..utils import lengths_to_padding_mask, pad_sequences
+from .zipper import next_token_loss
 
 
 @MODELS.register_module()
@@ -79,10 +79,9 @@ class VocabExpansionASR(BaseModel):
         """``units <s>`` per utterance."""
         device = self.tower.embedding.weight.device
         prompts = []
-        for i, wave in enumerate(inputs['audio']):
-            length = inputs.get('audio_lengths')
-            wave = wave[:int(length[i])] if length is not None else wave
-            units = self.unit_tokenizer.encode(wave.float().cpu()).to(device) + self.unit_offset
+        for units in self.unit_tokenizer.encode_batch(inputs['audio'],
+                                                      inputs.get('audio_lengths')):
+            units = units.to(device) + self.unit_offset
             prompts.append(torch.cat([units, units.new_tensor([BOS])]))
         return prompts
 
@@ -105,12 +104,9 @@ class VocabExpansionASR(BaseModel):
             labels.append(torch.cat([torch.full_like(prompt[1:], PAD), chars]))
         tokens, lengths = pad_sequences(seqs, PAD)
         targets, _ = pad_sequences(labels, PAD)
-        mask = torch.arange(tokens.shape[1], device=tokens.device)[None] >= lengths[:, None]
+        mask = lengths_to_padding_mask(lengths, tokens.shape[1])
         logits = self.tower(tokens.long(), mask)['logits'][:, :-1]
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.long().flatten(), ignore_index=PAD)
-        valid = targets != PAD
-        acc = (logits.argmax(-1) == targets)[valid].float().mean()
-        return dict(loss_ntp=loss, acc_ntp=acc.detach())
+        return next_token_loss(logits, targets.long())
 
     @torch.no_grad()
     def predict(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None):

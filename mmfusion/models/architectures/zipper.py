@@ -9,10 +9,18 @@ from torch import Tensor
 from mmfusion.registry import MODELS, TOKENIZERS
 from mmfusion.structures import FusionDataSample
 from ..tokenizers.char_tokenizer import BOS, EOS, PAD
-from ..utils import pad_sequences
+from ..utils import lengths_to_padding_mask, pad_sequences
 
 # Speech-tower vocabulary: the text specials' ids, then the units (unit u -> u + 3).
 UNIT_OFFSET = 3
+
+
+def next_token_loss(logits: Tensor, labels: Tensor) -> Dict[str, Tensor]:
+    """Cross-entropy of (B, L, V) ``logits`` against (B, L) ``labels``,
+    ``<pad>`` labels ignored; with the next-token accuracy for the log."""
+    loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=PAD)
+    acc = (logits.argmax(-1) == labels)[labels != PAD].float().mean()
+    return dict(loss_ntp=loss, acc_ntp=acc.detach())
 
 
 @MODELS.register_module()
@@ -102,11 +110,10 @@ class Zipper(BaseModel):
                     for t in inputs['text']]
         if 'audio' not in inputs:
             raise KeyError('Zipper needs inputs["audio"] (waveforms)')
-        audio, lengths = inputs['audio'], inputs.get('audio_lengths')
         seqs = []
-        for i, wave in enumerate(audio):
-            wave = wave[:int(lengths[i])] if lengths is not None else wave
-            units = self.unit_tokenizer.encode(wave.float().cpu()).to(device) + UNIT_OFFSET
+        for units in self.unit_tokenizer.encode_batch(inputs['audio'],
+                                                      inputs.get('audio_lengths')):
+            units = units.to(device) + UNIT_OFFSET
             if with_specials:
                 units = torch.cat([units.new_tensor([BOS]), units, units.new_tensor([EOS])])
             seqs.append(units)
@@ -115,8 +122,7 @@ class Zipper(BaseModel):
     @staticmethod
     def _batch(seqs: List[Tensor]) -> Tuple[Tensor, Tensor]:
         tokens, lengths = pad_sequences(seqs, PAD)
-        mask = torch.arange(tokens.shape[1], device=tokens.device)[None] >= lengths[:, None]
-        return tokens.long(), mask
+        return tokens.long(), lengths_to_padding_mask(lengths, tokens.shape[1])
 
     def _context(self, inputs: Dict) -> Tuple[Dict, Dict]:
         if self.context is None:
@@ -141,12 +147,7 @@ class Zipper(BaseModel):
         tokens, masks = self._context(inputs)
         target, target_mask = self._batch(self._sequences(self.output, inputs, True))
         outs = self.decoder({**tokens, self.output: target}, {**masks, self.output: target_mask})
-        logits = outs[self.output]['logits'][:, :-1]
-        labels = target[:, 1:]
-        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=PAD)
-        valid = labels != PAD
-        acc = (logits.argmax(-1) == labels)[valid].float().mean()
-        return dict(loss_ntp=loss, acc_ntp=acc.detach())
+        return next_token_loss(outs[self.output]['logits'][:, :-1], target[:, 1:])
 
     @torch.no_grad()
     def generate(self, inputs: Dict) -> Tensor:

@@ -9,7 +9,7 @@ fitting set. k-means is scikit-learn's; encoding is the nearest centroid.
 it; models load the file and keep the centroids in their state dict.
 """
 import io
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from torch import Tensor
 
 from mmfusion.registry import TOKENIZERS
 from mmfusion.utils.dependency import require
+from ..encoders.speech import LogMelFrontend
 
 
 @TOKENIZERS.register_module()
@@ -47,15 +48,14 @@ class SpeechUnitTokenizer(nn.Module):
         if normalise not in ('global', 'utterance'):
             raise ValueError(f"normalise must be 'global' or 'utterance', got {normalise!r}")
         self.normalise = normalise
-        torchaudio = require('torchaudio', 'SpeechUnitTokenizer')
         self.num_units = num_units
         self.sample_rate = sample_rate
         self.dedup = dedup
         win = int(round(sample_rate * win_ms / 1000))
-        self.hop = int(round(sample_rate * hop_ms / 1000))
-        self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=sample_rate, n_fft=max(512, win), win_length=win, hop_length=self.hop,
-            n_mels=n_mels, center=False)
+        # Frames cover valid samples only (center=False).
+        self.frontend = LogMelFrontend(
+            sample_rate=sample_rate, n_fft=max(512, win), win_length=win,
+            hop_length=int(round(sample_rate * hop_ms / 1000)), n_mels=n_mels, center=False)
         self.register_buffer('centroids', torch.zeros(num_units, n_mels))
         self.register_buffer('mean', torch.zeros(n_mels))
         self.register_buffer('std', torch.ones(n_mels))
@@ -71,10 +71,10 @@ class SpeechUnitTokenizer(nn.Module):
         if sample_rate is not None and sample_rate != self.sample_rate:
             import torchaudio.functional as AF
             wave = AF.resample(wave, sample_rate, self.sample_rate)
-        if wave.numel() < self.mel.win_length:
+        if not self.frontend.num_frames(torch.tensor(wave.numel())):
             raise ValueError(f'audio of {wave.numel()} samples is shorter than one '
-                             f'{self.mel.win_length}-sample analysis window')
-        log_mel = torch.log(self.mel(wave).T + 1e-6)
+                             f'{self.frontend.n_fft}-sample analysis window')
+        log_mel = self.frontend(wave[None])['feats'][0]
         if self.normalise == 'utterance':
             log_mel = (log_mel - log_mel.mean(0)) / log_mel.std(0).clamp_min(1e-3)
         return log_mel
@@ -117,6 +117,17 @@ class SpeechUnitTokenizer(nn.Module):
         units = self.frame_units(wave, sample_rate)
         if self.dedup:
             units = torch.unique_consecutive(units)
+        return units
+
+    def encode_batch(self, audio: Sequence[Tensor],
+                     lengths: Optional[Tensor] = None) -> List[Tensor]:
+        """Units of each waveform of a padded batch (only its first
+        ``lengths[i]`` samples when given), computed on the CPU."""
+        units = []
+        for i, wave in enumerate(audio):
+            if lengths is not None:
+                wave = wave[:int(lengths[i])]
+            units.append(self.encode(wave.float().cpu()))
         return units
 
     # -- files -------------------------------------------------------------
