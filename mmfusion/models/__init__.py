@@ -1,6 +1,7 @@
 from .architectures import *  # noqa: F401,F403
 from .data_preprocessors import *  # noqa: F401,F403
 from .decoders import *  # noqa: F401,F403
+from .decoders.mamba import *  # noqa: F401,F403
 from .decoders.mask import *  # noqa: F401,F403
 from .decoders.xdecoder import *  # noqa: F401,F403
 from .decoders.zipper import *  # noqa: F401,F403

@@ -6,6 +6,7 @@ from .referring_seg_metric import ReferringSegMetric
 from .retrieval_metric import RetrievalRecallMetric, retrieval_recall
 from .seg_overlap_metric import BinarySegMetric, binary_overlap_scores
 from .sem_seg_iou_metric import SemSegIoUMetric
+from .token_perplexity_metric import TokenPerplexityMetric
 from .speech_recognition_metric import (SpeechRecognitionMetric, UnitErrorRateMetric,
                                         error_rates)
 
@@ -13,4 +14,4 @@ __all__ = ['BinarySegMetric', 'binary_overlap_scores', 'OpenVocabAccuracy', 'Sem
            'PanopticQualityMetric', 'panoptic_matches', 'pq_from_stats', 'CocoMaskAPMetric',
            'coco_mask_ap', 'ReferringSegMetric', 'CaptionMetric', 'caption_scores',
            'RetrievalRecallMetric', 'retrieval_recall', 'SpeechRecognitionMetric', 'error_rates',
-           'UnitErrorRateMetric']
+           'UnitErrorRateMetric', 'TokenPerplexityMetric']

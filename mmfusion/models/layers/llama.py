@@ -7,7 +7,7 @@ tied to a model class, a config object and a cache object, while these take
 plain tensors and expose the per-layer hidden states that fusion and
 distillation need. Attention runs through ``F.scaled_dot_product_attention``.
 """
-from typing import Optional
+from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
@@ -98,31 +98,46 @@ class GroupedQueryAttention(nn.Module):
         self.o_proj = nn.Linear(dim, dim, bias=False)
 
     def forward(self, x: Tensor, rope: RotaryEmbedding,
-                key_padding_mask: Optional[Tensor] = None) -> Tensor:
+                key_padding_mask: Optional[Tensor] = None,
+                cache: Optional[Dict[str, Tensor]] = None) -> Tensor:
         """
         Args:
             x (Tensor): (B, L, dim).
             rope (RotaryEmbedding): The tower's position tables.
-            key_padding_mask (Tensor, optional): (B, L) bool, True at padding.
-                Padding is only ever at the end of a sequence, so the causal
-                mask already keeps valid positions from seeing it; the mask
-                is accepted for the padded rows' own sake (they then see
-                only valid keys).
+            key_padding_mask (Tensor, optional): (B, L) bool, True at padding
+                (over all keys, cached ones included). Padding is only ever
+                at the end of a sequence, so the causal mask already keeps
+                valid positions from seeing it; the mask is accepted for the
+                padded rows' own sake (they then see only valid keys).
+            cache (dict, optional): The key/value cache for generation,
+                updated in place: ``k``/``v`` (B, num_kv_heads, T, head_dim)
+                of the positions seen so far; ``x`` continues them.
         """
         b, length, _ = x.shape
         q = self.q_proj(x).view(b, length, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(b, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(b, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        q, k = rope(q), rope(k)
+        offset = 0 if cache is None or 'k' not in cache else cache['k'].shape[2]
+        q, k = rope(q, offset), rope(k, offset)
+        if cache is not None:
+            if offset:
+                k = torch.cat([cache['k'], k], dim=2)
+                v = torch.cat([cache['v'], v], dim=2)
+            cache['k'], cache['v'] = k, v
         group = self.num_heads // self.num_kv_heads
         if group > 1:
             k = k.repeat_interleave(group, dim=1)
             v = v.repeat_interleave(group, dim=1)
-        if key_padding_mask is None:
+        total = k.shape[2]
+        if key_padding_mask is None and offset == 0:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        elif key_padding_mask is None and length == 1:
+            out = F.scaled_dot_product_attention(q, k, v)
         else:
-            causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
-            allowed = causal[None] & ~key_padding_mask[:, None, :]
+            allowed = torch.ones(length, total, dtype=torch.bool,
+                                 device=x.device).tril(offset)[None]
+            if key_padding_mask is not None:
+                allowed = allowed & ~key_padding_mask[:, None, :]
             # A padded row may see no valid key only if the sequence is empty.
             allowed = allowed | ~allowed.any(-1, keepdim=True)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None])
@@ -130,18 +145,32 @@ class GroupedQueryAttention(nn.Module):
 
 
 class LlamaBlock(nn.Module):
-    """Pre-norm block: ``x + attn(norm(x))`` then ``x + ffn(norm(x))``."""
+    """Pre-norm block: ``x + mixer(norm(x))`` then ``x + ffn(norm(x))``.
+
+    The token mixer is grouped-query softmax attention (``attn``) unless a
+    ``mixer`` module is given (e.g. mmMamba's Mamba-2 mixer, kept as ``ssm``
+    so that parameter names say which kind a layer has). A mixer takes
+    ``(x, rope, key_padding_mask, cache)`` and returns (B, L, dim).
+    """
 
     def __init__(self, dim: int, num_heads: int, ffn_dim: int,
-                 num_kv_heads: Optional[int] = None, eps: float = 1e-6) -> None:
+                 num_kv_heads: Optional[int] = None, eps: float = 1e-6,
+                 mixer: Optional[nn.Module] = None) -> None:
         super().__init__()
         self.attn_norm = RMSNorm(dim, eps)
-        self.attn = GroupedQueryAttention(dim, num_heads, num_kv_heads)
+        if mixer is None:
+            self.attn = GroupedQueryAttention(dim, num_heads, num_kv_heads)
+        else:
+            self.ssm = mixer
         self.ffn_norm = RMSNorm(dim, eps)
         self.ffn = SwiGLU(dim, ffn_dim)
 
-    def forward(self, x: Tensor, rope: RotaryEmbedding,
-                key_padding_mask: Optional[Tensor] = None) -> Tensor:
-        x = x + self.attn(self.attn_norm(x), rope, key_padding_mask)
-        return x + self.ffn(self.ffn_norm(x))
+    @property
+    def mixer(self) -> nn.Module:
+        return self.attn if hasattr(self, 'attn') else self.ssm
 
+    def forward(self, x: Tensor, rope: RotaryEmbedding,
+                key_padding_mask: Optional[Tensor] = None,
+                cache: Optional[Dict[str, Tensor]] = None) -> Tensor:
+        x = x + self.mixer(self.attn_norm(x), rope, key_padding_mask, cache)
+        return x + self.ffn(self.ffn_norm(x))

@@ -1,0 +1,5 @@
+# mmMamba-hybrid, stage 1: as the linear student's stage 1, with softmax
+# attention kept in every third layer (2 and 5 of 6), seeded as the teacher's
+# and not trained.
+_base_ = ['./mmmamba-linear_stage1_tiny_1xb32-300it_synthshapes-caption.py']
+model = dict(student=dict(attention_layers=[2, 5]))

@@ -1,0 +1,354 @@
+"""mmMamba: the SSD scan, the Mamba-2 mixer and its seeding, the teacher and
+students, and the distillation stages."""
+import math
+import os.path as osp
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.config import Config
+
+from mmfusion.models.architectures.mmmamba import MambaDistiller, MultimodalCausalLM
+from mmfusion.models.decoders.mamba import (Mamba2Mixer, mamba_ssm_available, segment_sum,
+                                            ssd_chunked, ssd_kernel, ssd_recurrent)
+from mmfusion.models.layers import GroupedQueryAttention
+from mmfusion.models.tokenizers import WordTokenizer
+from mmfusion.registry import MODELS
+from mmfusion.structures import FusionDataSample
+from tests.conftest import REPO
+
+CFG_DIR = osp.join(REPO, 'configs', 'mmmamba')
+
+
+def _ssd_inputs(length, dtype=torch.float32, b=2, h=3, p=4, n=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, length, h, p, generator=g, dtype=dtype)
+    dt = torch.rand(b, length, h, generator=g, dtype=dtype) * 0.3 + 0.01
+    A = -torch.rand(h, generator=g, dtype=dtype) * 3
+    B = torch.randn(b, length, h, n, generator=g, dtype=dtype) * 0.5
+    C = torch.randn(b, length, h, n, generator=g, dtype=dtype) * 0.5
+    return x, dt, A, B, C
+
+
+def test_segment_sum_matches_explicit_sums():
+    log_a = torch.randn(2, 7, dtype=torch.float64)
+    out = segment_sum(log_a)
+    for i in range(7):
+        for j in range(7):
+            want = log_a[:, j + 1:i + 1].sum(-1) if j <= i else torch.full((2,), -math.inf,
+                                                                          dtype=torch.float64)
+            torch.testing.assert_close(out[:, i, j], want)
+
+
+@pytest.mark.parametrize('length,chunk', [(37, 8), (50, 16), (5, 16), (64, 16)])
+def test_chunked_scan_equals_recurrence(length, chunk):
+    x, dt, A, B, C = _ssd_inputs(length)
+    state0 = torch.randn(2, 3, 4, 5) * 0.3
+    for init in (None, state0):
+        y_ref, s_ref = ssd_recurrent(x, dt, A, B, C, init)
+        y, s = ssd_chunked(x, dt, A, B, C, chunk, init)
+        assert y.shape == y_ref.shape == x.shape
+        assert (y - y_ref).abs().max() <= 1e-5
+        assert (s - s_ref).abs().max() <= 1e-5
+
+
+def test_scan_with_no_decay_and_unit_dt_is_causal_linear_attention():
+    x, dt, A, B, C = _ssd_inputs(29, dtype=torch.float64)
+    y, _ = ssd_chunked(x, torch.ones_like(dt), torch.zeros_like(A), B, C, chunk_size=8)
+    scores = torch.einsum('blhn,bshn->bhls', C, B).tril()
+    torch.testing.assert_close(y, torch.einsum('bhls,bshp->blhp', scores, x))
+
+
+def test_scan_shape_errors_name_the_shapes():
+    x, dt, A, B, C = _ssd_inputs(9)
+    with pytest.raises(ValueError, match='dt'):
+        ssd_chunked(x, dt[:, :5], A, B, C)
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() and mamba_ssm_available()),
+                    reason='needs CUDA and mamba_ssm')
+def test_mamba_ssm_kernel_matches_pure_pytorch():
+    x, dt, A, B, C = (t.cuda() for t in _ssd_inputs(100))
+    y, s = ssd_kernel(x, dt, A, B, C, chunk_size=32)
+    y_ref, s_ref = ssd_chunked(x, dt, A, B, C, chunk_size=32)
+    torch.testing.assert_close(y, y_ref, atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(s, s_ref, atol=1e-3, rtol=1e-3)
+
+
+# -- mixer ----------------------------------------------------------------------------
+def _mixer(dim=24, heads=4, kv=2, chunk=8):
+    torch.manual_seed(0)
+    attn = GroupedQueryAttention(dim, heads, kv)
+    return attn, Mamba2Mixer(dim, heads, kv, chunk_size=chunk).seed_from_attention(attn)
+
+
+def test_seeding_copies_attention_and_sets_the_papers_init():
+    attn, mixer = _mixer()
+    for name in ('q_proj', 'k_proj', 'v_proj', 'o_proj'):
+        assert torch.equal(getattr(mixer, name).weight, getattr(attn, name).weight)
+    assert torch.all(mixer.dt_proj.weight == 0)
+    dt = F.softplus(mixer.dt_bias)
+    assert torch.all((dt >= 1e-3 - 1e-7) & (dt <= 0.1 + 1e-7))
+    torch.testing.assert_close(-torch.exp(mixer.A_log), torch.full((4,), -math.e))
+    # The convolution passes the current step through unchanged.
+    qkv = torch.randn(1, 5, mixer.conv_channels)
+    torch.testing.assert_close(mixer._conv(qkv, None), F.silu(qkv))
+    with pytest.raises(ValueError, match='heads'):
+        Mamba2Mixer(24, 6, 2).seed_from_attention(attn)
+
+
+def test_mixer_with_no_decay_and_unit_dt_equals_gated_linear_attention():
+    _, mixer = _mixer()
+    with torch.no_grad():
+        mixer.A_log.fill_(-math.inf)  # A = 0
+        mixer.dt_bias.fill_(math.log(math.e - 1))  # softplus(0 + bias) = 1
+    u = torch.randn(2, 19, 24)
+    out = mixer(u)
+    # Reference: causal linear attention over the SiLU features of q, k, v
+    # (kv heads repeated), then the gated norm and the output projection.
+    q = F.silu(mixer.q_proj(u)).view(2, 19, 4, 6)
+    k = F.silu(mixer.k_proj(u)).view(2, 19, 2, 6).repeat_interleave(2, 2)
+    v = F.silu(mixer.v_proj(u)).view(2, 19, 2, 6).repeat_interleave(2, 2)
+    y = torch.einsum('bhls,bshp->blhp', torch.einsum('blhn,bshn->bhls', q, k).tril(), v)
+    gate = F.silu(mixer.g_proj(u)).view(2, 19, 4, 6)
+    want = mixer.o_proj((mixer.g_norm(y) * gate).reshape(2, 19, 24))
+    torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
+
+
+def test_mixer_state_continues_the_sequence_exactly():
+    _, mixer = _mixer()
+    with torch.no_grad():  # a non-trivial convolution and step size
+        mixer.conv1d.weight.normal_()
+        mixer.dt_proj.weight.normal_(std=0.3)
+    u = torch.randn(2, 23, 24)
+    full = mixer(u)
+    cache = {}
+    parts = [mixer(u[:, :10], cache=cache)]  # prefill
+    parts += [mixer(u[:, t:t + 1], cache=cache) for t in range(10, 15)]  # steps
+    parts.append(mixer(u[:, 15:], cache=cache))  # a chunk continuing the state
+    torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-5, rtol=1e-5)
+    assert cache['ssm'].shape == (2, 4, 6, 6)
+    assert cache['conv'].shape == (2, mixer.conv_channels, 1)
+
+
+# -- models ---------------------------------------------------------------------------
+VOCAB = Config.fromfile(osp.join(REPO, 'configs/_base_/models/mmmamba_tiny.py')).caption_vocab
+
+
+def _lm(**kw):
+    cfg = dict(tokenizer=dict(type='WordTokenizer', vocab=VOCAB), img_size=32, patch_size=8,
+               dim=32, depth=4, num_heads=4, num_kv_heads=2, max_len=48,
+               mamba=dict(chunk_size=8))
+    cfg.update(kw)
+    torch.manual_seed(0)
+    return MultimodalCausalLM(**cfg).eval()
+
+
+def _students(teacher):
+    out = {}
+    for name, layers in (('linear', []), ('hybrid', [1, 3])):
+        student = _lm(mixer='mamba2', attention_layers=layers)
+        student.seed_from(teacher)
+        with torch.no_grad():  # move off the seeded point so every term matters
+            for layer in student.layers:
+                if hasattr(layer, 'ssm'):
+                    layer.ssm.conv1d.weight.normal_()
+                    layer.ssm.dt_proj.weight.normal_(std=0.3)
+        out[name] = student
+    return out
+
+
+def test_word_tokenizer_round_trip_and_errors():
+    tok = WordTokenizer(VOCAB)
+    text = 'three shapes: red star, blue cross, green circle.'
+    ids = tok.encode(text)
+    assert ids[0] == 1 and ids[-1] == 2 and len(ids) == 2 + 12
+    assert tok.decode(ids[1:]) == text
+    with pytest.raises(ValueError, match=r"\['pink'\]"):
+        tok.encode('a pink star')
+    assert WordTokenizer(VOCAB, oov='unk').encode('a pink star', False, False)[1] == 3
+
+
+def test_caption_vocabulary_covers_the_generator():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'gen', osp.join(REPO, 'tools/dataset_converters/generate_synthshapes.py'))
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    tok = WordTokenizer(VOCAB)
+    for n in range(1, 5):
+        objects = [dict(size=s, name=name) for s, name in
+                   zip(['small', 'large'] * 2, gen.THING_CLASSES[n * 5:n * 5 + n])]
+        for stuff in gen.STUFF_CLASSES:
+            for caption in gen.captions(objects, stuff):
+                assert tok.decode(tok.encode(caption)[1:]) == caption
+
+
+def test_step_by_step_generation_equals_parallel_forward():
+    teacher = _lm()
+    models = dict(teacher=teacher, **_students(teacher))
+    img = torch.randn(2, 3, 32, 32)
+    ids = torch.randint(4, len(VOCAB) + 4, (2, 9))
+    for name, model in models.items():
+        with torch.no_grad():
+            full = model.forward_sequence(img, ids)
+            caches = model.new_caches()
+            steps = [model.forward_sequence(img, ids[:, :1], caches=caches)]
+            steps += [model.forward_sequence(None, ids[:, t:t + 1], caches=caches)
+                      for t in range(1, 9)]
+        torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5,
+                                   msg=lambda m: f'{name}: {m}')
+        # Decoding state: the teacher's grows with the sequence, Mamba-2's does not.
+        for i, layer in enumerate(model.layers):
+            if hasattr(layer, 'attn'):
+                assert caches[i]['k'].shape[2] == 16 + 9
+            else:
+                assert caches[i]['ssm'].shape == (2, 4, 8, 8)
+        # Greedy generation continues the cached state: its tokens are the
+        # argmax of the parallel forward over the generated sequence.
+        seq = model.generate(img)
+        with torch.no_grad():
+            logits = model.forward_sequence(img, seq[:, :-1])
+        for b in range(2):
+            n = (seq[b] != 0).sum().item()  # up to and including </s>
+            assert torch.equal(logits[b, :n - 1].argmax(-1), seq[b, 1:n])
+
+
+def test_teacher_refuses_beyond_rope_range_linear_student_accepts():
+    teacher = _lm()
+    students = _students(teacher)
+    img = torch.randn(1, 3, 32, 32)
+    ids = torch.full((1, 48), 4)  # 16 patches + 48 tokens > max_len 48
+    with pytest.raises(ValueError, match='exceeds the RoPE range max_len=48'):
+        teacher.forward_sequence(img, ids)
+    with torch.no_grad():
+        out = students['linear'].forward_sequence(img, ids)
+    assert out.shape == (1, 48, len(VOCAB) + 4) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match='RoPE range'):  # its attention layers keep RoPE
+        students['hybrid'].forward_sequence(img, ids)
+
+
+def test_seeded_student_shares_everything_but_the_mixers():
+    teacher = _lm()
+    student = _lm(mixer='mamba2', attention_layers=[1])
+    student.seed_from(teacher)
+    theirs = teacher.state_dict()
+    for key, value in student.state_dict().items():
+        if '.ssm.' not in key:
+            assert torch.equal(value, theirs[key]), key
+    assert student.mamba_layers == [0, 2, 3]
+    with pytest.raises(ValueError, match='sizes differ'):
+        _lm(mixer='mamba2', dim=64).seed_from(teacher)
+
+
+def test_caption_nll_equals_per_caption_cross_entropy():
+    model = _lm()
+    img = torch.randn(2, 3, 32, 32)
+    refs = [['a red star on a plain background.', 'one shape: red star.'],
+            ['two shapes: blue cross, green circle.']]
+    nll, count = model.caption_nll(img, refs)
+    for b, captions in enumerate(refs):
+        want_nll, want_count = 0.0, 0
+        for caption in captions:
+            ids = torch.tensor([model.tokenizer.encode(caption)])
+            with torch.no_grad():
+                logp = model.forward_sequence(img[b:b + 1], ids).log_softmax(-1)
+            want_nll -= logp[0, :-1].gather(-1, ids[0, 1:, None]).sum().item()
+            want_count += ids.shape[1] - 1
+        assert abs(nll[b].item() - want_nll) < 1e-3 and count[b].item() == want_count
+    samples = model.predict(dict(img=img), [FusionDataSample(gt_caption=r) for r in refs])
+    assert samples[1].num_tokens == count[1].item() and isinstance(samples[0].pred_caption, str)
+
+
+# -- distillation stages ----------------------------------------------------------------
+def _stage_model(config):
+    cfg = Config.fromfile(osp.join(CFG_DIR, config)).model
+    cfg.teacher_checkpoint = None  # produced by the teacher run
+    model = MODELS.build(cfg)
+    model.init_weights()
+    return model
+
+
+STAGES = [
+    ('mmmamba-linear_stage1_tiny_1xb32-300it_synthshapes-caption.py', 1, 'new'),
+    ('mmmamba-linear_stage2_tiny_1xb32-300it_synthshapes-caption.py', 2, 'mixer'),
+    ('mmmamba-linear_stage3_tiny_1xb32-600it_synthshapes-caption.py', 3, 'mixer'),
+    ('mmmamba-hybrid_stage1_tiny_1xb32-300it_synthshapes-caption.py', 1, 'new'),
+    ('mmmamba-hybrid_stage3_tiny_1xb32-600it_synthshapes-caption.py', 3, 'mixer'),
+]
+
+
+@pytest.mark.parametrize('config,stage,which', STAGES, ids=[s[0].split('_tiny')[0]
+                                                             for s in STAGES])
+def test_stage_trains_exactly_the_intended_parameters(config, stage, which):
+    model = _stage_model(config)
+    assert model.stage == stage
+    img = torch.randn(2, 3, 96, 96)
+    samples = [FusionDataSample(gt_caption=['a small red star on a plain background.']),
+               FusionDataSample(gt_caption=['two shapes: blue cross, green circle.'])]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    losses = model.loss(dict(img=img), samples)
+    loss = sum(v for k, v in losses.items() if k.startswith('loss'))
+    loss.backward()
+    intended = set()
+    for i in model.student.mamba_layers:
+        for name, _ in model.student.layers[i].ssm.named_parameters():
+            if which == 'mixer' or name.split('.')[0] in Mamba2Mixer.NEW_PARAMS:
+                intended.add(f'student.layers.{i}.ssm.{name}')
+    with_grad = {n for n, p in model.named_parameters()
+                 if p.grad is not None and p.grad.abs().sum() > 0}
+    assert with_grad == intended
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == intended
+    # A step of the config's optimizer moves only those; the teacher is unchanged.
+    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    optim.step()
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == intended
+
+
+def test_stage_losses_match_their_definitions():
+    model = _stage_model('mmmamba-hybrid_stage1_tiny_1xb32-300it_synthshapes-caption.py')
+    img = torch.randn(2, 3, 96, 96)
+    samples = [FusionDataSample(gt_caption=['a small red star on a plain background.']),
+               FusionDataSample(gt_caption=['one shape: blue cross.'])]
+    torch.manual_seed(1)
+    losses = model.loss(dict(img=img), samples)
+    assert sorted(losses) == [f'loss_mse.{i}' for i in model.student.mamba_layers]
+    # Stage 1/2: each Mamba layer's mixer on the teacher's input to that layer,
+    # against the teacher's attention output, over the valid positions.
+    student, teacher = model.student, model.teacher
+    ids, mask = student.tokenize([s.gt_caption[0] for s in samples])
+    x = torch.cat([teacher.patch_embed(img), teacher.embedding(ids)], 1)
+    valid = ~F.pad(mask, (36, 0), value=False)
+    want = {}
+    with torch.no_grad():
+        for i, layer in enumerate(teacher.layers):
+            h = layer.attn_norm(x)
+            attn_out = layer.attn(h, teacher.rope, F.pad(mask, (36, 0), value=False))
+            if i in student.mamba_layers:
+                pred = student.layers[i].ssm(h)
+                want[f'loss_mse.{i}'] = ((pred - attn_out) ** 2)[valid].mean() / 4
+            x = x + attn_out
+            x = x + layer.ffn(layer.ffn_norm(x))
+    for key, value in want.items():
+        torch.testing.assert_close(losses[key].detach(), value, atol=1e-6, rtol=1e-4)
+    # Stage 3: KL(teacher || student) per predicted token.
+    model.stage = 3
+    torch.manual_seed(1)
+    kl = model.loss(dict(img=img), samples)['loss_kl']
+    with torch.no_grad():
+        t = teacher.forward_sequence(img, ids, mask)[:, :-1].log_softmax(-1)
+        s = student.forward_sequence(img, ids, mask)[:, :-1].log_softmax(-1)
+    keep = ids[:, 1:] != 0
+    want_kl = (t.exp() * (t - s)).sum(-1)[keep].mean()
+    torch.testing.assert_close(kl.detach(), want_kl, atol=1e-6, rtol=1e-4)
+
+
+def test_distiller_config_errors():
+    cfg = Config.fromfile(osp.join(CFG_DIR, STAGES[0][0])).model
+    cfg.teacher_checkpoint = None
+    with pytest.raises(ValueError, match='match no student parameter'):
+        MODELS.build({**cfg, 'trainable': ['layers.*.ssm.typo']})
+    with pytest.raises(ValueError, match='Mamba-2 layers'):
+        MODELS.build({**cfg, 'student': dict(mixer='attention')})
+    assert isinstance(MODELS.build(cfg), MambaDistiller)
