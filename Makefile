@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install data synthshapes clip xdecoder speech zipper demo test clean-demo
+.PHONY: install data synthshapes clip xdecoder speech zipper mmmamba demo test clean-demo
 
 install:
 	bash tools/install.sh
@@ -43,6 +43,21 @@ zipper:
 	$(PY) tools/train.py configs/zipper/zipper_text-lm_tiny_synth-speech.py
 	$(PY) tools/train.py configs/zipper/zipper_speech-lm_tiny_synth-speech.py
 	$(PY) tools/train.py configs/zipper/zipper_asr_tiny_synth-speech.py
+
+# mmMamba: the teacher, three distillation stages for the linear and the hybrid
+# student (each stage evaluates the student at its end), then the speed benchmark.
+MMM := configs/mmmamba
+MMM_TEACHER := mmmamba-teacher_tiny_1xb32-1500it_synthshapes-caption
+mmmamba:
+	test -f data/synthshapes/meta.json || $(MAKE) synthshapes
+	$(PY) tools/train.py $(MMM)/$(MMM_TEACHER).py
+	for student in linear hybrid; do \
+	  for cfg in $(MMM)/mmmamba-$${student}_stage1_*.py $(MMM)/mmmamba-$${student}_stage2_*.py \
+	      $(MMM)/mmmamba-$${student}_stage3_*.py; do \
+	    $(PY) tools/train.py $$cfg || exit 1; \
+	  done; \
+	done
+	$(PY) tools/analysis_tools/benchmark_mmmamba.py
 
 demo: data
 	bash tools/gms_demo.sh
