@@ -24,14 +24,18 @@ def _drop_missing_weights(cfg):
 
 
 def _input_size(cfg) -> tuple:
-    """The image size the config's test pipeline resizes to, else the size an
-    open_clip ViT backbone is built for (32x32 without either)."""
+    """The image size the config's test pipeline resizes to, else the model's
+    ``img_size``, else the size an open_clip ViT backbone is built for (32x32
+    without any)."""
     loader = cfg.get('test_dataloader') or {}
     dataset = loader.get('dataset', {})
     dataset = dataset.get('datasets', [dataset])[0]
     for t in dataset.get('pipeline', []):
         if t['type'] == 'Resize' and not t.get('keep_ratio', False):
             return tuple(t['scale'])[::-1]
+    model = cfg.model.get('teacher', cfg.model)
+    if 'img_size' in model:
+        return (model['img_size'],) * 2
     vision = (cfg.model.get('backbone') or {}).get('model_cfg', {}).get('vision_cfg', {})
     if 'image_size' in vision:
         return (vision['image_size'],) * 2

@@ -1,3 +1,4 @@
-from .llama import GroupedQueryAttention, LlamaBlock, RMSNorm, RotaryEmbedding, SwiGLU
+from .llama import (GroupedQueryAttention, LlamaBlock, RMSNorm, RotaryEmbedding, SwiGLU,
+                    rotate_at)
 
-__all__ = ['RMSNorm', 'RotaryEmbedding', 'SwiGLU', 'GroupedQueryAttention', 'LlamaBlock']
+__all__ = ['RMSNorm', 'RotaryEmbedding', 'SwiGLU', 'GroupedQueryAttention', 'LlamaBlock', 'rotate_at']

@@ -28,6 +28,19 @@ class RMSNorm(nn.Module):
         return (x.float() * norm).to(x.dtype) * self.weight
 
 
+def rotate_at(x: Tensor, positions: Tensor, theta: float = 10000.0) -> Tensor:
+    """RoPE (half-split layout, as :class:`RotaryEmbedding`) of ``x``
+    (..., L, head_dim) at real-valued ``positions`` (L,), e.g. positions
+    rescaled to another sequence's rate for cross-attention."""
+    head_dim = x.shape[-1]
+    inv_freq = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float64,
+                                       device=x.device) / head_dim)
+    angles = torch.outer(positions.to(torch.float64), inv_freq)
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
 class RotaryEmbedding(nn.Module):
     """RoPE tables for positions ``0 .. max_len - 1`` (half-split layout).
 

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from mmfusion.models.decoders.zipper import (CausalDecoderTower, ZipperDecoder,
                                              aligned_context_layer)
-from mmfusion.models.layers import GroupedQueryAttention, RotaryEmbedding
+from mmfusion.models.layers import GroupedQueryAttention, RotaryEmbedding, rotate_at
 from mmfusion.registry import MODELS
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -63,6 +63,31 @@ def test_rope_is_relative_and_refuses_positions_beyond_its_range():
     torch.testing.assert_close(dots[0], dots[2])
     with pytest.raises(ValueError, match='exceeds the RoPE range max_len=12'):
         rope(torch.randn(1, 1, 13, 8))
+
+
+def test_rotation_at_real_positions_matches_rope_and_stays_relative():
+    rope = RotaryEmbedding(8, max_len=12)
+    x = torch.randn(1, 2, 12, 8)
+    torch.testing.assert_close(rotate_at(x, torch.arange(12.0)), rope(x))
+    # Scaled query positions: the score depends on i * rate - j only.
+    q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
+    dots = [(rotate_at(q, torch.tensor([i * 1.5])) * rotate_at(k, torch.tensor([i * 1.5 + 2])))
+            .sum() for i in (0, 3, 7)]
+    torch.testing.assert_close(dots[0], dots[1])
+    torch.testing.assert_close(dots[0], dots[2])
+
+
+def test_position_aware_links_start_closed_and_use_the_rotation():
+    links = [dict(query='text', context='speech', every=2, position_rate=1.5)]
+    model = _zipper(links=links).eval()
+    batch = _batch()
+    alone = model.towers['text'](batch['text'])['logits']
+    assert torch.equal(model(batch)['text']['logits'], alone)
+    _open_gates(model)
+    plain = _zipper().eval()
+    plain.load_state_dict(model.state_dict())
+    _open_gates(plain)
+    assert not torch.allclose(model(batch)['text']['logits'], plain(batch)['text']['logits'])
 
 
 def test_gates_at_zero_give_exactly_the_unimodal_logits():

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule, ModuleDict
 from torch import Tensor
 
-from mmfusion.models.layers import RMSNorm
+from mmfusion.models.layers import RMSNorm, rotate_at
 from mmfusion.registry import MODELS
 
 
@@ -30,13 +30,21 @@ class GatedCrossAttention(nn.Module):
         dim (int): Query (own tower) width.
         context_dim (int): Context (other tower) width.
         num_heads (int): Attention heads; ``dim`` divides by it.
+        position_rate (float, optional): Context positions per query
+            position. Given, queries and keys are rotated (RoPE) at positions
+            ``i * position_rate`` and ``j``, so attention can prefer the
+            context near where a monotonic alignment would put query ``i``
+            (e.g. about 1.65 speech units per character for ASR). ``None``
+            (the paper): no positions, content only.
     """
 
-    def __init__(self, dim: int, context_dim: int, num_heads: int) -> None:
+    def __init__(self, dim: int, context_dim: int, num_heads: int,
+                 position_rate: Optional[float] = None) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f'cross-attention width {dim} must divide by num_heads {num_heads}')
         self.num_heads = num_heads
+        self.position_rate = position_rate
         # The paper's input projection: a non-linear map between the towers' widths.
         self.context_proj = nn.Sequential(nn.Linear(context_dim, dim), nn.ReLU(inplace=True),
                                           nn.Linear(dim, dim))
@@ -57,6 +65,9 @@ class GatedCrossAttention(nn.Module):
         q = self.q_proj(self.norm(x)).view(b, length, heads, head_dim).transpose(1, 2)
         k = self.k_proj(ctx).view(b, -1, heads, head_dim).transpose(1, 2)
         v = self.v_proj(ctx).view(b, -1, heads, head_dim).transpose(1, 2)
+        if self.position_rate is not None:
+            q = rotate_at(q, torch.arange(length, device=x.device) * self.position_rate)
+            k = rotate_at(k, torch.arange(k.shape[2], device=x.device, dtype=torch.float64))
         mask = None if context_padding_mask is None else ~context_padding_mask[:, None, None, :]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         out = self.o_proj(out.transpose(1, 2).reshape(b, length, dim))
@@ -80,8 +91,9 @@ class ZipperDecoder(BaseModule):
             ``frozen=True`` in its config; ``None`` drops a tower inherited
             from a base config.
         links (list[dict]): each ``dict(query='text', context='speech',
-            every=2, num_heads=4)``: cross-attention after query-tower blocks
-            ``every, 2*every, ...``. Links must not form a cycle (a context
+            every=2, num_heads=4, position_rate=None)``: cross-attention after
+            query-tower blocks ``every, 2*every, ...`` (``position_rate``: see
+            :class:`GatedCrossAttention`). Links must not form a cycle (a context
             tower runs completely before the towers that read it).
         init_cfg (dict, optional): mmengine init config.
     """
@@ -112,7 +124,8 @@ class ZipperDecoder(BaseModule):
                                  f'{q_tower.depth} blocks of {query!r}')
             for layer in layers:
                 self.cross_attn[f'{query}_from_{context}_{layer}'] = GatedCrossAttention(
-                    q_tower.dim, c_tower.dim, int(link.get('num_heads', 4)))
+                    q_tower.dim, c_tower.dim, int(link.get('num_heads', 4)),
+                    link.get('position_rate'))
             self.links.append((query, context, layers))
         self.order = self._run_order()
 
