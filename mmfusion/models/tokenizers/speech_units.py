@@ -130,6 +130,50 @@ class SpeechUnitTokenizer(nn.Module):
             units.append(self.encode(wave.float().cpu()))
         return units
 
+    # -- units to audio ------------------------------------------------------
+    def units_to_log_mel(self, units: Tensor, frames_per_unit: float = 2.0) -> Tensor:
+        """Mel lookup: each unit's centroid, de-standardised to a log-mel
+        frame and repeated for ``frames_per_unit`` frames on average
+        (deduplicated units lost their run lengths; the fitted SynthSpeech
+        units run 2.1 frames on average: 50 frames/s against 23.7 units/s).
+        Returns (frames, n_mels). Only for ``normalise='global'`` (an
+        utterance-normalised unit has no absolute level)."""
+        if not bool(self.fitted):
+            raise RuntimeError('SpeechUnitTokenizer is not fitted')
+        if self.normalise != 'global':
+            raise ValueError("units_to_log_mel needs normalise='global' units")
+        units = torch.as_tensor(units, dtype=torch.long).flatten()
+        if units.numel() and not 0 <= int(units.min()) <= int(units.max()) < self.num_units:
+            raise ValueError(f'units must lie in [0, {self.num_units}), got '
+                             f'[{int(units.min())}, {int(units.max())}]')
+        # Fractional rates: unit k covers frames [round(k * r), round((k + 1) * r)).
+        edges = torch.round(torch.arange(units.numel() + 1) * frames_per_unit).long()
+        repeats = (edges[1:] - edges[:-1]).clamp_min(1)
+        frames = self.centroids[units.repeat_interleave(repeats)]
+        return frames * self.std + self.mean
+
+    def units_to_wave(self, units: Tensor, frames_per_unit: float = 2.0,
+                      n_iter: int = 32) -> Tensor:
+        """Audible waveform (samples,) at ``sample_rate`` from units:
+        :meth:`units_to_log_mel`, then torchaudio's ``InverseMelScale`` and
+        ``GriffinLim`` with the analysis frontend's STFT settings."""
+        import torchaudio
+        log_mel = self.units_to_log_mel(units, frames_per_unit)
+        front = self.frontend
+        mel = (log_mel.exp() - front.log_offset).clamp_min(0).T  # (n_mels, frames)
+        spec_cfg = front.mel.spectrogram
+        mel_cfg = front.mel.mel_scale
+        inverse = torchaudio.transforms.InverseMelScale(
+            n_stft=spec_cfg.n_fft // 2 + 1, n_mels=mel_cfg.n_mels, sample_rate=self.sample_rate,
+            f_min=mel_cfg.f_min, f_max=mel_cfg.f_max, mel_scale=mel_cfg.mel_scale,
+            driver='gelsd')  # 80 mel bins over 201 STFT bins: rank-deficient for 'gels'
+        griffin_lim = torchaudio.transforms.GriffinLim(
+            n_fft=spec_cfg.n_fft, win_length=spec_cfg.win_length, hop_length=spec_cfg.hop_length,
+            power=spec_cfg.power, n_iter=n_iter)
+        torch.manual_seed(0)  # Griffin-Lim starts from random phases
+        wave = griffin_lim(inverse(mel))
+        return wave / wave.abs().max().clamp_min(1e-8) * 0.9
+
     # -- files -------------------------------------------------------------
     def save(self, path: str) -> None:
         """Write the fitted state atomically (temporary file + rename)."""
