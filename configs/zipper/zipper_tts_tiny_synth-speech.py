@@ -1,8 +1,8 @@
 # Zipper TTS: the pretrained speech tower reads the pretrained text tower
 # through gated cross-attention after every 2nd block and learns to continue
 # <s> with the utterance's speech units. Evaluated by unit error rate against
-# the units of the real (held-out voice) audio; tools/misc/units_to_wav.py
-# turns predicted units into audio.
+# the units of the real (held-out voice) audio; `demo/audio_demo.py tts`
+# turns predicted units into audio (mel lookup + Griffin-Lim).
 _base_ = ['./zipper_asr_tiny_synth-speech.py']
 model = dict(output='speech', context='text', max_new_tokens=250,
              decoder=dict(links=[dict(query='speech', context='text', every=2, num_heads=4)]))

@@ -154,6 +154,8 @@ class FusionVisualizer(Visualizer):
         lines = []
         if 'pred_caption' in data_sample:
             lines.append(str(data_sample.pred_caption))
+        if 'pred_text' in data_sample:  # a transcript (ASR)
+            lines.append(str(data_sample.pred_text))
         if 'pred_retrieval_scores' in data_sample:
             texts = data_sample.metainfo.get('texts') or []
             scores = data_sample.pred_retrieval_scores.tolist()

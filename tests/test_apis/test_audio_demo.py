@@ -1,0 +1,86 @@
+"""demo/audio_demo.py: ASR (resampled / mixed input, spectrogram PNG with the
+transcript) and TTS (a playable WAV) on Zipper models with random weights;
+bad files fail naming them."""
+import importlib.util
+import os.path as osp
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.usefixtures('one_thread')
+
+_spec = importlib.util.spec_from_file_location('audio_demo', osp.join(REPO, 'demo/audio_demo.py'))
+demo = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(demo)
+
+ASR = osp.join(REPO, 'configs/zipper/zipper_asr_tiny_synth-speech.py')
+TTS = osp.join(REPO, 'configs/zipper/zipper_tts_tiny_synth-speech.py')
+
+
+@pytest.fixture(scope='module')
+def units_file(tmp_path_factory):
+    from mmfusion.models.tokenizers import SpeechUnitTokenizer
+    torch.manual_seed(0)
+    tok = SpeechUnitTokenizer(num_units=64)
+    tok.fit([torch.randn(16000) * torch.linspace(0, 1, 16000) for _ in range(4)])
+    path = str(tmp_path_factory.mktemp('units') / 'units64.pth')
+    tok.save(path)
+    return path
+
+
+def _checkpoint(config, units_file, tmp_path):
+    from mmfusion.apis import init_model
+    from mmfusion.utils import register_all_modules
+    register_all_modules()
+    torch.manual_seed(0)
+    model = init_model(config, None, cfg_options={'model.unit_tokenizer.checkpoint': units_file})
+    path = str(tmp_path / 'model.pth')
+    torch.save(dict(state_dict=model.state_dict()), path)
+    return path
+
+
+def _opts(units_file, max_new=12):
+    return ['--cfg-options', f'model.unit_tokenizer.checkpoint={units_file}',
+            f'model.max_new_tokens={max_new}']
+
+
+def test_asr_transcribes_48k_stereo_and_draws_the_spectrogram(units_file, tmp_path, capsys):
+    ckpt = _checkpoint(ASR, units_file, tmp_path)
+    t = np.arange(48000) / 48000
+    stereo = np.stack([np.sin(2 * np.pi * 220 * t), np.sin(2 * np.pi * 330 * t)], 1) * 0.3
+    wav = str(tmp_path / 'stereo48k.wav')
+    soundfile.write(wav, stereo.astype(np.float32), 48000)
+    png = str(tmp_path / 'out' / 'spec.png')
+    text = demo.main(['asr', ASR, ckpt, wav, '--out-file', png, *_opts(units_file)])
+    assert isinstance(text, str) and text in capsys.readouterr().out
+    import mmcv
+    img = mmcv.imread(png)
+    # 1 s at 16 kHz: (16000 - 400) // 320 + 1 = 49 frames of 20 ms, 4 px each.
+    assert img.shape[1] == 4 * 49 and img.shape[0] >= 80
+    # Empty and unreadable files name themselves.
+    empty = str(tmp_path / 'empty.wav')
+    soundfile.write(empty, np.zeros(0, np.float32), 16000)
+    with pytest.raises(Exception, match='empty.wav'):
+        demo.main(['asr', ASR, ckpt, empty, *_opts(units_file)])
+    broken = tmp_path / 'broken.wav'
+    broken.write_bytes(b'RIFF0000WAVEjunk')
+    with pytest.raises(Exception, match='broken.wav'):
+        demo.main(['asr', ASR, ckpt, str(broken), *_opts(units_file)])
+    with pytest.raises(ValueError, match="output='text'"):
+        demo.main(['asr', TTS, ckpt, wav, *_opts(units_file)])
+
+
+def test_tts_writes_a_playable_wav(units_file, tmp_path):
+    ckpt = _checkpoint(TTS, units_file, tmp_path)
+    out = str(tmp_path / 'tts' / 'out.wav')
+    wave = demo.main(['tts', TTS, ckpt, 'the red circle', '--out', out,
+                      '--frames-per-unit', '2', *_opts(units_file)])
+    read, rate = soundfile.read(out, dtype='float32')
+    assert rate == 16000 and read.ndim == 1 and len(read) == len(wave)
+    # 2 frames of 320 samples per generated unit (at most 12).
+    assert 320 * 2 <= len(read) <= 320 * 2 * 12 + 400
+    assert soundfile.info(out).subtype == 'PCM_16'
