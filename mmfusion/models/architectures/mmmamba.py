@@ -157,7 +157,7 @@ class MultimodalCausalLM(BaseModel):
             self.layers[i].ssm.seed_from_attention(teacher.layers[i].attn)
 
     # -- sequences -----------------------------------------------------------
-    def _captions(self, data_samples: Sequence[FusionDataSample], which: str) -> List[str]:
+    def pick_captions(self, data_samples: Sequence[FusionDataSample], which: str) -> List[str]:
         """One reference caption per sample: ``'random'`` (training) or
         ``'first'``."""
         out = []
@@ -204,7 +204,7 @@ class MultimodalCausalLM(BaseModel):
             return self.predict(inputs, data_samples)
         if mode == 'tensor':  # logits for the first captions, or after <s> alone
             if data_samples is not None:
-                ids, mask = self.tokenize(self._captions(data_samples, 'first'))
+                ids, mask = self.tokenize(self.pick_captions(data_samples, 'first'))
             else:
                 ids = torch.full((inputs['img'].shape[0], 1), BOS, device=inputs['img'].device)
                 mask = None
@@ -212,7 +212,7 @@ class MultimodalCausalLM(BaseModel):
         raise ValueError(f'invalid mode {mode!r}; expected "loss", "predict" or "tensor"')
 
     def loss(self, inputs: Dict, data_samples: List[FusionDataSample]) -> Dict[str, Tensor]:
-        ids, mask = self.tokenize(self._captions(data_samples, 'random'))
+        ids, mask = self.tokenize(self.pick_captions(data_samples, 'random'))
         logits = self.forward_sequence(inputs['img'], ids, mask)
         return next_token_loss(logits[:, :-1], ids[:, 1:])
 
@@ -386,7 +386,7 @@ class MambaDistiller(BaseModel):
 
     def loss(self, inputs: Dict, data_samples: List[FusionDataSample]) -> Dict[str, Tensor]:
         img = inputs['img']
-        ids, mask = self.student.tokenize(self.student._captions(data_samples, 'random'))
+        ids, mask = self.student.tokenize(self.student.pick_captions(data_samples, 'random'))
         t_logits, io = self._run_teacher(img, ids, mask)
         if self.stage in (1, 2):
             valid = ~F.pad(mask, (self.student.patch_embed.num_patches, 0), value=False)
