@@ -115,8 +115,10 @@ def test_mixer_with_no_decay_and_unit_dt_equals_gated_linear_attention():
     torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
 
 
-def test_mixer_state_continues_the_sequence_exactly():
-    _, mixer = _mixer()
+@pytest.mark.parametrize('kernel', [2, 4])
+def test_mixer_state_continues_the_sequence_exactly(kernel):
+    torch.manual_seed(0)
+    mixer = Mamba2Mixer(24, 4, 2, conv_kernel=kernel, chunk_size=8)
     with torch.no_grad():  # a non-trivial convolution and step size
         mixer.conv1d.weight.normal_()
         mixer.dt_proj.weight.normal_(std=0.3)
@@ -128,7 +130,9 @@ def test_mixer_state_continues_the_sequence_exactly():
     parts.append(mixer(u[:, 15:], cache=cache))  # a chunk continuing the state
     torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-5, rtol=1e-5)
     assert cache['ssm'].shape == (2, 4, 6, 6)
-    assert cache['conv'].shape == (2, mixer.conv_channels, 1)
+    assert cache['conv'].shape == (2, mixer.conv_channels, kernel - 1)
+    # The state is its own storage, not a view into the prefill's tensors.
+    assert cache['conv'].untyped_storage().nbytes() == cache['conv'].numel() * 4
 
 
 # -- models ---------------------------------------------------------------------------
@@ -196,8 +200,15 @@ def test_step_by_step_generation_equals_parallel_forward():
             steps = [model.forward_sequence(img, ids[:, :1], caches=caches)]
             steps += [model.forward_sequence(None, ids[:, t:t + 1], caches=caches)
                       for t in range(1, 9)]
+            # Several tokens at once continue a cache too (causal within them).
+            chunked = model.new_caches()
+            parts = [model.forward_sequence(img, ids[:, :3], caches=chunked),
+                     model.forward_sequence(None, ids[:, 3:7], caches=chunked),
+                     model.forward_sequence(None, ids[:, 7:], caches=chunked)]
         torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5,
                                    msg=lambda m: f'{name}: {m}')
+        torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-5, rtol=1e-5,
+                                   msg=lambda m: f'{name}, chunks: {m}')
         # Decoding state: the teacher's grows with the sequence, Mamba-2's does not.
         for i, layer in enumerate(model.layers):
             if hasattr(layer, 'attn'):
@@ -274,6 +285,7 @@ STAGES = [
     ('mmmamba-linear_stage2_tiny_1xb32-300it_synthshapes-caption.py', 2, 'mixer'),
     ('mmmamba-linear_stage3_tiny_1xb32-600it_synthshapes-caption.py', 3, 'mixer'),
     ('mmmamba-hybrid_stage1_tiny_1xb32-300it_synthshapes-caption.py', 1, 'new'),
+    ('mmmamba-hybrid_stage2_tiny_1xb32-300it_synthshapes-caption.py', 2, 'mixer'),
     ('mmmamba-hybrid_stage3_tiny_1xb32-600it_synthshapes-caption.py', 3, 'mixer'),
 ]
 

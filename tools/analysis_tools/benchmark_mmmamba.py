@@ -11,8 +11,10 @@ sequence length, one image plus text tokens filling the length:
   measurement in a fresh process so earlier runs cannot hide it;
 * at ``--decode-context``: per-token latency of greedy decoding steps after
   the prefill (median over ``--decode-tokens``) and the decoding state's
-  size (the key/value cache of attention layers, the convolution and SSM
-  state of Mamba-2 layers).
+  size (the key/value cache of attention layers, which grows by
+  concatenation as Hugging Face's ``DynamicCache`` does, with grouped-query
+  attention reading shared key/value heads without copies; the convolution
+  and SSM state of Mamba-2 layers).
 
 Prefill times are fitted as ``time ~ length ** exponent`` (least squares in
 log-log). Speed does not depend on the weights, so the models are built
@@ -47,7 +49,7 @@ def parse_args(argv=None):
     parser.add_argument('--decode-context', type=int, default=16384)
     parser.add_argument('--decode-tokens', type=int, default=32)
     parser.add_argument('--hybrid-layers', type=int, nargs='+', default=[2, 5])
-    parser.add_argument('--repeats', type=int, default=2)
+    parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--out-dir', default='work_dirs/mmmamba_benchmark')
     parser.add_argument('--in-process', action='store_true',
@@ -63,7 +65,6 @@ def _rss_bytes() -> int:
 
 
 def build(kind: str, args, max_len: int):
-    import torch  # noqa: F401
     from mmengine.config import Config
 
     from mmfusion.registry import MODELS
@@ -210,7 +211,9 @@ def main(argv=None) -> dict:
                       state_memory_reduction=1 - decode[k]['decode_state_mb']
                       / teacher['decode_state_mb'])
               for k in ('linear', 'hybrid')}
+    from mmfusion.models.decoders.mamba import mamba_ssm_available
     result = dict(config=args.config, device=args.device, threads=_threads(),
+                  mamba_ssm_kernel=args.device != 'cpu' and mamba_ssm_available(),
                   hybrid_layers=args.hybrid_layers, decode_context=args.decode_context,
                   runs=runs, prefill_exponent=exponents, decode=decode, vs_teacher=ratios)
     os.makedirs(args.out_dir, exist_ok=True)

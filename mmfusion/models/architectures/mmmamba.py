@@ -104,7 +104,7 @@ class MultimodalCausalLM(BaseModel):
             raise ValueError(f'attention_layers {list(attention_layers)} must index the {depth} '
                              "layers, and needs mixer='mamba2'")
         self.tokenizer = TOKENIZERS.build(tokenizer)
-        self.mixer = mixer
+        self.mixer_type = mixer
         self.attention_layers = sorted(attention_layers)
         self.max_new_tokens = max_new_tokens
         ffn_dim = ffn_dim or 8 * dim // 3
@@ -183,8 +183,12 @@ class MultimodalCausalLM(BaseModel):
         """Logits (B, T, V) at the text positions of ``[patches(img), ids]``.
 
         ``img=None`` continues a cached sequence with ``ids`` only.
-        ``padding_mask`` (B, T) marks padded text positions.
+        ``padding_mask`` (B, T) marks padded text positions (teacher forcing
+        only: a cache would keep the padding in its state).
         """
+        if caches is not None and padding_mask is not None:
+            raise ValueError('forward_sequence: a padding mask cannot be combined with '
+                             'generation caches')
         x = self.embedding(ids)
         if img is not None:
             patches = self.patch_embed(img)
@@ -290,7 +294,9 @@ class MambaDistiller(BaseModel):
 
     * ``stage=1`` / ``2``: per-layer MSE between each Mamba-2 mixer's output
       and the teacher attention output, both fed the teacher's input to that
-      layer (the student's mixers are run alone on it).
+      layer (the student's mixers are run alone on it). The loss is their
+      mean: each logged ``loss_mse.<layer>`` is that layer's MSE divided by
+      the number of Mamba-2 layers.
     * ``stage=3``: end-to-end ``KL(teacher || student)`` of the next-token
       distributions at the caption positions.
 
@@ -370,10 +376,10 @@ class MambaDistiller(BaseModel):
     @torch.no_grad()
     def _run_teacher(self, img: Tensor, ids: Tensor, mask: Tensor
                      ) -> Tuple[Tensor, Dict[int, Tuple[Tensor, Tensor]]]:
-        """Teacher logits, and each student Mamba layer's teacher attention
-        (input, output)."""
+        """Teacher logits and, in stages 1 and 2, each student Mamba layer's
+        teacher attention (input, output)."""
         io, hooks = {}, []
-        for i in self.student.mamba_layers:
+        for i in (self.student.mamba_layers if self.stage in (1, 2) else []):
             def record(module, args, output, i=i):
                 io[i] = (args[0], output)
             hooks.append(self.teacher.layers[i].attn.register_forward_hook(record))

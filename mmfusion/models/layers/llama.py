@@ -36,7 +36,10 @@ def rotate_at(x: Tensor, positions: Tensor, theta: float = 10000.0) -> Tensor:
     inv_freq = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float64,
                                        device=x.device) / head_dim)
     angles = torch.outer(positions.to(torch.float64), inv_freq)
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    return _rotate(x, angles.cos().to(x.dtype), angles.sin().to(x.dtype))
+
+
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
 
@@ -66,10 +69,8 @@ class RotaryEmbedding(nn.Module):
         if offset + length > self.max_len:
             raise ValueError(f'sequence of {offset + length} positions exceeds the RoPE range '
                              f'max_len={self.max_len} of this model')
-        cos = self.cos[offset:offset + length].to(x.dtype)
-        sin = self.sin[offset:offset + length].to(x.dtype)
-        x1, x2 = x.chunk(2, dim=-1)
-        return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+        return _rotate(x, self.cos[offset:offset + length].to(x.dtype),
+                       self.sin[offset:offset + length].to(x.dtype))
 
 
 class SwiGLU(nn.Module):
@@ -124,7 +125,8 @@ class GroupedQueryAttention(nn.Module):
                 padded rows' own sake (they then see only valid keys).
             cache (dict, optional): The key/value cache for generation,
                 updated in place: ``k``/``v`` (B, num_kv_heads, T, head_dim)
-                of the positions seen so far; ``x`` continues them.
+                of the positions seen so far; ``x`` continues them. It grows
+                by concatenation, as Hugging Face's ``DynamicCache`` does.
         """
         b, length, _ = x.shape
         q = self.q_proj(x).view(b, length, self.num_heads, self.head_dim).transpose(1, 2)
@@ -137,15 +139,13 @@ class GroupedQueryAttention(nn.Module):
                 k = torch.cat([cache['k'], k], dim=2)
                 v = torch.cat([cache['v'], v], dim=2)
             cache['k'], cache['v'] = k, v
-        group = self.num_heads // self.num_kv_heads
-        if group > 1:
-            k = k.repeat_interleave(group, dim=1)
-            v = v.repeat_interleave(group, dim=1)
+        # Query heads share key/value heads in groups, without copying them.
+        gqa = dict(enable_gqa=self.num_heads != self.num_kv_heads)
         total = k.shape[2]
         if key_padding_mask is None and offset == 0:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, **gqa)
         elif key_padding_mask is None and length == 1:
-            out = F.scaled_dot_product_attention(q, k, v)
+            out = F.scaled_dot_product_attention(q, k, v, **gqa)
         else:
             allowed = torch.ones(length, total, dtype=torch.bool,
                                  device=x.device).tril(offset)[None]
@@ -153,7 +153,7 @@ class GroupedQueryAttention(nn.Module):
                 allowed = allowed & ~key_padding_mask[:, None, :]
             # A padded row may see no valid key only if the sequence is empty.
             allowed = allowed | ~allowed.any(-1, keepdim=True)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None])
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None], **gqa)
         return self.o_proj(out.transpose(1, 2).reshape(b, length, -1))
 
 

@@ -21,8 +21,8 @@ class Mamba2Mixer(nn.Module):
     heads, so the state per head is ``head_dim x head_dim``. The new
     parameters:
 
-    * ``conv1d``: depthwise causal convolution (kernel 2) over the q/k/v
-      channels, followed by SiLU;
+    * ``conv1d``: depthwise causal convolution (``conv_kernel`` wide, 2 as
+      in the paper) over the q/k/v channels, followed by SiLU;
     * ``dt_proj`` (input -> one step size per head) and ``dt_bias``:
       ``dt = softplus(dt_proj(u) + dt_bias)``;
     * ``A_log``: ``A = -exp(A_log)`` per head;
@@ -43,8 +43,9 @@ class Mamba2Mixer(nn.Module):
         conv_kernel (int): Causal convolution width.
         chunk_size (int): SSD chunk length (any sequence length works).
         use_kernel (bool | str): ``'auto'`` uses ``mamba_ssm``'s fused kernel
-            for CUDA tensors when it is installed; ``False`` always runs the
-            pure-PyTorch scan; ``True`` requires the kernel.
+            for CUDA tensors when it is installed; ``True`` the same, but
+            refuses to build without ``mamba_ssm``; ``False`` always runs the
+            pure-PyTorch scan. CPU tensors always use the pure-PyTorch scan.
         dt_range (tuple): Range of the initial step sizes.
     """
 
@@ -89,7 +90,7 @@ class Mamba2Mixer(nn.Module):
         self.conv1d.bias.zero_()
         self.dt_proj.weight.zero_()
         lo, hi = (math.log(v) for v in self.dt_range)
-        dt = torch.exp(torch.rand(self.num_heads) * (hi - lo) + lo).clamp(min=self.dt_range[0])
+        dt = torch.exp(torch.rand(self.num_heads) * (hi - lo) + lo)
         self.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus^-1(dt)
         self.A_log.fill_(1.0)  # A = -e
         nn.init.xavier_uniform_(self.g_proj.weight, gain=2 ** -2.5)
@@ -120,7 +121,8 @@ class Mamba2Mixer(nn.Module):
             prefix = qkv.new_zeros(qkv.shape[0], qkv.shape[1], width)
         padded = torch.cat([prefix, qkv], dim=2)
         if cache is not None:
-            cache['conv'] = padded[..., padded.shape[2] - width:]
+            # A copy: a view would keep the whole prefill input alive.
+            cache['conv'] = padded[..., padded.shape[2] - width:].clone()
         if padded.shape[2] == width + 1:  # one step: a weighted sum is cheaper than conv1d
             out = (padded * self.conv1d.weight[:, 0]).sum(-1, keepdim=True) \
                 + self.conv1d.bias[:, None]

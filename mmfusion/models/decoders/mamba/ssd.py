@@ -21,8 +21,10 @@ Shapes: ``x`` (B, L, H, P), ``dt`` (B, L, H) (already positive, e.g. after
 softplus), ``A`` (H,), ``B`` and ``C`` (B, L, H, N), states (B, H, P, N).
 Written here rather than imported: the reference implementation
 (``mamba_ssm``'s ``ssd_minimal``) ships with a CUDA-only package, and its
-Triton kernel needs a GPU; :func:`ssd_kernel` uses that kernel when present.
+Triton kernel needs a GPU; :func:`ssd_kernel` wraps that kernel (the mixer
+picks it for CUDA tensors when ``mamba_ssm`` is installed).
 """
+import functools
 from typing import Optional, Tuple
 
 import torch
@@ -103,19 +105,24 @@ def ssd_chunked(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, chunk_si
     decay_to_end = torch.exp(log_a_cum[..., -1:] - log_a_cum)  # (b, h, c, q)
     chunk_states = torch.einsum('bclhn,bhcl,bclhp->bchpn', B, decay_to_end, xdt)
 
-    # 3. Recurrence over chunks: the state entering each chunk, and the final one.
-    if initial_state is None:
-        initial_state = x.new_zeros(b, h, p, B.shape[-1])
-    chunk_states = torch.cat([initial_state[:, None].to(chunk_states.dtype), chunk_states], 1)
-    decay_chunks = torch.exp(segment_sum(F.pad(log_a_cum[..., -1], (1, 0))))  # (b,h,c+1,c+1)
-    states = torch.einsum('bhzc,bchpn->bzhpn', decay_chunks, chunk_states)
-    entering, final_state = states[:, :-1], states[:, -1]
+    # 3. Recurrence over chunks: the state entering each chunk, and the final
+    # one. A loop, linear in the number of chunks (ssd_minimal's segment-sum
+    # matrix over chunks is quadratic in it).
+    state = x.new_zeros(b, h, p, B.shape[-1]) if initial_state is None else initial_state
+    chunk_decay = torch.exp(log_a_cum[..., -1]).permute(0, 2, 1)[..., None, None]  # (b,c,h,1,1)
+    entering = []
+    for c in range(chunks):
+        entering.append(state)
+        state = chunk_decay[:, c] * state + chunk_states[:, c]
+    entering = torch.stack(entering, dim=1)
+    final_state = state
 
     # 4. What the entering state contributes to each position of its chunk.
     y = y + torch.einsum('bclhn,bchpn,bhcl->bclhp', C, entering, torch.exp(log_a_cum))
     return y.reshape(b, chunks * chunk_size, h, p)[:, :length], final_state
 
 
+@functools.lru_cache(maxsize=None)
 def mamba_ssm_available() -> bool:
     """Whether ``mamba_ssm``'s Triton SSD kernel can be imported."""
     try:

@@ -66,7 +66,8 @@ class GatedCrossAttention(nn.Module):
         k = self.k_proj(ctx).view(b, -1, heads, head_dim).transpose(1, 2)
         v = self.v_proj(ctx).view(b, -1, heads, head_dim).transpose(1, 2)
         if self.position_rate is not None:
-            q = rotate_at(q, torch.arange(length, device=x.device) * self.position_rate)
+            q = rotate_at(q, torch.arange(length, device=x.device,
+                                          dtype=torch.float64) * self.position_rate)
             k = rotate_at(k, torch.arange(k.shape[2], device=x.device, dtype=torch.float64))
         mask = None if context_padding_mask is None else ~context_padding_mask[:, None, None, :]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
