@@ -61,7 +61,7 @@ def ssd_step(state: Tensor, x: Tensor, dt: Tensor, A: Tensor, B: Tensor,
     ``state`` (B, H, P, N). Returns ``(y (B, H, P), new state)``."""
     decay = torch.exp(dt * A)[..., None, None]
     state = decay * state + (dt[..., None] * x)[..., :, None] * B[..., None, :]
-    return torch.einsum('bhpn,bhn->bhp', state, C), state
+    return torch.matmul(state, C[..., None])[..., 0], state
 
 
 def ssd_recurrent(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor,
