@@ -37,12 +37,17 @@ def test_benchmark_writes_json_and_plot(tmp_path, monkeypatch):
     assert {(r['model'], r['length']) for r in saved['runs']} == {
         (k, n) for k in bench.KINDS for n in (64, 128)}
     assert set(saved['decode']) == set(bench.KINDS)
-    # Decoding state after 128 + 2 tokens: the teacher's key/value cache over 6
+    # Decoding state after 128 + 2 x 2 tokens (2 steps at each of 1 and 2
+    # threads): the teacher's key/value cache over 6
     # layers x 2 kv heads x 32 dims (k and v, fp32); Mamba-2 layers hold a
     # (4 heads x 32 x 32) SSM state and one step of conv input per channel.
-    kv = 6 * 2 * (128 + 2) * 2 * 32 * 4
+    kv = 6 * 2 * (128 + 4) * 2 * 32 * 4
     ssm = (4 * 32 * 32 + (128 + 2 * 64)) * 4
     assert saved['decode']['teacher']['decode_state_mb'] * 2**20 == kv
     assert saved['decode']['linear']['decode_state_mb'] * 2**20 == 6 * ssm
     assert saved['decode']['hybrid']['decode_state_mb'] * 2**20 == 4 * ssm + kv // 3
+    for kind, numbers in saved['decode'].items():  # reported at the faster thread count
+        assert set(numbers['decode_ms_per_token_by_threads']) == {'1', '2'}
+        assert numbers['decode_ms_per_token'] == min(
+            numbers['decode_ms_per_token_by_threads'].values())
     assert osp.getsize(tmp_path / 'mmmamba_benchmark.png') > 10_000

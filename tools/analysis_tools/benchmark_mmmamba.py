@@ -10,7 +10,9 @@ sequence length, one image plus text tokens filling the length:
   resident-set growth (``ru_maxrss`` minus the RSS before the prefill), each
   measurement in a fresh process so earlier runs cannot hide it;
 * at ``--decode-context``: per-token latency of greedy decoding steps after
-  the prefill (median over ``--decode-tokens``) and the decoding state's
+  the prefill (median over ``--decode-tokens``, at each of
+  ``--decode-threads`` CPU threads; each model is reported at its fastest,
+  all counts are in the JSON) and the decoding state's
   size (the key/value cache of attention layers, which grows by
   concatenation as Hugging Face's ``DynamicCache`` does, with grouped-query
   attention reading shared key/value heads without copies; the convolution
@@ -48,6 +50,10 @@ def parse_args(argv=None):
     parser.add_argument('--lengths', type=int, nargs='+', default=[1024, 2048, 4096, 8192, 16384])
     parser.add_argument('--decode-context', type=int, default=16384)
     parser.add_argument('--decode-tokens', type=int, default=32)
+    parser.add_argument('--decode-threads', type=int, nargs='+', default=[1, 2],
+                        help='CPU thread counts to decode with; each model is reported at '
+                        'its fastest (one-token steps of a small model are bound by '
+                        'per-operation overhead, which more threads can raise)')
     parser.add_argument('--hybrid-layers', type=int, nargs='+', default=[2, 5])
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--device', default='cpu')
@@ -89,7 +95,8 @@ def worker(args) -> dict:
     import torch
     kind, length = args.worker[0], int(args.worker[1])
     device = torch.device(args.device)
-    model = build(kind, args, max(length, args.decode_context) + args.decode_tokens + 1)
+    model = build(kind, args, max(length, args.decode_context)
+                  + args.decode_tokens * len(args.decode_threads) + 1)
     patches = model.patch_embed.num_patches
     img = torch.randn(1, 3, model.patch_embed.img_size, model.patch_embed.img_size, device=device)
     ids = torch.randint(4, model.tokenizer.vocab_size, (1, length - patches), device=device)
@@ -122,16 +129,26 @@ def worker(args) -> dict:
                 out['prefill_peak_mem_mb'] = max(peak, 0) / 2**20
         out['prefill_s'] = statistics.median(times)
         if length == args.decode_context:
-            steps = []
             nxt = logits[:, -1:].argmax(-1)
-            for _ in range(args.decode_tokens):
-                sync()
-                start = time.perf_counter()
-                logits = model.forward_sequence(None, nxt, caches=caches)
-                sync()
-                steps.append(time.perf_counter() - start)
-                nxt = logits[:, -1:].argmax(-1)
-            out['decode_ms_per_token'] = statistics.median(steps) * 1e3
+            per_threads = {}
+            threads = args.decode_threads if device.type == 'cpu' else [torch.get_num_threads()]
+            default_threads = torch.get_num_threads()
+            for n in threads:
+                torch.set_num_threads(n)
+                steps = []
+                for _ in range(args.decode_tokens):
+                    sync()
+                    start = time.perf_counter()
+                    logits = model.forward_sequence(None, nxt, caches=caches)
+                    sync()
+                    steps.append(time.perf_counter() - start)
+                    nxt = logits[:, -1:].argmax(-1)
+                per_threads[n] = statistics.median(steps) * 1e3
+            torch.set_num_threads(default_threads)
+            best = min(per_threads, key=per_threads.get)
+            out['decode_ms_per_token_by_threads'] = per_threads
+            out['decode_ms_per_token'] = per_threads[best]
+            out['decode_threads'] = best
             out['decode_state_mb'] = state_bytes(caches) / 2**20
     return out
 
@@ -142,7 +159,8 @@ def measure(kind: str, length: int, args) -> dict:
         return worker(argparse.Namespace(**{**vars(args), 'worker': (kind, length)}))
     cmd = [sys.executable, __file__, '--worker', kind, str(length), '--config', args.config,
            '--decode-context', str(args.decode_context), '--decode-tokens',
-           str(args.decode_tokens), '--repeats', str(args.repeats), '--device', args.device,
+           str(args.decode_tokens), '--decode-threads', *map(str, args.decode_threads),
+           '--repeats', str(args.repeats), '--device', args.device,
            '--hybrid-layers', *map(str, args.hybrid_layers)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
@@ -203,7 +221,9 @@ def main(argv=None) -> dict:
     exponents = {k: fit_exponent([r['length'] for r in runs if r['model'] == k],
                                  [r['prefill_s'] for r in runs if r['model'] == k])
                  for k in KINDS}
-    decode = {r['model']: {k: r[k] for k in ('decode_ms_per_token', 'decode_state_mb')}
+    decode = {r['model']: {k: r[k] for k in ('decode_ms_per_token', 'decode_threads',
+                                              'decode_ms_per_token_by_threads',
+                                              'decode_state_mb')}
               for r in runs if 'decode_ms_per_token' in r}
     teacher = decode['teacher']
     ratios = {k: dict(decode_speedup=teacher['decode_ms_per_token'] / decode[k]
