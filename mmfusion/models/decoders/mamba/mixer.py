@@ -126,19 +126,11 @@ class Mamba2Mixer(nn.Module):
         if cache is not None:
             # A copy: a view would keep the whole prefill input alive.
             cache['conv'] = padded[..., padded.shape[2] - width:].clone()
-        if padded.shape[2] == width + 1:  # one step: a weighted sum is cheaper than conv1d
-            out = (padded * self.conv1d.weight[:, 0]).sum(-1, keepdim=True) \
-                + self.conv1d.bias[:, None]
-        else:
-            out = F.conv1d(padded, self.conv1d.weight, self.conv1d.bias,
-                           groups=self.conv_channels)
+        out = F.conv1d(padded, self.conv1d.weight, self.conv1d.bias, groups=self.conv_channels)
         return F.silu(out).transpose(1, 2)
 
     def _scan(self, x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor,
               state: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
-        if x.shape[1] == 1 and state is not None:
-            y, state = ssd_step(state, x[:, 0], dt[:, 0], A, B[:, 0], C[:, 0])
-            return y[:, None], state
         if self.use_kernel and x.is_cuda and mamba_ssm_available():
             return ssd_kernel(x, dt, A, B, C, self.chunk_size, state)
         return ssd_chunked(x, dt, A, B, C, self.chunk_size, state)
