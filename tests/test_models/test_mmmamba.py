@@ -364,3 +364,23 @@ def test_distiller_config_errors():
     with pytest.raises(ValueError, match='Mamba-2 layers'):
         MODELS.build({**cfg, 'student': dict(mixer='attention')})
     assert isinstance(MODELS.build(cfg), MambaDistiller)
+
+
+def test_decode_step_follows_weight_updates():
+    """The one-token step keeps its stacked projection matrix only until a
+    weight changes."""
+    _, mixer = _mixer()
+    u = torch.randn(2, 6, 24)
+
+    def step():
+        cache = {}
+        with torch.no_grad():
+            mixer(u[:, :5], cache=cache)
+            return mixer(u[:, 5:], cache=cache)
+
+    before = step()
+    with torch.no_grad():
+        mixer.g_proj.weight.mul_(3)
+    after = step()
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, mixer(u)[:, 5:], atol=1e-5, rtol=1e-5)

@@ -224,7 +224,7 @@ class MultimodalCausalLM(BaseModel):
         """Empty per-layer generation state (filled by :meth:`forward_sequence`)."""
         return [{} for _ in self.layers]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, img: Tensor) -> Tensor:
         """Greedy captions: (B, <= 1 + max_new_tokens) ids from ``<s>``,
         padded after each sequence's ``</s>``. With attention layers, at most

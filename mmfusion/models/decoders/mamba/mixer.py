@@ -135,6 +135,20 @@ class Mamba2Mixer(nn.Module):
             return ssd_kernel(x, dt, A, B, C, self.chunk_size, state)
         return ssd_chunked(x, dt, A, B, C, self.chunk_size, state)
 
+    def _step_weight(self) -> Tensor:
+        """The q/k/v/gate/dt projections stacked into one matrix; without
+        gradients it is kept until a weight changes (its version counter)."""
+        weights = [self.q_proj.weight, self.k_proj.weight, self.v_proj.weight,
+                   self.g_proj.weight, self.dt_proj.weight]
+        if torch.is_grad_enabled():
+            return torch.cat(weights)
+        key = tuple((w.data_ptr(), w._version) for w in weights)
+        if getattr(self, '_stacked_key', None) != key:
+            with torch.no_grad():
+                self._stacked = torch.cat(weights)
+            self._stacked_key = key
+        return self._stacked
+
     def _decode_step(self, u: Tensor, cache: Dict[str, Tensor]) -> Tensor:
         """:meth:`forward` for one new token after a prefill, in fewer, fused
         operations (token-by-token decoding is bound by per-operation
@@ -143,9 +157,7 @@ class Mamba2Mixer(nn.Module):
         instead of copied. Equal to the general path (tested)."""
         b, _, dim = u.shape
         kv_dim = self.num_kv_heads * self.head_dim
-        weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight,
-                            self.g_proj.weight, self.dt_proj.weight])
-        q, k, v, g, dt = F.linear(u[:, 0], weight).split(
+        q, k, v, g, dt = F.linear(u[:, 0], self._step_weight()).split(
             [dim, kv_dim, kv_dim, dim, self.num_heads], dim=-1)
         window = torch.cat([cache['conv'], torch.cat([q, k, v], -1)[..., None]], dim=2)
         cache['conv'] = window[..., 1:]
