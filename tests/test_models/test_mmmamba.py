@@ -384,3 +384,4 @@ def test_decode_step_follows_weight_updates():
     after = step()
     assert not torch.allclose(before, after)
     torch.testing.assert_close(after, mixer(u)[:, 5:], atol=1e-5, rtol=1e-5)
+

@@ -49,7 +49,7 @@ def parse_args(argv=None):
                         help='a config whose `teacher_model` (or `model`) is the teacher')
     parser.add_argument('--lengths', type=int, nargs='+', default=[1024, 2048, 4096, 8192, 16384])
     parser.add_argument('--decode-context', type=int, default=16384)
-    parser.add_argument('--decode-tokens', type=int, default=32)
+    parser.add_argument('--decode-tokens', type=int, default=64)
     parser.add_argument('--decode-threads', type=int, nargs='+', default=[1, 2],
                         help='CPU thread counts to decode with; each model is reported at '
                         'its fastest (one-token steps of a small model are bound by '

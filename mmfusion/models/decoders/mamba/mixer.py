@@ -135,19 +135,27 @@ class Mamba2Mixer(nn.Module):
             return ssd_kernel(x, dt, A, B, C, self.chunk_size, state)
         return ssd_chunked(x, dt, A, B, C, self.chunk_size, state)
 
-    def _step_weight(self) -> Tensor:
-        """The q/k/v/gate/dt projections stacked into one matrix; without
-        gradients it is kept until a weight changes (its version counter)."""
-        weights = [self.q_proj.weight, self.k_proj.weight, self.v_proj.weight,
-                   self.g_proj.weight, self.dt_proj.weight]
+    def _step_params(self) -> Tuple[Tensor, Tensor, Tensor]:
+        """For :meth:`_decode_step`: the q/k/v/gate/dt projections stacked
+        into one matrix, its bias (``dt_bias`` on the dt rows) and ``A``.
+        Without gradients they are kept until a parameter changes (its
+        version counter)."""
+        params = [self.q_proj.weight, self.k_proj.weight, self.v_proj.weight,
+                  self.g_proj.weight, self.dt_proj.weight, self.dt_bias, self.A_log]
+
+        def build():
+            weight = torch.cat(params[:5])
+            bias = F.pad(self.dt_bias, (weight.shape[0] - self.num_heads, 0))
+            return weight, bias, -torch.exp(self.A_log)
+
         if torch.is_grad_enabled():
-            return torch.cat(weights)
-        key = tuple((w.data_ptr(), w._version) for w in weights)
-        if getattr(self, '_stacked_key', None) != key:
+            return build()
+        key = tuple((p.data_ptr(), p._version) for p in params)
+        if getattr(self, '_step_key', None) != key:
             with torch.no_grad():
-                self._stacked = torch.cat(weights)
-            self._stacked_key = key
-        return self._stacked
+                self._step_cache = build()
+            self._step_key = key
+        return self._step_cache
 
     def _decode_step(self, u: Tensor, cache: Dict[str, Tensor]) -> Tensor:
         """:meth:`forward` for one new token after a prefill, in fewer, fused
@@ -157,17 +165,18 @@ class Mamba2Mixer(nn.Module):
         instead of copied. Equal to the general path (tested)."""
         b, _, dim = u.shape
         kv_dim = self.num_kv_heads * self.head_dim
-        q, k, v, g, dt = F.linear(u[:, 0], self._step_weight()).split(
-            [dim, kv_dim, kv_dim, dim, self.num_heads], dim=-1)
-        window = torch.cat([cache['conv'], torch.cat([q, k, v], -1)[..., None]], dim=2)
+        weight, bias, A = self._step_params()
+        proj = F.linear(u[:, 0], weight, bias)
+        # q, k, v come first and contiguous: the convolution's new input column.
+        window = torch.cat([cache['conv'], proj[:, :self.conv_channels, None]], dim=2)
         cache['conv'] = window[..., 1:]
         qkv = F.silu((window * self.conv1d.weight[:, 0]).sum(-1) + self.conv1d.bias)
         q, k, v = qkv.split([dim, kv_dim, kv_dim], dim=-1)
+        g, dt = proj[:, self.conv_channels:].split([dim, self.num_heads], dim=-1)
         C = q.view(b, self.num_heads, self.head_dim)
         B = k.view(b, self.num_kv_heads, self.head_dim)[:, self.kv_head_of]
         x = v.view(b, self.num_kv_heads, self.head_dim)[:, self.kv_head_of]
-        dt = F.softplus(dt + self.dt_bias)
-        y, cache['ssm'] = ssd_step(cache['ssm'], x, dt, -torch.exp(self.A_log), B, C)
+        y, cache['ssm'] = ssd_step(cache['ssm'], x, F.softplus(dt), A, B, C)
         gate = F.silu(g).view(b, self.num_heads, self.head_dim)
         return self.o_proj((self.g_norm(y) * gate).reshape(b, 1, dim))
 

@@ -60,7 +60,7 @@ def ssd_step(state: Tensor, x: Tensor, dt: Tensor, A: Tensor, B: Tensor,
     """One recurrence step. ``x`` (B, H, P), ``dt`` (B, H), ``B``/``C`` (B, H, N),
     ``state`` (B, H, P, N). Returns ``(y (B, H, P), new state)``."""
     decay = torch.exp(dt * A)[..., None, None]
-    state = decay * state + (dt[..., None] * x)[..., :, None] * B[..., None, :]
+    state = torch.addcmul(decay * state, (dt[..., None] * x)[..., :, None], B[..., None, :])
     return torch.matmul(state, C[..., None])[..., 0], state
 
 
