@@ -55,6 +55,10 @@ def parse_args(argv=None):
                         'its fastest (one-token steps of a small model are bound by '
                         'per-operation overhead, which more threads can raise)')
     parser.add_argument('--hybrid-layers', type=int, nargs='+', default=[2, 5])
+    parser.add_argument('--dim', type=int, help='override the config\'s width')
+    parser.add_argument('--num-heads', type=int, help='override the config\'s query heads')
+    parser.add_argument('--num-kv-heads', type=int,
+                        help='override the config\'s key/value heads')
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--out-dir', default='work_dirs/mmmamba_benchmark')
@@ -80,6 +84,9 @@ def build(kind: str, args, max_len: int):
     model_cfg = dict(cfg.get('teacher_model', cfg.model))
     model_cfg.pop('data_preprocessor', None)
     model_cfg['max_len'] = max_len
+    for key in ('dim', 'num_heads', 'num_kv_heads'):
+        if getattr(args, key, None):
+            model_cfg[key] = getattr(args, key)
     if kind != 'teacher':
         model_cfg.update(mixer='mamba2',
                          attention_layers=args.hybrid_layers if kind == 'hybrid' else [])
@@ -162,6 +169,9 @@ def measure(kind: str, length: int, args) -> dict:
            str(args.decode_tokens), '--decode-threads', *map(str, args.decode_threads),
            '--repeats', str(args.repeats), '--device', args.device,
            '--hybrid-layers', *map(str, args.hybrid_layers)]
+    for key in ('dim', 'num_heads', 'num_kv_heads'):
+        if getattr(args, key):
+            cmd += [f'--{key.replace("_", "-")}', str(getattr(args, key))]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(f'benchmark worker {kind} at {length} failed:\n{proc.stderr[-3000:]}')
@@ -235,6 +245,7 @@ def main(argv=None) -> dict:
     result = dict(config=args.config, device=args.device, threads=_threads(),
                   mamba_ssm_kernel=args.device != 'cpu' and mamba_ssm_available(),
                   hybrid_layers=args.hybrid_layers, decode_context=args.decode_context,
+                  architecture={k: getattr(args, k) for k in ('dim', 'num_heads', 'num_kv_heads')},
                   runs=runs, prefill_exponent=exponents, decode=decode, vs_teacher=ratios)
     os.makedirs(args.out_dir, exist_ok=True)
     with open(osp.join(args.out_dir, 'mmmamba_benchmark.json'), 'w') as f:
