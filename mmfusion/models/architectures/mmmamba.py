@@ -104,7 +104,6 @@ class MultimodalCausalLM(BaseModel):
             raise ValueError(f'attention_layers {list(attention_layers)} must index the {depth} '
                              "layers, and needs mixer='mamba2'")
         self.tokenizer = TOKENIZERS.build(tokenizer)
-        self.mixer_type = mixer
         self.attention_layers = sorted(attention_layers)
         self.max_new_tokens = max_new_tokens
         ffn_dim = ffn_dim or 8 * dim // 3
