@@ -82,6 +82,19 @@ def synthshapes_root(tmp_path_factory) -> str:
     return root
 
 
+@pytest.fixture(scope='session')
+def fitted_units(tmp_path_factory) -> str:
+    """A 64-unit SpeechUnitTokenizer fitted on noise, standing in for the
+    fitted file the speech configs name (tools/misc/fit_speech_units.py)."""
+    from mmfusion.models.tokenizers import SpeechUnitTokenizer
+    torch.manual_seed(0)
+    tokenizer = SpeechUnitTokenizer(num_units=64)
+    tokenizer.fit([torch.randn(16000) * torch.linspace(0, 1, 16000) for _ in range(4)])
+    path = str(tmp_path_factory.mktemp('units') / 'units64.pth')
+    tokenizer.save(path)
+    return path
+
+
 @pytest.fixture
 def one_thread():
     """Tiny ops run several times faster on one thread of a busy 2-core box."""

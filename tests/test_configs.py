@@ -50,19 +50,6 @@ def test_configs_exist():
     assert len(CONFIGS) >= 3
 
 
-@pytest.fixture(scope='module')
-def fitted_units(tmp_path_factory):
-    """A unit tokenizer fitted on noise, standing in for the fitted file the
-    speech configs name (produced by tools/misc/fit_speech_units.py)."""
-    from mmfusion.models.tokenizers import SpeechUnitTokenizer
-    torch.manual_seed(0)
-    tokenizer = SpeechUnitTokenizer(num_units=64)
-    tokenizer.fit([torch.randn(16000) * torch.linspace(0, 1, 16000) for _ in range(4)])
-    path = str(tmp_path_factory.mktemp('units') / 'units64.pth')
-    tokenizer.save(path)
-    return path
-
-
 def _inputs(cfg) -> dict:
     """One sample of what the config's model reads."""
     if cfg.model.type in ('Zipper', 'VocabExpansionASR'):

@@ -21,41 +21,31 @@ ASR = osp.join(REPO, 'configs/zipper/zipper_asr_tiny_synth-speech.py')
 TTS = osp.join(REPO, 'configs/zipper/zipper_tts_tiny_synth-speech.py')
 
 
-@pytest.fixture(scope='module')
-def units_file(tmp_path_factory):
-    from mmfusion.models.tokenizers import SpeechUnitTokenizer
-    torch.manual_seed(0)
-    tok = SpeechUnitTokenizer(num_units=64)
-    tok.fit([torch.randn(16000) * torch.linspace(0, 1, 16000) for _ in range(4)])
-    path = str(tmp_path_factory.mktemp('units') / 'units64.pth')
-    tok.save(path)
-    return path
-
-
-def _checkpoint(config, units_file, tmp_path):
+def _checkpoint(config, fitted_units, tmp_path):
     from mmfusion.apis import init_model
     from mmfusion.utils import register_all_modules
     register_all_modules()
     torch.manual_seed(0)
-    model = init_model(config, None, cfg_options={'model.unit_tokenizer.checkpoint': units_file})
+    model = init_model(config, None,
+                       cfg_options={'model.unit_tokenizer.checkpoint': fitted_units})
     path = str(tmp_path / 'model.pth')
     torch.save(dict(state_dict=model.state_dict()), path)
     return path
 
 
-def _opts(units_file, max_new=12):
-    return ['--cfg-options', f'model.unit_tokenizer.checkpoint={units_file}',
+def _opts(fitted_units, max_new=12):
+    return ['--cfg-options', f'model.unit_tokenizer.checkpoint={fitted_units}',
             f'model.max_new_tokens={max_new}']
 
 
-def test_asr_transcribes_48k_stereo_and_draws_the_spectrogram(units_file, tmp_path, capsys):
-    ckpt = _checkpoint(ASR, units_file, tmp_path)
+def test_asr_transcribes_48k_stereo_and_draws_the_spectrogram(fitted_units, tmp_path, capsys):
+    ckpt = _checkpoint(ASR, fitted_units, tmp_path)
     t = np.arange(48000) / 48000
     stereo = np.stack([np.sin(2 * np.pi * 220 * t), np.sin(2 * np.pi * 330 * t)], 1) * 0.3
     wav = str(tmp_path / 'stereo48k.wav')
     soundfile.write(wav, stereo.astype(np.float32), 48000)
     png = str(tmp_path / 'out' / 'spec.png')
-    text = demo.main(['asr', ASR, ckpt, wav, '--out-file', png, *_opts(units_file)])
+    text = demo.main(['asr', ASR, ckpt, wav, '--out-file', png, *_opts(fitted_units)])
     assert isinstance(text, str) and text in capsys.readouterr().out
     import mmcv
     img = mmcv.imread(png)
@@ -65,20 +55,20 @@ def test_asr_transcribes_48k_stereo_and_draws_the_spectrogram(units_file, tmp_pa
     empty = str(tmp_path / 'empty.wav')
     soundfile.write(empty, np.zeros(0, np.float32), 16000)
     with pytest.raises(Exception, match='empty.wav'):
-        demo.main(['asr', ASR, ckpt, empty, *_opts(units_file)])
+        demo.main(['asr', ASR, ckpt, empty, *_opts(fitted_units)])
     broken = tmp_path / 'broken.wav'
     broken.write_bytes(b'RIFF0000WAVEjunk')
     with pytest.raises(Exception, match='broken.wav'):
-        demo.main(['asr', ASR, ckpt, str(broken), *_opts(units_file)])
+        demo.main(['asr', ASR, ckpt, str(broken), *_opts(fitted_units)])
     with pytest.raises(ValueError, match="output='text'"):
-        demo.main(['asr', TTS, ckpt, wav, *_opts(units_file)])
+        demo.main(['asr', TTS, ckpt, wav, *_opts(fitted_units)])
 
 
-def test_tts_writes_a_playable_wav(units_file, tmp_path):
-    ckpt = _checkpoint(TTS, units_file, tmp_path)
+def test_tts_writes_a_playable_wav(fitted_units, tmp_path):
+    ckpt = _checkpoint(TTS, fitted_units, tmp_path)
     out = str(tmp_path / 'tts' / 'out.wav')
     wave = demo.main(['tts', TTS, ckpt, 'the red circle', '--out', out,
-                      '--frames-per-unit', '2', *_opts(units_file)])
+                      '--frames-per-unit', '2', *_opts(fitted_units)])
     read, rate = soundfile.read(out, dtype='float32')
     assert rate == 16000 and read.ndim == 1 and len(read) == len(wave)
     # 2 frames of 320 samples per generated unit (at most 12).

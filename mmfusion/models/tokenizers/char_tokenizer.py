@@ -11,6 +11,25 @@ PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ('<pad>', '<s>', '</s>', '<unk>')
 
 
+def content_indices(ids: Sequence[int], vocab_size: int) -> List[int]:
+    """The non-special tokens of ``ids`` up to the first ``</s>``, as indices
+    into the tokenizer's own symbols (id minus the specials).
+
+    Raises:
+        ValueError: an id outside ``[0, vocab_size)``.
+    """
+    out = []
+    for i in ids:
+        i = int(i)
+        if i == EOS:
+            break
+        if not 0 <= i < vocab_size:
+            raise ValueError(f'token id {i} outside the vocabulary [0, {vocab_size})')
+        if i >= len(SPECIALS):
+            out.append(i - len(SPECIALS))
+    return out
+
+
 @TOKENIZERS.register_module()
 class CharTokenizer:
     """Lower-cased characters of a fixed alphabet -> ids, after 4 specials
@@ -63,13 +82,5 @@ class CharTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         """Characters up to the first ``</s>``; specials are skipped."""
-        chars = []
-        for i in ids:
-            i = int(i)
-            if i == EOS:
-                break
-            if not 0 <= i < self.vocab_size:
-                raise ValueError(f'token id {i} outside the vocabulary [0, {self.vocab_size})')
-            if i >= len(SPECIALS):
-                chars.append(self.alphabet[i - len(SPECIALS)])
-        return self.normalise(''.join(chars))
+        return self.normalise(''.join(self.alphabet[i] for i in content_indices(
+            ids, self.vocab_size)))

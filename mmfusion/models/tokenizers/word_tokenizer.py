@@ -3,7 +3,7 @@ import re
 from typing import List, Sequence
 
 from mmfusion.registry import TOKENIZERS
-from .char_tokenizer import BOS, EOS, SPECIALS, UNK
+from .char_tokenizer import BOS, EOS, SPECIALS, UNK, content_indices
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
@@ -50,14 +50,7 @@ class WordTokenizer:
     def decode(self, ids: Sequence[int]) -> str:
         """Tokens up to the first ``</s>``; specials are skipped."""
         out = ''
-        for i in ids:
-            i = int(i)
-            if i == EOS:
-                break
-            if not 0 <= i < self.vocab_size:
-                raise ValueError(f'token id {i} outside the vocabulary [0, {self.vocab_size})')
-            if i < len(SPECIALS):
-                continue
-            word = self.vocab[i - len(SPECIALS)]
+        for k in content_indices(ids, self.vocab_size):
+            word = self.vocab[k]
             out += word if (not out or not word[0].isalnum() and len(word) == 1) else ' ' + word
         return out
