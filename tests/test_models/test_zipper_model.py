@@ -154,3 +154,21 @@ def test_vocab_expansion_baseline_starts_from_the_text_tower(speech, tmp_path):
         MODELS.build(dict(type='VocabExpansionASR', tower=dict(tower, vocab_size=32),
                           unit_tokenizer=dict(type='SpeechUnitTokenizer', num_units=UNITS,
                                               checkpoint=units_file)))
+
+
+def test_units_given_directly_equal_the_tokenized_audio(speech):
+    """``inputs['units']`` (a TTS round trip) is the same speech as its audio."""
+    units_file, waves, texts = speech
+    torch.manual_seed(2)
+    model = MODELS.build(_cfg(units_file)).eval()
+    for block in model.decoder.cross_attn.values():
+        block.gate.data.fill_(1.0)
+    inputs = _inputs(waves, texts)
+    units = model.unit_tokenizer.encode_batch(inputs['audio'], inputs['audio_lengths'])
+    from_units = dict(units=units, text=texts)
+    torch.testing.assert_close(model(from_units)['text']['logits'],
+                               model(inputs)['text']['logits'], rtol=0, atol=0)
+    assert [s.pred_text for s in model.predict(dict(units=units))] == \
+        [s.pred_text for s in model.predict(inputs)]
+    with pytest.raises(ValueError, match=r'inputs\["units"\]\[1\] holds ids in \[0, 8\]'):
+        model.predict(dict(units=[units[0], torch.tensor([0, UNITS])]))

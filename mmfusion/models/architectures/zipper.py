@@ -35,7 +35,9 @@ class Zipper(BaseModel):
 
     Speech enters as waveforms (``inputs['audio']``, padded, with
     ``inputs['audio_lengths']``) and becomes units through the frozen
-    ``unit_tokenizer`` (its fitted centroids are part of the state dict).
+    ``unit_tokenizer`` (its fitted centroids are part of the state dict), or
+    directly as unit ids (``inputs['units']``: a list of 1-D tensors, e.g. a
+    TTS model's ``pred_units`` for a round trip).
     Text comes as ``inputs['text']`` (list of str). Each output sequence is
     ``<s> tokens </s>``; the context sequence is its plain tokens.
 
@@ -108,16 +110,28 @@ class Zipper(BaseModel):
             return [torch.tensor(self.text_tokenizer.encode(t, bos=with_specials,
                                                             eos=with_specials), device=device)
                     for t in inputs['text']]
-        if 'audio' not in inputs:
-            raise KeyError('Zipper needs inputs["audio"] (waveforms)')
         seqs = []
-        for units in self.unit_tokenizer.encode_batch(inputs['audio'],
-                                                      inputs.get('audio_lengths')):
+        for units in self._speech_units(inputs):
             units = units.to(device) + UNIT_OFFSET
             if with_specials:
                 units = torch.cat([units.new_tensor([BOS]), units, units.new_tensor([EOS])])
             seqs.append(units)
         return seqs
+
+    def _speech_units(self, inputs: Dict) -> List[Tensor]:
+        """Unit ids of each utterance: ``inputs['units']`` as given (e.g. a
+        TTS model's output) or the tokenized ``inputs['audio']``."""
+        if 'units' in inputs:
+            num_units = self.unit_tokenizer.num_units
+            units = [torch.as_tensor(u, dtype=torch.long).flatten() for u in inputs['units']]
+            for i, u in enumerate(units):
+                if u.numel() and not 0 <= int(u.min()) <= int(u.max()) < num_units:
+                    raise ValueError(f'inputs["units"][{i}] holds ids in [{int(u.min())}, '
+                                     f'{int(u.max())}]; the unit tokenizer has {num_units}')
+            return units
+        if 'audio' not in inputs:
+            raise KeyError('Zipper needs inputs["audio"] (waveforms) or inputs["units"]')
+        return self.unit_tokenizer.encode_batch(inputs['audio'], inputs.get('audio_lengths'))
 
     @staticmethod
     def _batch(seqs: List[Tensor]) -> Tuple[Tensor, Tensor]:
@@ -155,7 +169,7 @@ class Zipper(BaseModel):
         padded after each sequence's ``</s>``."""
         tokens, masks = self._context(inputs)
         context_out = self.decoder(tokens, masks) if tokens else {}
-        batch = len(inputs['text'] if 'text' in inputs else inputs['audio'])
+        batch = len(inputs[next(k for k in ('text', 'units', 'audio') if k in inputs)])
         device = self.decoder.towers[self.output].embedding.weight.device
         seq = torch.full((batch, 1), BOS, dtype=torch.long, device=device)
         done = torch.zeros(batch, dtype=torch.bool, device=device)
@@ -180,8 +194,8 @@ class Zipper(BaseModel):
         if data_samples is None:
             data_samples = [FusionDataSample() for _ in range(seq.shape[0])]
         gt_units = None
-        if self.output == 'speech' and 'audio' in inputs:
-            gt_units = self._sequences('speech', inputs, with_specials=False)
+        if self.output == 'speech' and ('audio' in inputs or 'units' in inputs):
+            gt_units = self._speech_units(inputs)
         for i, sample in enumerate(data_samples):
             if self.output == 'text':
                 sample.pred_text = self.text_tokenizer.decode(seq[i, 1:].tolist())
