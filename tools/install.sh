@@ -10,13 +10,18 @@ PY=${PYTHON:-python3}
 STAMP="$VENV/.mmfusion-install.sha"
 want=$(cat tools/install.sh requirements/*.txt setup.py | sha256sum | cut -d' ' -f1)
 
-# System program: SynthSpeech is synthesised with espeak-ng (Debian package).
-if ! command -v espeak-ng >/dev/null 2>&1; then
-    echo "[install] espeak-ng (apt)"
+# Debian packages: espeak-ng synthesises SynthSpeech; pocketsphinx-testdata
+# ships real LibriVox speech clips with transcripts (the audio demo's smoke
+# test, /usr/share/pocketsphinx/test/data/librivox).
+missing=()
+command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+dpkg -s pocketsphinx-testdata >/dev/null 2>&1 || missing+=(pocketsphinx-testdata)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "[install] ${missing[*]} (apt)"
     SUDO=""
     [ "$(id -u)" = 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq espeak-ng >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then

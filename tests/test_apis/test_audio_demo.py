@@ -49,7 +49,7 @@ def test_asr_transcribes_48k_stereo_and_draws_the_spectrogram(fitted_units, tmp_
     assert isinstance(text, str) and text in capsys.readouterr().out
     import mmcv
     img = mmcv.imread(png)
-    # 1 s at 16 kHz: (16000 - 400) // 320 + 1 = 49 frames of 20 ms, 4 px each.
+    # 1 s at 16 kHz: (16000 - 512) // 320 + 1 = 49 frames (512-point FFT, 20 ms hop), 4 px each.
     assert img.shape[1] == 4 * 49 and img.shape[0] >= 80
     # Empty and unreadable files name themselves.
     empty = str(tmp_path / 'empty.wav')
@@ -74,3 +74,21 @@ def test_tts_writes_a_playable_wav(fitted_units, tmp_path):
     # 2 frames of 320 samples per generated unit (at most 12).
     assert 320 * 2 <= len(read) <= 320 * 2 * 12 + 400
     assert soundfile.info(out).subtype == 'PCM_16'
+
+
+LIBRIVOX = '/usr/share/pocketsphinx/test/data/librivox'
+
+
+@pytest.mark.skipif(not osp.isdir(LIBRIVOX),
+                    reason='Debian pocketsphinx-testdata (tools/install.sh installs it)')
+def test_asr_runs_on_a_real_librivox_clip(fitted_units, tmp_path, capsys):
+    """Real speech (a 16 kHz LibriVox recording): the demo transcribes it and
+    draws all of it; no accuracy claim for random weights."""
+    ckpt = _checkpoint(ASR, fitted_units, tmp_path)
+    clip = osp.join(LIBRIVOX, 'sense_and_sensibility_01_austen_64kb-0880.wav')
+    png = str(tmp_path / 'librivox.png')
+    text = demo.main(['asr', ASR, ckpt, clip, '--out-file', png, *_opts(fitted_units)])
+    assert isinstance(text, str) and text in capsys.readouterr().out
+    import mmcv
+    frames = (soundfile.info(clip).frames - 512) // 320 + 1
+    assert mmcv.imread(png).shape[1] == 4 * frames
