@@ -172,3 +172,24 @@ def test_units_given_directly_equal_the_tokenized_audio(speech):
         [s.pred_text for s in model.predict(inputs)]
     with pytest.raises(ValueError, match=r'inputs\["units"\]\[1\] holds ids in \[0, 8\]'):
         model.predict(dict(units=[units[0], torch.tensor([0, UNITS])]))
+
+
+def test_context_noise_replaces_real_context_tokens_only_while_training(speech):
+    units_file, waves, texts = speech
+    model = MODELS.build(dict(_cfg(units_file), context_noise=0.3))
+    tokens = torch.full((64, 50), 5)
+    mask = torch.zeros(64, 50, dtype=torch.bool)
+    mask[:, 40:] = True
+    torch.manual_seed(0)
+    noisy = model._corrupt(tokens, mask)
+    changed = noisy != tokens
+    assert not changed[mask].any()
+    # Replacements are uniform over the units (ids 3..10): 7 of 8 differ from 5.
+    assert abs(changed[~mask].float().mean().item() - 0.3 * 7 / 8) < 0.03
+    assert noisy.min() >= 3 and noisy.max() < UNITS + 3
+    # Only the loss sees noise: prediction and the tensor mode are deterministic.
+    model.eval()
+    inputs = _inputs(waves, texts)
+    assert torch.equal(model(inputs)['text']['logits'], model(inputs)['text']['logits'])
+    with pytest.raises(ValueError, match=r'context_noise must lie in \[0, 1\)'):
+        MODELS.build(dict(_cfg(units_file), context_noise=1.0))

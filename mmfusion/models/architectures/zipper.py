@@ -8,7 +8,7 @@ from torch import Tensor
 
 from mmfusion.registry import MODELS, TOKENIZERS
 from mmfusion.structures import FusionDataSample
-from ..tokenizers.char_tokenizer import BOS, EOS, PAD
+from ..tokenizers.char_tokenizer import BOS, EOS, PAD, SPECIALS
 from ..utils import lengths_to_padding_mask, pad_sequences
 
 # Speech-tower vocabulary: the text specials' ids, then the units (unit u -> u + 3).
@@ -54,6 +54,11 @@ class Zipper(BaseModel):
         unit_tokenizer (dict, optional): ``SpeechUnitTokenizer`` config with
             a fitted ``checkpoint``; needed when a tower is ``speech``.
         max_new_tokens (int): Decoding limit.
+        context_noise (float): Training only: the probability with which each
+            context token (speech unit for ASR, character for TTS) is
+            replaced by a random one, so the fusion does not rely on exact
+            tokens; for ASR a stand-in for the unit changes an unseen voice
+            brings. 0 (default, the paper) disables it.
         data_preprocessor (dict, optional): ``MultiModalDataPreprocessor``
             with an ``audio`` ``AudioDataPreprocessor``.
     """
@@ -67,6 +72,7 @@ class Zipper(BaseModel):
                  text_tokenizer: dict = dict(type='CharTokenizer'),
                  unit_tokenizer: Optional[dict] = None,
                  max_new_tokens: int = 200,
+                 context_noise: float = 0.0,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -90,6 +96,9 @@ class Zipper(BaseModel):
             self.unit_tokenizer.requires_grad_(False)
         self._check_vocab()
         self.max_new_tokens = max_new_tokens
+        if not 0.0 <= context_noise < 1.0:
+            raise ValueError(f'context_noise must lie in [0, 1), got {context_noise}')
+        self.context_noise = context_noise
 
     def _check_vocab(self) -> None:
         sizes = dict(text=self.text_tokenizer.vocab_size)
@@ -157,8 +166,19 @@ class Zipper(BaseModel):
             return self.decoder({**tokens, self.output: out}, {**masks, self.output: out_mask})
         raise ValueError(f'invalid mode {mode!r}; expected "loss", "predict" or "tensor"')
 
+    def _corrupt(self, tokens: Tensor, mask: Tensor) -> Tensor:
+        """Training-time context noise: each real (non-padding) context
+        token becomes a uniformly random non-special token with probability
+        ``context_noise``."""
+        first = UNIT_OFFSET if self.context == 'speech' else len(SPECIALS)
+        vocab = self.decoder.towers[self.context].vocab_size
+        hit = (torch.rand(tokens.shape, device=tokens.device) < self.context_noise) & ~mask
+        return torch.where(hit, torch.randint_like(tokens, first, vocab), tokens)
+
     def loss(self, inputs: Dict, data_samples=None) -> Dict[str, Tensor]:
         tokens, masks = self._context(inputs)
+        if self.context_noise > 0 and tokens:
+            tokens = {self.context: self._corrupt(tokens[self.context], masks[self.context])}
         target, target_mask = self._batch(self._sequences(self.output, inputs, True))
         outs = self.decoder({**tokens, self.output: target}, {**masks, self.output: target_mask})
         return next_token_loss(outs[self.output]['logits'][:, :-1], target[:, 1:])

@@ -135,6 +135,25 @@ def test_cross_attention_projects_between_tower_widths_and_honours_context_paddi
     torch.testing.assert_close(out_padded, out, rtol=1e-5, atol=1e-6)
 
 
+def test_context_norm_makes_the_link_blind_to_the_context_scale():
+    from mmfusion.models.decoders.zipper.zipper_decoder import GatedCrossAttention
+    torch.manual_seed(0)
+    x, context = torch.randn(2, 5, 32), torch.randn(2, 7, 24)
+    normed = GatedCrossAttention(32, 24, 4, context_norm=True)
+    plain = GatedCrossAttention(32, 24, 4)
+    plain.load_state_dict(normed.state_dict(), strict=False)
+    for block in (normed, plain):
+        block.gate.data.fill_(0.5)
+    torch.testing.assert_close(normed(x, 10 * context), normed(x, context))
+    assert not torch.allclose(plain(x, 10 * context), plain(x, context))
+    # Scale aside, the normalised link is the plain one reading RMS-normalised context.
+    unit_rms = context / context.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
+    torch.testing.assert_close(normed(x, context), plain(x, unit_rms), rtol=1e-5, atol=1e-5)
+    links = [dict(query='text', context='speech', every=2, context_norm=True)]
+    assert isinstance(_zipper(links=links).cross_attn['text_from_speech_2'].context_norm,
+                      torch.nn.Module)
+
+
 def test_frozen_tower_gets_no_gradient_and_the_rest_does():
     model = _zipper(text=dict(frozen=True))
     model.train()

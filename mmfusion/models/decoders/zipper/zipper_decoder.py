@@ -36,16 +36,21 @@ class GatedCrossAttention(nn.Module):
             context near where a monotonic alignment would put query ``i``
             (e.g. about 1.65 speech units per character for ASR). ``None``
             (the paper): no positions, content only.
+        context_norm (bool): RMS-normalise the context (the other tower's
+            residual stream, whose scale grows with depth and training)
+            before the input projection. Off (the paper): the projection
+            reads the raw hidden states.
     """
 
     def __init__(self, dim: int, context_dim: int, num_heads: int,
-                 position_rate: Optional[float] = None) -> None:
+                 position_rate: Optional[float] = None, context_norm: bool = False) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f'cross-attention width {dim} must divide by num_heads {num_heads}')
         self.num_heads = num_heads
         self.position_rate = position_rate
         # The paper's input projection: a non-linear map between the towers' widths.
+        self.context_norm = RMSNorm(context_dim) if context_norm else nn.Identity()
         self.context_proj = nn.Sequential(nn.Linear(context_dim, dim), nn.ReLU(inplace=True),
                                           nn.Linear(dim, dim))
         self.norm = RMSNorm(dim)
@@ -61,7 +66,7 @@ class GatedCrossAttention(nn.Module):
         ``context_padding_mask`` (B, S) is True at padding."""
         b, length, dim = x.shape
         heads, head_dim = self.num_heads, dim // self.num_heads
-        ctx = self.context_proj(context)
+        ctx = self.context_proj(self.context_norm(context))
         q = self.q_proj(self.norm(x)).view(b, length, heads, head_dim).transpose(1, 2)
         k = self.k_proj(ctx).view(b, -1, heads, head_dim).transpose(1, 2)
         v = self.v_proj(ctx).view(b, -1, heads, head_dim).transpose(1, 2)
@@ -92,10 +97,11 @@ class ZipperDecoder(BaseModule):
             ``frozen=True`` in its config; ``None`` drops a tower inherited
             from a base config.
         links (list[dict]): each ``dict(query='text', context='speech',
-            every=2, num_heads=4, position_rate=None)``: cross-attention after
-            query-tower blocks ``every, 2*every, ...`` (``position_rate``: see
-            :class:`GatedCrossAttention`). Links must not form a cycle (a context
-            tower runs completely before the towers that read it).
+            every=2, num_heads=4, position_rate=None, context_norm=False)``:
+            cross-attention after query-tower blocks ``every, 2*every, ...``
+            (``position_rate``, ``context_norm``: see
+            :class:`GatedCrossAttention`). Links must not form a cycle (a
+            context tower runs completely before the towers that read it).
         init_cfg (dict, optional): mmengine init config.
     """
 
@@ -126,7 +132,7 @@ class ZipperDecoder(BaseModule):
             for layer in layers:
                 self.cross_attn[f'{query}_from_{context}_{layer}'] = GatedCrossAttention(
                     q_tower.dim, c_tower.dim, int(link.get('num_heads', 4)),
-                    link.get('position_rate'))
+                    link.get('position_rate'), bool(link.get('context_norm', False)))
             self.links.append((query, context, layers))
         self.order = self._run_order()
 
