@@ -150,6 +150,12 @@ def test_vocab_expansion_baseline_starts_from_the_text_tower(speech, tmp_path):
     torch.testing.assert_close(losses['loss_ntp'], total / count, rtol=1e-5, atol=1e-6)
     samples = model.predict(inputs)
     assert all(isinstance(s.pred_text, str) and s.gt_text for s in samples)
+    # Unit noise changes the training loss only: the characters' part is untouched.
+    model.unit_noise = 0.5
+    torch.manual_seed(0)
+    noisy = model(inputs, mode='loss')['loss_ntp']
+    assert not torch.isclose(noisy, losses['loss_ntp'])
+    assert [s.pred_text for s in model.predict(inputs)] == [s.pred_text for s in samples]
     with pytest.raises(ValueError, match='text \\+ units need 40'):
         MODELS.build(dict(type='VocabExpansionASR', tower=dict(tower, vocab_size=32),
                           unit_tokenizer=dict(type='SpeechUnitTokenizer', num_units=UNITS,

@@ -10,7 +10,7 @@ from mmfusion.structures import FusionDataSample
 from mmfusion.utils.checkpoint import safe_torch_load
 from ..tokenizers.char_tokenizer import BOS, EOS, PAD
 from ..utils import lengths_to_padding_mask, pad_sequences
-from .zipper import next_token_loss
+from .zipper import next_token_loss, token_noise
 
 
 @MODELS.register_module()
@@ -33,6 +33,9 @@ class VocabExpansionASR(BaseModel):
         text_tokenizer (dict): ``CharTokenizer`` config.
         unit_tokenizer (dict): Fitted ``SpeechUnitTokenizer`` config.
         max_new_tokens (int): Decoding limit.
+        unit_noise (float): Training only: each unit of the prompt becomes a
+            random unit with this probability (as ``Zipper``'s
+            ``context_noise``). 0 (default) disables it.
     """
 
     def __init__(self,
@@ -42,6 +45,7 @@ class VocabExpansionASR(BaseModel):
                  text_prefix: str = 'decoder.towers.text.',
                  text_tokenizer: dict = dict(type='CharTokenizer'),
                  max_new_tokens: int = 120,
+                 unit_noise: float = 0.0,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -56,6 +60,9 @@ class VocabExpansionASR(BaseModel):
                              f'{expected}')
         self.text_checkpoint, self.text_prefix = text_checkpoint, text_prefix
         self.max_new_tokens = max_new_tokens
+        if not 0.0 <= unit_noise < 1.0:
+            raise ValueError(f'unit_noise must lie in [0, 1), got {unit_noise}')
+        self.unit_noise = unit_noise
 
     def init_weights(self) -> None:
         super().init_weights()
@@ -98,6 +105,10 @@ class VocabExpansionASR(BaseModel):
     def loss(self, inputs: Dict) -> Dict[str, Tensor]:
         seqs, labels = [], []
         for prompt, text in zip(self._prompts(inputs), inputs['text']):
+            if self.unit_noise > 0:
+                units = token_noise(prompt[:-1], self.unit_noise, self.unit_offset,
+                                    self.tower.vocab_size)
+                prompt = torch.cat([units, prompt[-1:]])
             chars = prompt.new_tensor(self.text_tokenizer.encode(text, bos=False, eos=True))
             seqs.append(torch.cat([prompt, chars]))
             # Predict the characters (after <s>) only.

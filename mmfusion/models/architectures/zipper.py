@@ -23,6 +23,16 @@ def next_token_loss(logits: Tensor, labels: Tensor) -> Dict[str, Tensor]:
     return dict(loss_ntp=loss, acc_ntp=acc.detach())
 
 
+def token_noise(tokens: Tensor, prob: float, low: int, high: int,
+                keep: Optional[Tensor] = None) -> Tensor:
+    """Each token becomes a uniformly random id in ``[low, high)`` with
+    probability ``prob``, except where ``keep`` is True (e.g. padding)."""
+    hit = torch.rand(tokens.shape, device=tokens.device) < prob
+    if keep is not None:
+        hit &= ~keep
+    return torch.where(hit, torch.randint_like(tokens, low, high), tokens)
+
+
 @MODELS.register_module()
 class Zipper(BaseModel):
     """A :class:`ZipperDecoder` with tokenizers, trained by next-token loss on
@@ -167,13 +177,11 @@ class Zipper(BaseModel):
         raise ValueError(f'invalid mode {mode!r}; expected "loss", "predict" or "tensor"')
 
     def _corrupt(self, tokens: Tensor, mask: Tensor) -> Tensor:
-        """Training-time context noise: each real (non-padding) context
-        token becomes a uniformly random non-special token with probability
-        ``context_noise``."""
+        """Training-time context noise on the real (non-padding) context
+        tokens, replaced by non-special ones."""
         first = UNIT_OFFSET if self.context == 'speech' else len(SPECIALS)
         vocab = self.decoder.towers[self.context].vocab_size
-        hit = (torch.rand(tokens.shape, device=tokens.device) < self.context_noise) & ~mask
-        return torch.where(hit, torch.randint_like(tokens, first, vocab), tokens)
+        return token_noise(tokens, self.context_noise, first, vocab, keep=mask)
 
     def loss(self, inputs: Dict, data_samples=None) -> Dict[str, Tensor]:
         tokens, masks = self._context(inputs)
