@@ -31,7 +31,8 @@ xdecoder:
 	    work_dirs/$(XDEC)/iter_1800.pth --work-dir work_dirs/$(XDEC)/eval_$$task || exit 1; \
 	done
 
-# SynthSpeech (espeak-ng) and its 64 speech units; then the Zipper recipe (work in progress).
+# SynthSpeech (espeak-ng) and its 64 speech units; then the Zipper recipe: both towers,
+# ASR and TTS fusion, and the TTS -> ASR round trip (configs/zipper/README.md).
 speech: install
 	$(PY) tools/dataset_converters/generate_synth_speech.py --out data/synth_speech \
 	  --num-train 2000 --num-val 200 --num-text 20000
@@ -42,7 +43,13 @@ zipper:
 	test -f work_dirs/speech_units/synth_speech_units64.pth || $(MAKE) speech
 	$(PY) tools/train.py configs/zipper/zipper_text-lm_tiny_synth-speech.py
 	$(PY) tools/train.py configs/zipper/zipper_speech-lm_tiny_synth-speech.py
-	$(PY) tools/train.py configs/zipper/zipper_asr_tiny_synth-speech.py
+	$(PY) tools/train.py configs/zipper/zipper_asr-rope-noise_frozen-text_tiny_synth-speech.py
+	$(PY) tools/train.py configs/zipper/zipper_tts-rope_tiny_synth-speech.py
+	$(PY) tools/analysis_tools/zipper_tts_roundtrip.py \
+	  configs/zipper/zipper_tts-rope_tiny_synth-speech.py \
+	  work_dirs/zipper_tts-rope_tiny_synth-speech/iter_1500.pth \
+	  configs/zipper/zipper_asr-rope-noise_frozen-text_tiny_synth-speech.py \
+	  work_dirs/zipper_asr-rope-noise_frozen-text_tiny_synth-speech/iter_1500.pth
 
 # mmMamba: the teacher, three distillation stages for the linear and the hybrid
 # student (each stage evaluates the student at its end), then the speed benchmark.
