@@ -72,9 +72,6 @@ def test_config_builds_and_runs_forward(path, fitted_units):
         model_cfg.unit_tokenizer.checkpoint = fitted_units
     _drop_missing_weights(model_cfg)
     model = MODELS.build(model_cfg).eval()
-    inputs = _inputs(cfg)
-    if model_cfg.type.startswith('mmseg.'):  # mmseg models take the image batch itself
-        inputs = inputs['img']
     with torch.no_grad():
-        out = model(inputs, mode='tensor')
+        out = model(_inputs(cfg), mode='tensor')
     assert out is not None
