@@ -12,13 +12,13 @@ Three transcriptions per utterance, in the same run:
   the waveform, as a listener of the demo's WAV would hear it.
 
 Also the TTS model's unit error rate against the real recording's units
-(``tts/UER``, ``tts/len_ratio``). Both models must share one fitted unit
+(``UnitErrorRateMetric``: ``UER``, ``len_ratio``). Both models must share one fitted unit
 tokenizer. Prints a table, writes ``roundtrip.json`` (and the first
 ``--save-wavs`` synthesised utterances) to ``--out-dir``::
 
     python tools/analysis_tools/zipper_tts_roundtrip.py \\
         configs/zipper/zipper_tts-rope_tiny_synth-speech.py TTS_CKPT \\
-        configs/zipper/zipper_asr-rope_frozen-text_tiny_synth-speech.py ASR_CKPT
+        configs/zipper/zipper_asr-rope-noise_frozen-text_tiny_synth-speech.py ASR_CKPT
 """
 import argparse
 import json

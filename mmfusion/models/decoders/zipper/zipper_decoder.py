@@ -49,8 +49,8 @@ class GatedCrossAttention(nn.Module):
             raise ValueError(f'cross-attention width {dim} must divide by num_heads {num_heads}')
         self.num_heads = num_heads
         self.position_rate = position_rate
-        # The paper's input projection: a non-linear map between the towers' widths.
         self.context_norm = RMSNorm(context_dim) if context_norm else nn.Identity()
+        # The paper's input projection: a non-linear map between the towers' widths.
         self.context_proj = nn.Sequential(nn.Linear(context_dim, dim), nn.ReLU(inplace=True),
                                           nn.Linear(dim, dim))
         self.norm = RMSNorm(dim)
