@@ -29,6 +29,7 @@ from mmengine.config import DictAction
 
 from mmfusion.apis import init_model
 from mmfusion.datasets.transforms import LoadAudioFromFile
+from mmfusion.models.architectures.zipper import check_zipper_task
 from mmfusion.registry import VISUALIZERS
 from mmfusion.structures import FusionDataSample
 from mmfusion.utils import register_all_modules
@@ -55,14 +56,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def _check_task(model, output: str, context: str) -> None:
-    if getattr(model, 'output', None) != output or getattr(model, 'context', None) != context:
-        raise ValueError(f'this demo task needs a Zipper with output={output!r} and '
-                         f'context={context!r}; the config has output='
-                         f'{getattr(model, "output", None)!r}, context='
-                         f'{getattr(model, "context", None)!r}')
-
-
 def spectrogram_image(wave: np.ndarray, model, height: int = 240) -> np.ndarray:
     """RGB uint8 image of the log-mel spectrogram (low frequencies at the
     bottom, 4 pixels per 20 ms frame)."""
@@ -77,7 +70,7 @@ def spectrogram_image(wave: np.ndarray, model, height: int = 240) -> np.ndarray:
 
 def run_asr(args) -> str:
     model = init_model(args.config, args.checkpoint, args.device, args.cfg_options)
-    _check_task(model, 'text', 'speech')
+    check_zipper_task(model, 'text', 'speech', f'{args.task}: the model of {args.config}')
     rate = model.unit_tokenizer.sample_rate
     loaded = LoadAudioFromFile(sample_rate=rate)(dict(audio_path=args.audio))
     wave = loaded['audio']
@@ -100,7 +93,7 @@ def run_asr(args) -> str:
 def run_tts(args) -> Optional[np.ndarray]:
     import soundfile
     model = init_model(args.config, args.checkpoint, args.device, args.cfg_options)
-    _check_task(model, 'speech', 'text')
+    check_zipper_task(model, 'speech', 'text', f'{args.task}: the model of {args.config}')
     with torch.no_grad():
         sample = model.predict(dict(text=[args.text]), [FusionDataSample()])[0]
     units = sample.pred_units

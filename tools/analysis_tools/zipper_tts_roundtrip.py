@@ -35,6 +35,7 @@ from mmengine.utils import ProgressBar
 from mmfusion.apis import init_model
 from mmfusion.evaluation.metrics.speech_recognition_metric import (UnitErrorRateMetric,
                                                                    error_rates)
+from mmfusion.models.architectures.zipper import check_zipper_task
 from mmfusion.models.utils import pad_sequences
 from mmfusion.utils import register_all_modules
 
@@ -78,13 +79,8 @@ def render(tts, units: List[torch.Tensor], frames_per_unit: float) -> Dict[str, 
 def roundtrip(args) -> Dict[str, Dict[str, float]]:
     tts = init_model(args.tts_config, args.tts_checkpoint, cfg_options=args.cfg_options)
     asr = init_model(args.asr_config, args.asr_checkpoint, cfg_options=args.cfg_options)
-    for role, model, config, want in (('TTS', tts, args.tts_config, ('speech', 'text')),
-                                      ('ASR', asr, args.asr_config, ('text', 'speech'))):
-        got = (getattr(model, 'output', None), getattr(model, 'context', None))
-        if got != want:
-            raise ValueError(f'the {role} model ({config}) must be a Zipper with '
-                             f'output={want[0]!r}, context={want[1]!r}; it has '
-                             f'output={got[0]!r}, context={got[1]!r}')
+    check_zipper_task(tts, 'speech', 'text', f'the TTS model ({args.tts_config})')
+    check_zipper_task(asr, 'text', 'speech', f'the ASR model ({args.asr_config})')
     check_same_units(tts, asr)
     loader = Runner.build_dataloader(tts.cfg.test_dataloader)
     total = len(loader.dataset)

@@ -33,6 +33,15 @@ def token_noise(tokens: Tensor, prob: float, low: int, high: int,
     return torch.where(hit, torch.randint_like(tokens, low, high), tokens)
 
 
+def check_zipper_task(model, output: str, context: Optional[str], subject: str) -> None:
+    """Raise unless ``model`` is a Zipper running ``output`` from ``context``
+    (e.g. ASR: ``'text'`` from ``'speech'``); ``subject`` names it in the error."""
+    got = (getattr(model, 'output', None), getattr(model, 'context', None))
+    if got != (output, context):
+        raise ValueError(f'{subject} must be a Zipper with output={output!r}, '
+                         f'context={context!r}; it has output={got[0]!r}, context={got[1]!r}')
+
+
 @MODELS.register_module()
 class Zipper(BaseModel):
     """A :class:`ZipperDecoder` with tokenizers, trained by next-token loss on
