@@ -90,6 +90,25 @@ def test_transformer_encoder_fpn_pixel_decoder_matches_mmdet():
                                TransformerEncoderPixelDecoder.forward(decoder, feats, full)[0])
 
 
+
+def test_pixel_decoder_out_indices_pick_fpn_levels():
+    """``out_indices`` selects FPN maps by level, lowest resolution first; the
+    highest level is the map the mask-feature conv reads."""
+    default = MODELS.build(_fpn_pixel_decoder_cfg())
+    default.init_weights()
+    fine = MODELS.build(dict(_fpn_pixel_decoder_cfg(), out_indices=(1, 2, 3)))
+    fine.load_state_dict(default.state_dict())  # same modules, same keys
+    feats = _feats()
+    mask_default, (s32, s16, s8) = default(feats)
+    mask_fine, multi_scale = fine(feats)
+    torch.testing.assert_close(mask_fine, mask_default)
+    assert [tuple(m.shape) for m in multi_scale] == [(2, C, 4, 4), (2, C, 8, 8), (2, C, 16, 16)]
+    torch.testing.assert_close(multi_scale[0], s16)
+    torch.testing.assert_close(multi_scale[1], s8)
+    torch.testing.assert_close(fine.mask_feature(multi_scale[2]), mask_fine)
+    with pytest.raises(ValueError, match='out_indices'):
+        MODELS.build(dict(_fpn_pixel_decoder_cfg(), out_indices=(2, 4)))
+
 # ---------------------------------------------------------------- decoder
 def test_pixel_decoder_and_decoder_shapes_with_extra_tokens():
     pixel_decoder = MODELS.build(_fpn_pixel_decoder_cfg())
@@ -310,7 +329,7 @@ def test_matching_equals_brute_force(seed):
     assert sorted(zip(q.tolist(), n.tolist())) == expected
     # Point-sampled path, with the points placed on the pixel centres.
     sampled = PointSampleHungarianMatcher(num_points=64)
-    sampled.sample_points = lambda num, device: _pixel_centres(8, 8)
+    sampled.sample_points = lambda num, device, batch=1: _pixel_centres(8, 8).expand(batch, -1, -1)
     q, n = sampled(cls_logits, mask_logits, gts)
     assert sorted(zip(q.tolist(), n.tolist())) == expected
 
@@ -327,6 +346,45 @@ def test_matching_more_gts_than_queries_and_no_gts():
                          masks=torch.zeros(0, 8, 8, dtype=torch.bool))
     q, n = matcher(cls_logits, mask_logits, empty)
     assert q.numel() == 0 and n.numel() == 0
+
+
+def test_batch_matching_equals_mmdet_assigner_per_image():
+    """One batched call (costs over all images, each image's block kept)
+    gives mmdet's HungarianAssigner result of each image alone, on the same
+    sampled points; images without gt get no match, padded classes (-inf)
+    are never chosen."""
+    g = torch.Generator().manual_seed(3)
+    num_q, size, num_points = 6, 8, 40
+    counts, num_cls = [3, 0, 5, 1], [4, 2, 4, 3]
+    cls_logits = torch.full((4, num_q, 5), float('-inf'))
+    for b, k in enumerate(num_cls):  # per-image class lists, padded as X-Decoder's
+        cls_logits[b, :, :k] = torch.randn(num_q, k, generator=g) * 2
+        cls_logits[b, :, -1] = torch.randn(num_q, generator=g)
+    mask_logits = torch.randn(4, num_q, size, size, generator=g) * 3
+    labels = [torch.randint(0, k, (n,), generator=g) for n, k in zip(counts, num_cls)]
+    masks = [(torch.rand(n, size, size, generator=g) > 0.5).float() for n in counts]
+    coords = torch.rand(4, num_points, 2, generator=g)
+    matcher = PointSampleHungarianMatcher(num_points=num_points)
+    matcher.sample_points = lambda num, device, batch=1: coords[:batch]
+    matches = matcher.match_batch(cls_logits, mask_logits, labels, masks)
+    from mmcv.ops import point_sample
+    for b in range(4):
+        q_idx, g_idx = matches[b]
+        if counts[b] == 0:
+            assert q_idx.numel() == 0 and g_idx.numel() == 0
+            continue
+        pts = coords[b:b + 1]
+        result = matcher.assigner.assign(
+            InstanceData(scores=cls_logits[b],
+                         masks=point_sample(mask_logits[b][None], pts)[0]),
+            InstanceData(labels=labels[b], masks=point_sample(masks[b][None], pts)[0]))
+        expected_q = torch.nonzero(result.gt_inds > 0)[:, 0]
+        assert q_idx.tolist() == expected_q.tolist()
+        assert g_idx.tolist() == (result.gt_inds[expected_q] - 1).tolist()
+        assert len(q_idx) == min(num_q, counts[b])
+    with pytest.raises(ValueError, match='share a size'):
+        matcher.match_batch(cls_logits[:2], mask_logits[:2], labels[:2],
+                            [masks[0], torch.zeros(0, 4, 4)])
 
 
 # ---------------------------------------------------------------- criterion
@@ -390,7 +448,7 @@ def test_criterion_point_sampling_path_equals_manual_on_pixel_centres():
     criterion = MaskCriterion(num_points=64, matcher=dict(type='PointSampleHungarianMatcher',
                                                           num_points=64))
     centres = _pixel_centres(8, 8)
-    criterion.matcher.sample_points = lambda num, device: centres
+    criterion.matcher.sample_points = lambda num, device, batch=1: centres.expand(batch, -1, -1)
     criterion.sample_points = lambda logits: centres.expand(logits.shape[0], -1, -1)
     cls_logits, mask_logits, gts = _loss_batch(seed=1)
     losses = criterion([cls_logits], [mask_logits], gts)

@@ -67,13 +67,12 @@ class MaskCriterion(BaseModule):
         self.oversample_ratio = oversample_ratio
         self.importance_sample_ratio = importance_sample_ratio
 
-    def match(self, cls_logits: Tensor, mask_logits: Tensor,
-              batch_gt_instances: Sequence[InstanceData],
-              batch_img_metas: Optional[Sequence[dict]] = None) -> List[Tuple[Tensor, Tensor]]:
-        """Per image (query indices, gt indices) for (B, Q, K+1) / (B, Q, h, w) inputs."""
+    @staticmethod
+    def gt_masks(batch_gt_instances: Sequence[InstanceData], device: torch.device,
+                 batch_img_metas: Optional[Sequence[dict]] = None) -> List[Tensor]:
+        """Per image the (N_b, H, W) float gt masks, padded to the batch."""
         metas = batch_img_metas or [None] * len(batch_gt_instances)
-        return [self.matcher(c, m, g, meta) for c, m, g, meta in
-                zip(cls_logits, mask_logits, batch_gt_instances, metas)]
+        return [gt_masks_tensor(g, device, meta) for g, meta in zip(batch_gt_instances, metas)]
 
     def sample_points(self, mask_logits: Tensor) -> Tensor:
         """Uncertainty-biased point coordinates (N, P, 2) for (N, h, w) logits."""
@@ -83,7 +82,8 @@ class MaskCriterion(BaseModule):
 
     def loss_single(self, cls_logits: Tensor, mask_logits: Tensor,
                     batch_gt_instances: Sequence[InstanceData],
-                    batch_img_metas: Optional[Sequence[dict]] = None) -> Dict[str, Tensor]:
+                    batch_img_metas: Optional[Sequence[dict]] = None,
+                    gt_masks: Optional[Sequence[Tensor]] = None) -> Dict[str, Tensor]:
         """Losses of one layer's prediction.
 
         Args:
@@ -91,6 +91,8 @@ class MaskCriterion(BaseModule):
             mask_logits (Tensor): (B, Q, h, w).
             batch_gt_instances (list[InstanceData]): ``labels`` (N_b,) in
                 [0, K) and ``masks`` (N_b, H, W).
+            gt_masks (list[Tensor], optional): :meth:`gt_masks` of the batch,
+                when the caller already has them (deep supervision).
 
         Returns:
             dict: ``loss_cls``, ``loss_mask``, ``loss_dice`` scalars.
@@ -100,14 +102,16 @@ class MaskCriterion(BaseModule):
         cls_logits, mask_logits = cls_logits.float(), mask_logits.float()
         batch_size, num_queries, num_cls = cls_logits.shape
         no_object = num_cls - 1
-        matches = self.match(cls_logits.detach(), mask_logits.detach(),
-                             batch_gt_instances, batch_img_metas)
-
         for b, gt in enumerate(batch_gt_instances):
             if len(gt.labels) and (int(gt.labels.min()) < 0 or int(gt.labels.max()) >= no_object):
                 raise ValueError(f'image {b}: gt labels must be in [0, {no_object}) for '
                                  f'{no_object} classes (+ no object); got '
                                  f'{gt.labels.unique().tolist()}')
+        if gt_masks is None:
+            gt_masks = self.gt_masks(batch_gt_instances, mask_logits.device, batch_img_metas)
+        matches = self.matcher.match_batch(cls_logits.detach(), mask_logits.detach(),
+                                           [g.labels for g in batch_gt_instances], gt_masks)
+
         labels = cls_logits.new_full((batch_size, num_queries), no_object, dtype=torch.long)
         for b, (q_idx, g_idx) in enumerate(matches):
             labels[b, q_idx] = batch_gt_instances[b].labels[g_idx].to(labels.device)
@@ -125,23 +129,16 @@ class MaskCriterion(BaseModule):
             zero = mask_logits.sum() * 0
             return dict(loss_cls=loss_cls, loss_mask=zero, loss_dice=zero)
 
-        preds, targets = [], []
-        metas = batch_img_metas or [None] * batch_size
-        for b, (q_idx, g_idx) in enumerate(matches):
-            if len(q_idx) == 0:
-                continue
-            pred = mask_logits[b, q_idx]
-            target = gt_masks_tensor(batch_gt_instances[b], mask_logits.device, metas[b])[g_idx]
-            if self.num_points is None:
-                pred, target = dense_mask_pairs(pred, target)
-            else:
-                with torch.no_grad():
-                    coords = self.sample_points(pred.detach())
-                    target = point_sample(target[:, None], coords)[:, 0]
-                pred = point_sample(pred[:, None], coords)[:, 0]
-            preds.append(pred)
-            targets.append(target)
-        preds, targets = torch.cat(preds), torch.cat(targets)  # (N, P) each
+        # All images' matched masks at once: (M, h, w) logits, (M, H, W) targets.
+        preds = torch.cat([mask_logits[b, q_idx] for b, (q_idx, _) in enumerate(matches)])
+        targets = torch.cat([gt_masks[b][g_idx] for b, (_, g_idx) in enumerate(matches)])
+        if self.num_points is None:
+            preds, targets = dense_mask_pairs(preds, targets)
+        else:
+            with torch.no_grad():
+                coords = self.sample_points(preds.detach())
+                targets = point_sample(targets[:, None], coords)[:, 0]
+            preds = point_sample(preds[:, None], coords)[:, 0]  # (M, P) each
         loss_dice = self.loss_dice(preds, targets, avg_factor=num_masks)
         loss_mask = self.loss_mask(preds.reshape(-1), targets.reshape(-1),
                                    avg_factor=num_masks * preds.shape[1])
@@ -167,8 +164,11 @@ class MaskCriterion(BaseModule):
         assert len(all_cls_logits) == len(all_mask_logits)
         losses: Dict[str, Tensor] = {}
         num = len(all_cls_logits)
+        if num == 0:
+            return losses
+        gt_masks = self.gt_masks(batch_gt_instances, all_mask_logits[0].device, batch_img_metas)
         for i, (cls_logits, mask_logits) in enumerate(zip(all_cls_logits, all_mask_logits)):
             for name, value in self.loss_single(cls_logits, mask_logits, batch_gt_instances,
-                                                batch_img_metas).items():
+                                                batch_img_metas, gt_masks).items():
                 losses[per_layer_loss_name(name, i, num, first_index)] = value
         return losses

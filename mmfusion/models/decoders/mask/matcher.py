@@ -1,10 +1,11 @@
 """Hungarian matching of mask queries to ground truth on sampled points."""
-from typing import Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmcv.ops import point_sample
 from mmengine.structures import InstanceData
+from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from mmfusion.registry import TASK_UTILS
@@ -63,15 +64,22 @@ class PointSampleHungarianMatcher:
     """One-to-one query/ground-truth assignment for mask predictions.
 
     As Mask2Former, the mask costs are evaluated on ``num_points`` points drawn
-    uniformly at random (the same points for all queries and ground truths of
-    an image), which keeps the cost cheap for large masks. The cost itself and
-    the assignment (``scipy.optimize.linear_sum_assignment``) are mmdet's
-    ``HungarianAssigner`` with its match costs.
+    uniformly at random (per image the same points for all its queries and
+    ground truths), which keeps the cost cheap for large masks. The costs are
+    the match costs of mmdet's ``HungarianAssigner`` (built from ``assigner``)
+    and the assignment is ``scipy.optimize.linear_sum_assignment``, as in that
+    assigner.
+
+    A batch is matched with one call of each match cost on all images'
+    queries against all images' ground truths, of which each image's own
+    block is kept: mmdet's assigner takes one image at a time, and on CPU its
+    per-image calls (3 costs x images x supervised layers) cost more than the
+    discarded cross-image entries.
 
     Args:
-        assigner (dict): Config of the assigner; its match costs see
-            ``scores`` (Q, K+1) class logits, ``labels`` (N,) and ``masks``
-            (Q or N, P) point logits/targets.
+        assigner (dict): Config of the assigner whose match costs are used;
+            they see ``scores`` (Q, K+1) class logits, ``labels`` (N,) and
+            ``masks`` (Q or N, P) point logits/targets.
         num_points (int, optional): Points per image; ``None`` uses every
             ground-truth pixel (logits bilinearly resized), exact for tiny
             masks and tests.
@@ -82,11 +90,66 @@ class PointSampleHungarianMatcher:
         self.assigner = TASK_UTILS.build(assigner)
         self.num_points = num_points
 
-    def sample_points(self, num: int, device: torch.device) -> Tensor:
-        """Uniform normalised (x, y) coordinates in [0, 1], shape (1, num, 2)."""
-        return torch.rand((1, num, 2), device=device)
+    def sample_points(self, num: int, device: torch.device, batch: int = 1) -> Tensor:
+        """Uniform normalised (x, y) coordinates in [0, 1], shape (batch, num, 2)."""
+        return torch.rand((batch, num, 2), device=device)
 
     @torch.no_grad()
+    def match_batch(self, cls_logits: Tensor, mask_logits: Tensor,
+                    gt_labels: Sequence[Tensor],
+                    gt_masks: Sequence[Tensor]) -> List[Tuple[Tensor, Tensor]]:
+        """Match the queries of every image of a batch.
+
+        Args:
+            cls_logits (Tensor): (B, Q, K+1) class logits, last = no object.
+            mask_logits (Tensor): (B, Q, h, w) mask logits.
+            gt_labels (list[Tensor]): per image (N_b,) labels in [0, K).
+            gt_masks (list[Tensor]): per image (N_b, H, W) float masks, all of
+                one size (see :func:`gt_masks_tensor`).
+
+        Returns:
+            list[tuple[Tensor, Tensor]]: per image the matched query indices
+            and their ground-truth indices, each (min(Q, N_b),) long, sorted
+            by query index.
+        """
+        device = mask_logits.device
+        batch, num_queries = mask_logits.shape[:2]
+        counts = [len(labels) for labels in gt_labels]
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        if sum(counts) == 0 or num_queries == 0:
+            return [(empty, empty) for _ in range(batch)]
+        if len({tuple(m.shape[-2:]) for m in gt_masks}) > 1:
+            raise ValueError('gt masks of one batch must share a size (pad them to the batch '
+                             f'with gt_masks_tensor); got {[tuple(m.shape) for m in gt_masks]}')
+        masks = torch.stack([F.pad(m, (0, 0, 0, 0, 0, max(counts) - len(m)))
+                             for m in gt_masks])  # (B, N_max, H, W)
+        if self.num_points is None:
+            pred_points, gt_points = dense_mask_pairs(mask_logits.flatten(0, 1),
+                                                      masks.flatten(0, 1))
+            pred_points = pred_points.view(batch, num_queries, -1)
+            gt_points = gt_points.view(batch, masks.shape[1], -1)
+        else:
+            coords = self.sample_points(self.num_points, device, batch)
+            pred_points = point_sample(mask_logits.float(), coords)  # (B, Q, P)
+            gt_points = point_sample(masks, coords)  # (B, N_max, P)
+        gt_points = torch.cat([g[:n] for g, n in zip(gt_points, counts)])
+        preds = InstanceData(scores=cls_logits.flatten(0, 1).float(),
+                             masks=pred_points.flatten(0, 1))
+        gts = InstanceData(labels=torch.cat([lb.to(device) for lb in gt_labels]),
+                           masks=gt_points)
+        cost = sum(c(pred_instances=preds, gt_instances=gts) for c in self.assigner.match_costs)
+        cost = cost.detach().cpu()
+        results, first = [], 0
+        for b, num in enumerate(counts):
+            block = cost[b * num_queries:(b + 1) * num_queries, first:first + num]
+            first += num
+            if num == 0:
+                results.append((empty, empty))
+                continue
+            rows, cols = linear_sum_assignment(block.numpy())
+            results.append((torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device)))
+        return results
+
     def __call__(self, cls_logits: Tensor, mask_logits: Tensor,
                  gt_instances: InstanceData,
                  img_meta: Optional[dict] = None) -> Tuple[Tensor, Tensor]:
@@ -97,25 +160,13 @@ class PointSampleHungarianMatcher:
             mask_logits (Tensor): (Q, h, w) mask logits.
             gt_instances (InstanceData): ``labels`` (N,) in [0, K) and
                 ``masks`` (N, H, W).
-            img_meta (dict, optional): Passed on to the assigner.
+            img_meta (dict, optional): Its ``batch_input_shape`` pads the masks
+                (see :func:`gt_masks_tensor`).
 
         Returns:
             tuple[Tensor, Tensor]: matched query indices and their ground-truth
             indices, each (min(Q, N),) long, sorted by query index.
         """
-        device = mask_logits.device
-        gt_masks = gt_masks_tensor(gt_instances, device, img_meta)
-        if self.num_points is None:
-            pred_points, gt_points = dense_mask_pairs(mask_logits, gt_masks)
-        else:
-            coords = self.sample_points(self.num_points, device)
-            pred_points = point_sample(mask_logits[:, None].float(),
-                                       coords.expand(mask_logits.shape[0], -1, -1))[:, 0]
-            gt_points = point_sample(gt_masks[:, None],
-                                     coords.expand(gt_masks.shape[0], -1, -1))[:, 0]
-        result = self.assigner.assign(
-            pred_instances=InstanceData(scores=cls_logits.float(), masks=pred_points),
-            gt_instances=InstanceData(labels=gt_instances.labels, masks=gt_points),
-            img_meta=img_meta)
-        query_inds = torch.nonzero(result.gt_inds > 0, as_tuple=True)[0]
-        return query_inds, result.gt_inds[query_inds] - 1
+        gt_masks = gt_masks_tensor(gt_instances, mask_logits.device, img_meta)
+        return self.match_batch(cls_logits[None], mask_logits[None], [gt_instances.labels],
+                                [gt_masks])[0]

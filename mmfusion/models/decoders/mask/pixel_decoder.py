@@ -7,7 +7,7 @@ masked-attention decoder cycles through are discarded, and it requires image
 metas. This subclass keeps mmdet's modules (and so its checkpoints' keys) and
 only changes ``forward`` to return the same contract as mmdet's
 ``MSDeformAttnPixelDecoder``: ``(mask_features, [stride-32, stride-16,
-stride-8 maps])``. The deformable variant is used directly as
+stride-8 maps])`` (or other levels, ``out_indices``). The deformable variant is used directly as
 ``type='mmdet.MSDeformAttnPixelDecoder'``.
 """
 from typing import List, Optional, Sequence, Tuple
@@ -29,15 +29,22 @@ class TransformerEncoderFPNPixelDecoder(TransformerEncoderPixelDecoder):
     ``embed_dims``), plus:
 
     Args:
-        num_outs (int): Number of multi-scale maps returned for the decoder,
-            taken from the lowest resolution upwards. Defaults to 3.
+        out_indices (Sequence[int]): Which FPN maps are returned for the
+            masked-attention decoder, indexed from the lowest resolution (0:
+            the encoder's level, ``num_inputs - 1``: the highest-resolution
+            map, before the mask-feature conv). Defaults to ``(0, 1, 2)``,
+            Mask2Former's strides 32/16/8 for a 4-level input; on small images
+            ``(1, 2, 3)`` (strides 16/8/4) keeps objects several cells wide at
+            every level the queries attend to.
     """
 
-    def __init__(self, *args, num_outs: int = 3, **kwargs) -> None:
+    def __init__(self, *args, out_indices: Sequence[int] = (0, 1, 2), **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        assert 1 <= num_outs <= self.num_inputs, \
-            f'num_outs ({num_outs}) must be in [1, {self.num_inputs}]'
-        self.num_outs = num_outs
+        out_indices = tuple(out_indices)
+        if not out_indices or any(not 0 <= i < self.num_inputs for i in out_indices):
+            raise ValueError(f'out_indices {out_indices} must be non-empty indices in '
+                             f'[0, {self.num_inputs}) (0 = lowest resolution)')
+        self.out_indices = out_indices
 
     def _padding_mask(self, feat: Tensor,
                       batch_img_metas: Optional[Sequence[dict]]) -> Tensor:
@@ -71,9 +78,10 @@ class TransformerEncoderFPNPixelDecoder(TransformerEncoderPixelDecoder):
             tuple:
                 - mask_features (Tensor): (B, out_channels, H_0, W_0), the
                   highest-resolution level (stride 4).
-                - multi_scale_features (list[Tensor]): ``num_outs`` maps of
-                  (B, feat_channels, H_i, W_i), low to high resolution
-                  (strides 32, 16, 8 for a 4-level input).
+                - multi_scale_features (list[Tensor]): the ``out_indices``
+                  maps, each (B, feat_channels, H_i, W_i), low to high
+                  resolution (by default strides 32, 16, 8 for a 4-level
+                  input).
         """
         feat_last = feats[-1]
         bs, _, h, w = feat_last.shape
@@ -94,4 +102,4 @@ class TransformerEncoderFPNPixelDecoder(TransformerEncoderPixelDecoder):
             y = lateral + F.interpolate(y, size=lateral.shape[-2:], mode='nearest')
             y = self.output_convs[i](y)
             outs.append(y)
-        return self.mask_feature(y), outs[:self.num_outs]
+        return self.mask_feature(y), [outs[i] for i in self.out_indices]
