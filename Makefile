@@ -21,14 +21,17 @@ clip: synthshapes
 	$(PY) tools/analysis_tools/benchmark_feature_cache.py configs/clip/linear-probe_clip-vit-tiny_1xb64-2e_synthshapes.py
 	$(PY) tools/analysis_tools/benchmark_feature_cache.py configs/clip/linear-probe_clip-vit-b32_1xb64-2e_synthshapes.py
 
-# Tiny X-Decoder (needs the tiny CLIP): one training run, then every task's evaluation.
-XDEC := xdecoder_r18-tiny_1xb16-1800it_synthshapes
+# Tiny X-Decoder (needs the tiny CLIP): region-text pretraining of the backbone and pixel
+# decoder, the X-Decoder training run, then every task's evaluation.
+XDEC := xdecoder_r18-tiny_1xb16-2000it_synthshapes
+XDEC_PRE := region-text-pretrain_r18-tiny_1xb16-1000it_synthshapes
 xdecoder:
 	test -f work_dirs/clip_vit-tiny_1xb128-1k_synthshapes/iter_1000.pth || $(MAKE) clip
+	$(PY) tools/train.py configs/xdecoder/$(XDEC_PRE).py
 	$(PY) tools/train.py configs/xdecoder/$(XDEC).py
 	for task in semantic_novel panoptic instance referring caption retrieval; do \
 	  $(PY) tools/test.py configs/xdecoder/synthshapes_eval/$$task.py \
-	    work_dirs/$(XDEC)/iter_1800.pth --work-dir work_dirs/$(XDEC)/eval_$$task || exit 1; \
+	    work_dirs/$(XDEC)/iter_2000.pth --work-dir work_dirs/$(XDEC)/eval_$$task || exit 1; \
 	done
 
 # SynthSpeech (espeak-ng) and its 64 speech units; then the Zipper recipe: both towers,

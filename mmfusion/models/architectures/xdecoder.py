@@ -17,12 +17,11 @@ from mmfusion.structures import FusionDataSample
 from ..decoders.xdecoder.xdecoder_head import TASKS
 from ..encoders.feature_cache import sample_ids_of
 from ..encoders.text.prompt_templates import get_templates
-
-IGNORE_INDEX = 255
+from .open_vocab_seg import OpenVocabSegMixin
 
 
 @MODELS.register_module()
-class XDecoder(BaseModel):
+class XDecoder(OpenVocabSegMixin, BaseModel):
     """Backbone -> :class:`XDecoderHead`, classes scored against text embeddings.
 
     Class names of an image come from its data sample's metainfo
@@ -119,34 +118,6 @@ class XDecoder(BaseModel):
             self.register_buffer('caption_vocab_ids', ids, persistent=False)
             self.register_buffer('caption_vocab_index', index, persistent=False)
 
-    # -- class names -------------------------------------------------------
-    def classes_of(self, sample: Optional[FusionDataSample]) -> List[str]:
-        classes = sample.metainfo.get('classes') if sample is not None else None
-        classes = classes or self.classes
-        if not classes:
-            raise ValueError('X-Decoder needs class names: set `classes` in the model config '
-                             '(e.g. the dataset metainfo) or metainfo["classes"] per sample; '
-                             'an empty list is not allowed')
-        return list(classes)
-
-    def thing_flags_of(self, sample: Optional[FusionDataSample],
-                       classes: Sequence[str]) -> Optional[Tensor]:
-        things = sample.metainfo.get('thing_classes') if sample is not None else None
-        if things is None:
-            things = self.thing_classes
-        if things is None:
-            return None
-        things = set(things)
-        return torch.tensor([c in things for c in classes], dtype=torch.bool)
-
-    def class_embeds(self, classes: Sequence[str]) -> Tensor:
-        """(C, D) prompt-ensembled text embeddings (the text encoder caches
-        them while it needs no gradient)."""
-        return self.text_encoder.encode_class_names(list(classes), self.templates)
-
-    def batch_class_embeds(self, data_samples: Sequence[FusionDataSample]) -> List[Tensor]:
-        return [self.class_embeds(self.classes_of(s)) for s in data_samples]
-
     # -- features ----------------------------------------------------------
     def extract_feat(self, img: Tensor,
                      data_samples: Optional[Sequence[FusionDataSample]] = None) -> List[Tensor]:
@@ -161,17 +132,6 @@ class XDecoder(BaseModel):
         maps = list(out['maps'] if isinstance(out, dict) else out)
         return list(self.neck(maps)) if self.neck is not None else maps
 
-    @staticmethod
-    def _metas(data_samples: Sequence[FusionDataSample], img: Tensor) -> List[dict]:
-        metas = []
-        for s in data_samples:
-            meta = dict(s.metainfo)
-            meta.setdefault('batch_input_shape', tuple(img.shape[-2:]))
-            meta.setdefault('img_shape', tuple(img.shape[-2:]))
-            meta.setdefault('ori_shape', meta['img_shape'])
-            metas.append(meta)
-        return metas
-
     # -- forward -----------------------------------------------------------
     def forward(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None,
                 mode: str = 'tensor'):
@@ -184,33 +144,6 @@ class XDecoder(BaseModel):
             samples = data_samples or [FusionDataSample() for _ in range(len(img))]
             return self.head(self.extract_feat(img, data_samples), self._metas(samples, img))
         raise RuntimeError(f'invalid mode "{mode}"; expected loss, predict or tensor')
-
-    def gt_segments(self, sample: FusionDataSample, classes: Sequence[str]) -> InstanceData:
-        """Thing instances + one segment per stuff label of ``gt_sem_seg``."""
-        labels, masks = [], []
-        has_instances = 'gt_instances' in sample and 'masks' in sample.gt_instances
-        if has_instances:
-            inst = sample.gt_instances
-            m = inst.masks
-            m = m.to_tensor(dtype=torch.bool, device='cpu') if hasattr(m, 'to_tensor') else m
-            labels.append(inst.labels.long().cpu())
-            masks.append(torch.as_tensor(m).bool().cpu())
-        if 'gt_sem_seg' in sample:
-            sem = sample.gt_sem_seg.data[0].cpu()
-            flags = self.thing_flags_of(sample, classes)
-            for label in sem.unique().tolist():
-                if label == IGNORE_INDEX:
-                    continue
-                is_thing = bool(flags[label]) if flags is not None else has_instances
-                if not is_thing:
-                    labels.append(torch.tensor([label]))
-                    masks.append((sem == label)[None])
-        if not labels:
-            raise KeyError(f'X-Decoder training needs gt_instances or gt_sem_seg; sample '
-                           f'{sample.metainfo.get("img_path")} has neither')
-        height_width = masks[0].shape[-2:]
-        return InstanceData(labels=torch.cat(labels),
-                            masks=torch.cat([m.reshape(-1, *height_width) for m in masks]))
 
     # -- text inputs of the grounding / caption / retrieval branches --------
     def sentences_of(self, inputs: Dict, data_samples: Sequence[FusionDataSample]) -> List[str]:

@@ -1,5 +1,5 @@
 """Set criterion for mask queries: class CE + mask BCE + Dice, deep supervision."""
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from mmcv.ops import point_sample

@@ -3,9 +3,11 @@
 # semantic / instance / panoptic segmentation, referring segmentation
 # (grounding), captioning and image-text retrieval.
 #
-# A ResNet-18 with 16 base channels (GN), a 1-layer transformer-encoder + FPN
-# pixel decoder, 20 object queries + the image query through 3
-# masked-attention layers of width 64. Class names, referring sentences and
+# Stage 2 of two. A ResNet-18 with 16 base channels (GN) and a 1-layer
+# transformer-encoder + FPN pixel decoder, both initialised by stage 1
+# (region-text-pretrain_r18-tiny_1xb16-1000it_synthshapes.py, `load_from`);
+# 20 object queries + the image query through 3 masked-attention layers of
+# width 64. Class names, referring sentences and
 # captions go through the text tower of the tiny CLIP trained by
 # configs/clip/clip_vit-tiny_1xb128-1k_synthshapes.py (frozen).
 # Evaluate the other tasks with the configs in synthshapes_eval/.
@@ -88,12 +90,24 @@ train_dataloader = dict(dataset=dict(
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-max_iters = 1800
-optim_wrapper = dict(optimizer=dict(lr=1e-3, weight_decay=0.05), clip_grad=dict(max_norm=1.0))
+max_iters = 2000
+# The pretrained parts at 0.1x the learning rate, as the paper fine-tunes its
+# backbone; the pixel decoder's stride-4 path and mask-feature conv, which
+# stage 1 does not train, at the full rate.
+optim_wrapper = dict(
+    optimizer=dict(lr=1e-3, weight_decay=0.05), clip_grad=dict(max_norm=1.0),
+    paramwise_cfg=dict(custom_keys={
+        'backbone': dict(lr_mult=0.1),
+        'head.pixel_decoder': dict(lr_mult=0.1),
+        'head.pixel_decoder.lateral_convs.0': dict(lr_mult=1.0),
+        'head.pixel_decoder.output_convs.0': dict(lr_mult=1.0),
+        'head.pixel_decoder.mask_feature': dict(lr_mult=1.0)}))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=50, end=max_iters, eta_min=1e-5),
 ]
-train_cfg = dict(max_iters=max_iters, val_interval=900)
-default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=900))
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
+default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=500, max_keep_ckpts=2))
+# Stage 1's backbone and pixel decoder (matched by key; the rest stays new).
+load_from = 'work_dirs/region-text-pretrain_r18-tiny_1xb16-1000it_synthshapes/iter_1000.pth'
 auto_scale_lr = dict(base_batch_size=16)
