@@ -32,7 +32,10 @@ test_cfg = None
 test_evaluator = None
 
 max_iters = 1000
-optim_wrapper = dict(optimizer=dict(lr=1e-3, weight_decay=0.05), clip_grad=None)
+# One learning rate for everything (not stage 2's 0.1x for the pretrained parts).
+optim_wrapper = dict(_delete_=True, type='OptimWrapper',
+                     constructor='FusionOptimWrapperConstructor',
+                     optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05), clip_grad=None)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=50, end=max_iters, eta_min=1e-5),

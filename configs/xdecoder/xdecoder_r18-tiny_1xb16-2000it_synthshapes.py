@@ -108,6 +108,7 @@ param_scheduler = [
 ]
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=500, max_keep_ckpts=2))
-# Stage 1's backbone and pixel decoder (matched by key; the rest stays new).
+# Stage 1's backbone, pixel decoder and cosine temperature (head.logit_scale),
+# matched by key; the decoder, queries and other branches start new.
 load_from = 'work_dirs/region-text-pretrain_r18-tiny_1xb16-1000it_synthshapes/iter_1000.pth'
 auto_scale_lr = dict(base_batch_size=16)

@@ -84,6 +84,8 @@ def test_gradients_reach_exactly_backbone_pixel_decoder_and_classifier():
             assert p.grad is None or not p.grad.any(), name
         else:
             assert p.grad is not None and p.grad.any(), name
+    # Unused parameters exist, so DDP must be told (mmfusion.utils.dist reads this).
+    assert type(model).find_unused_parameters is True
 
 
 def test_images_with_different_class_lists_share_a_batch():
@@ -102,16 +104,28 @@ def test_images_with_different_class_lists_share_a_batch():
     assert both[1].shape[1] == len(other)
     torch.testing.assert_close(both[0], alone0, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(both[1], alone1, rtol=1e-5, atol=1e-5)
+    # The loss pads the shorter list with -inf: the mean over both images'
+    # regions of each image's own cross-entropy.
+    losses = [model(dict(img=i[None]), [s], mode='loss')['loss_region'] for i, s in
+              ((img0, s0), (img1, s1))]
+    joint = model(dict(img=torch.stack([img0, img1])), [s0, s1], mode='loss')['loss_region']
+    torch.testing.assert_close(joint, (losses[0] * 4 + losses[1] * 4) / 8, rtol=1e-5, atol=1e-6)
     with pytest.raises(RuntimeError, match='only trains'):
         model(dict(img=img0[None]), [s0], mode='predict')
+    s0.gt_instances.labels = torch.tensor([0, len(CLASSES)])
+    with pytest.raises(ValueError, match='outside its 4 class names'):
+        model(dict(img=img0[None]), [s0], mode='loss')
 
 
 def test_xdecoder_load_from_finds_backbone_and_pixel_decoder():
-    """Every pretrained backbone / pixel-decoder tensor has its X-Decoder
-    counterpart of the same shape (what ``load_from`` loads by key)."""
+    """What X-Decoder's non-strict ``load_from`` takes by key: the backbone,
+    the pixel decoder, the cosine temperature and the (same, frozen) text
+    encoder; the region projection has no counterpart."""
     pre = build().state_dict()
     xdec = MODELS.build(tiny_cfg()).state_dict()
-    shared = [k for k in pre if k.startswith(('backbone.', 'head.pixel_decoder.'))]
-    assert len(shared) > 50
-    for key in shared:
-        assert key in xdec and xdec[key].shape == pre[key].shape, key
+    shared = {k for k in pre if k in xdec and xdec[k].shape == pre[k].shape}
+    pretrained = {k for k in pre if k.startswith(('backbone.', 'head.pixel_decoder.'))}
+    assert len(pretrained) > 50 and pretrained <= shared
+    assert shared - pretrained == {'head.logit_scale'} | {
+        k for k in pre if k.startswith('text_encoder.')}
+    assert set(pre) - shared == {'head.proj.weight', 'head.proj.bias'}

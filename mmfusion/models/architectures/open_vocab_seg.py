@@ -79,8 +79,8 @@ class OpenVocabSegMixin:
                     labels.append(torch.tensor([label]))
                     masks.append((sem == label)[None])
         if not labels:
-            raise KeyError(f'{type(self).__name__} training needs gt_instances or gt_sem_seg; sample '
-                           f'{sample.metainfo.get("img_path")} has neither')
+            raise KeyError(f'{type(self).__name__} training needs gt_instances or gt_sem_seg; '
+                           f'sample {sample.metainfo.get("img_path")} has neither')
         height_width = masks[0].shape[-2:]
         return InstanceData(labels=torch.cat(labels),
                             masks=torch.cat([m.reshape(-1, *height_width) for m in masks]))

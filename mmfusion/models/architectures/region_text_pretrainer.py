@@ -84,8 +84,10 @@ class RegionTextPretrainer(OpenVocabSegMixin, BaseModel):
     is classified among the image's class names; softmax cross-entropy.
 
     Training only: the checkpoint is the start of a downstream model (e.g.
-    ``load_from`` in an X-Decoder config, which matches ``backbone.*`` and
-    ``head.pixel_decoder.*``); the loss dict logs the region accuracy
+    ``load_from`` in an X-Decoder config, which matches ``backbone.*``,
+    ``head.pixel_decoder.*`` and ``head.logit_scale``, the same cosine
+    temperature in both; X-Decoder's frozen ``text_encoder.*`` is the same
+    CLIP); the loss dict logs the region accuracy
     (``acc``) of each batch. :meth:`region_logits` classifies the gt
     segments of given samples.
 
@@ -99,6 +101,10 @@ class RegionTextPretrainer(OpenVocabSegMixin, BaseModel):
         thing_classes (list[str], optional): Which of them are things.
         data_preprocessor (dict, optional): e.g. ``MultiModalDataPreprocessor``.
     """
+    # The pixel decoder's stride-4 path and mask-feature conv are not on the
+    # pooled path (they serve the downstream model): DDP must allow unused
+    # parameters (read by mmfusion.utils.dist.prepare_launcher).
+    find_unused_parameters = True
 
     def __init__(self,
                  backbone: dict,
@@ -136,6 +142,10 @@ class RegionTextPretrainer(OpenVocabSegMixin, BaseModel):
 
     def loss(self, inputs: Dict, data_samples: List[FusionDataSample]) -> Dict[str, Tensor]:
         logits, labels = self.region_logits(inputs['img'], data_samples)
+        for x, y, sample in zip(logits, labels, data_samples):
+            if len(y) and int(y.max()) >= x.shape[1]:
+                raise ValueError(f'gt label {int(y.max())} of {sample.metainfo.get("img_path")} '
+                                 f'is outside its {x.shape[1]} class names')
         num_cls = max(x.shape[1] for x in logits)
         # Per-image class lists of different lengths: absent classes at -inf.
         padded = torch.cat([F.pad(x, (0, num_cls - x.shape[1]), value=float('-inf'))

@@ -90,7 +90,6 @@ def test_transformer_encoder_fpn_pixel_decoder_matches_mmdet():
                                TransformerEncoderPixelDecoder.forward(decoder, feats, full)[0])
 
 
-
 def test_pixel_decoder_out_indices_pick_fpn_levels():
     """``out_indices`` selects FPN maps by level, lowest resolution first; the
     highest level is the map the mask-feature conv reads."""
@@ -106,8 +105,10 @@ def test_pixel_decoder_out_indices_pick_fpn_levels():
     torch.testing.assert_close(multi_scale[0], s16)
     torch.testing.assert_close(multi_scale[1], s8)
     torch.testing.assert_close(fine.mask_feature(multi_scale[2]), mask_fine)
-    with pytest.raises(ValueError, match='out_indices'):
-        MODELS.build(dict(_fpn_pixel_decoder_cfg(), out_indices=(2, 4)))
+    for bad in ((2, 4), (2, 1), ()):
+        with pytest.raises(ValueError, match='out_indices'):
+            MODELS.build(dict(_fpn_pixel_decoder_cfg(), out_indices=bad))
+
 
 # ---------------------------------------------------------------- decoder
 def test_pixel_decoder_and_decoder_shapes_with_extra_tokens():
@@ -351,8 +352,8 @@ def test_matching_more_gts_than_queries_and_no_gts():
 def test_batch_matching_equals_mmdet_assigner_per_image():
     """One batched call (costs over all images, each image's block kept)
     gives mmdet's HungarianAssigner result of each image alone, on the same
-    sampled points; images without gt get no match, padded classes (-inf)
-    are never chosen."""
+    sampled points, with per-image class lists padded by -inf; images without
+    gt get no match."""
     g = torch.Generator().manual_seed(3)
     num_q, size, num_points = 6, 8, 40
     counts, num_cls = [3, 0, 5, 1], [4, 2, 4, 3]
@@ -382,9 +383,13 @@ def test_batch_matching_equals_mmdet_assigner_per_image():
         assert q_idx.tolist() == expected_q.tolist()
         assert g_idx.tolist() == (result.gt_inds[expected_q] - 1).tolist()
         assert len(q_idx) == min(num_q, counts[b])
+    # An image without gt may come with masks of any size; images with gt may not.
+    again = matcher.match_batch(cls_logits[:2], mask_logits[:2], labels[:2],
+                                [masks[0], torch.zeros(0, 4, 4)])
+    assert [q.tolist() for q, _ in again] == [matches[0][0].tolist(), []]
     with pytest.raises(ValueError, match='share a size'):
-        matcher.match_batch(cls_logits[:2], mask_logits[:2], labels[:2],
-                            [masks[0], torch.zeros(0, 4, 4)])
+        matcher.match_batch(cls_logits[:3:2], mask_logits[:3:2], labels[:3:2],
+                            [masks[0], masks[2][:, :4, :4]])
 
 
 # ---------------------------------------------------------------- criterion

@@ -118,11 +118,14 @@ class PointSampleHungarianMatcher:
         empty = torch.zeros(0, dtype=torch.long, device=device)
         if sum(counts) == 0 or num_queries == 0:
             return [(empty, empty) for _ in range(batch)]
-        if len({tuple(m.shape[-2:]) for m in gt_masks}) > 1:
+        sizes = {tuple(m.shape[-2:]) for m in gt_masks if len(m)}
+        if len(sizes) > 1:
             raise ValueError('gt masks of one batch must share a size (pad them to the batch '
                              f'with gt_masks_tensor); got {[tuple(m.shape) for m in gt_masks]}')
-        masks = torch.stack([F.pad(m, (0, 0, 0, 0, 0, max(counts) - len(m)))
-                             for m in gt_masks])  # (B, N_max, H, W)
+        ref = next(m for m in gt_masks if len(m))
+        masks = torch.stack([F.pad(m, (0, 0, 0, 0, 0, max(counts) - len(m))) if len(m)
+                             else ref.new_zeros((max(counts), *ref.shape[-2:]))
+                             for m in gt_masks])  # (B, N_max, H, W); images without gt: zeros
         if self.num_points is None:
             pred_points, gt_points = dense_mask_pairs(mask_logits.flatten(0, 1),
                                                       masks.flatten(0, 1))

@@ -41,8 +41,9 @@ class TransformerEncoderFPNPixelDecoder(TransformerEncoderPixelDecoder):
     def __init__(self, *args, out_indices: Sequence[int] = (0, 1, 2), **kwargs) -> None:
         super().__init__(*args, **kwargs)
         out_indices = tuple(out_indices)
-        if not out_indices or any(not 0 <= i < self.num_inputs for i in out_indices):
-            raise ValueError(f'out_indices {out_indices} must be non-empty indices in '
+        if (not out_indices or any(not 0 <= i < self.num_inputs for i in out_indices)
+                or list(out_indices) != sorted(set(out_indices))):
+            raise ValueError(f'out_indices {out_indices} must be increasing indices in '
                              f'[0, {self.num_inputs}) (0 = lowest resolution)')
         self.out_indices = out_indices
 
