@@ -1,12 +1,13 @@
 """Class names embedded by a text encoder, and Mask2Former-style training
 segments: what X-Decoder and the region-text backbone pretraining share."""
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 import torch
 from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmfusion.structures import FusionDataSample
+from ..encoders.text.prompt_templates import get_templates
 
 IGNORE_INDEX = 255
 
@@ -19,6 +20,15 @@ class OpenVocabSegMixin:
     or else the model's ``classes``; thing names likewise (``None``: every
     class is a thing).
     """
+
+    def init_class_names(self, templates: Union[str, Sequence[str]],
+                         classes: Optional[Sequence[str]],
+                         thing_classes: Optional[Sequence[str]]) -> None:
+        """Set ``templates`` (resolved by name), default ``classes`` and
+        ``thing_classes`` from the model's arguments."""
+        self.templates = get_templates(templates)
+        self.classes = list(classes) if classes else None
+        self.thing_classes = list(thing_classes) if thing_classes is not None else None
 
     def classes_of(self, sample: Optional[FusionDataSample]) -> List[str]:
         classes = sample.metainfo.get('classes') if sample is not None else None

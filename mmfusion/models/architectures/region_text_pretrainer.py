@@ -19,8 +19,7 @@ from torch import Tensor, nn
 
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
-from ..decoders.mask.matcher import gt_masks_tensor
-from ..encoders.text.prompt_templates import get_templates
+from ..decoders.mask.matcher import batch_gt_masks
 from .open_vocab_seg import OpenVocabSegMixin
 
 
@@ -122,15 +121,13 @@ class RegionTextPretrainer(OpenVocabSegMixin, BaseModel):
         self.text_encoder = MODELS.build(text_encoder)
         head = dict(dict(type='RegionTextHead', embed_dim=self.text_encoder.embed_dim), **head)
         self.head = MODELS.build(head)
-        self.templates = get_templates(templates)
-        self.classes = list(classes) if classes else None
-        self.thing_classes = list(thing_classes) if thing_classes is not None else None
+        self.init_class_names(templates, classes, thing_classes)
 
     def region_logits(self, img: Tensor, data_samples: Sequence[FusionDataSample]):
         """Per image the logits of its gt segments and their labels."""
         metas = self._metas(data_samples, img)
         segments = [self.gt_segments(s, self.classes_of(s)) for s in data_samples]
-        masks = [gt_masks_tensor(seg, img.device, meta) for seg, meta in zip(segments, metas)]
+        masks = batch_gt_masks(segments, img.device, metas)
         logits = self.head(self.extract_feat(img), metas, masks,
                            self.batch_class_embeds(data_samples))
         return logits, [seg.labels.to(img.device) for seg in segments]

@@ -16,7 +16,6 @@ from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
 from ..decoders.xdecoder.xdecoder_head import TASKS
 from ..encoders.feature_cache import sample_ids_of
-from ..encoders.text.prompt_templates import get_templates
 from .open_vocab_seg import OpenVocabSegMixin
 
 
@@ -99,9 +98,7 @@ class XDecoder(OpenVocabSegMixin, BaseModel):
         if head.get('grounding') is not None or head.get('caption') is not None:
             head.setdefault('text_width', self.text_encoder.token_embedding_layer.embedding_dim)
         self.head = MODELS.build(head)
-        self.templates = get_templates(templates)
-        self.classes = list(classes) if classes else None
-        self.thing_classes = list(thing_classes) if thing_classes is not None else None
+        self.init_class_names(templates, classes, thing_classes)
         self._warned_long: set = set()
         if self.head.caption_cfg is not None:
             tokenizer = self.text_encoder.tokenizer

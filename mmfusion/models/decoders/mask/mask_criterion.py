@@ -1,5 +1,5 @@
 """Set criterion for mask queries: class CE + mask BCE + Dice, deep supervision."""
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 from mmcv.ops import point_sample
@@ -10,7 +10,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmfusion.registry import MODELS, TASK_UTILS
-from .matcher import dense_mask_pairs, gt_masks_tensor
+from .matcher import batch_gt_masks, dense_mask_pairs
 
 
 def per_layer_loss_name(name: str, index: int, num: int, first: int = 0) -> str:
@@ -67,13 +67,6 @@ class MaskCriterion(BaseModule):
         self.oversample_ratio = oversample_ratio
         self.importance_sample_ratio = importance_sample_ratio
 
-    @staticmethod
-    def gt_masks(batch_gt_instances: Sequence[InstanceData], device: torch.device,
-                 batch_img_metas: Optional[Sequence[dict]] = None) -> List[Tensor]:
-        """Per image the (N_b, H, W) float gt masks, padded to the batch."""
-        metas = batch_img_metas or [None] * len(batch_gt_instances)
-        return [gt_masks_tensor(g, device, meta) for g, meta in zip(batch_gt_instances, metas)]
-
     def sample_points(self, mask_logits: Tensor) -> Tensor:
         """Uncertainty-biased point coordinates (N, P, 2) for (N, h, w) logits."""
         return get_uncertain_point_coords_with_randomness(
@@ -91,7 +84,7 @@ class MaskCriterion(BaseModule):
             mask_logits (Tensor): (B, Q, h, w).
             batch_gt_instances (list[InstanceData]): ``labels`` (N_b,) in
                 [0, K) and ``masks`` (N_b, H, W).
-            gt_masks (list[Tensor], optional): :meth:`gt_masks` of the batch,
+            gt_masks (list[Tensor], optional): :func:`batch_gt_masks` of the batch,
                 when the caller already has them (deep supervision).
 
         Returns:
@@ -108,7 +101,7 @@ class MaskCriterion(BaseModule):
                                  f'{no_object} classes (+ no object); got '
                                  f'{gt.labels.unique().tolist()}')
         if gt_masks is None:
-            gt_masks = self.gt_masks(batch_gt_instances, mask_logits.device, batch_img_metas)
+            gt_masks = batch_gt_masks(batch_gt_instances, mask_logits.device, batch_img_metas)
         matches = self.matcher.match_batch(cls_logits.detach(), mask_logits.detach(),
                                            [g.labels for g in batch_gt_instances], gt_masks)
 
@@ -166,7 +159,7 @@ class MaskCriterion(BaseModule):
         num = len(all_cls_logits)
         if num == 0:
             return losses
-        gt_masks = self.gt_masks(batch_gt_instances, all_mask_logits[0].device, batch_img_metas)
+        gt_masks = batch_gt_masks(batch_gt_instances, all_mask_logits[0].device, batch_img_metas)
         for i, (cls_logits, mask_logits) in enumerate(zip(all_cls_logits, all_mask_logits)):
             for name, value in self.loss_single(cls_logits, mask_logits, batch_gt_instances,
                                                 batch_img_metas, gt_masks).items():

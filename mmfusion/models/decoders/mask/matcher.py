@@ -44,6 +44,14 @@ def gt_masks_tensor(gt_instances: InstanceData, device: torch.device,
     return masks
 
 
+def batch_gt_masks(batch_gt_instances: Sequence[InstanceData], device: torch.device,
+                   batch_img_metas: Optional[Sequence[dict]] = None) -> List[Tensor]:
+    """:func:`gt_masks_tensor` of every image: per image (N_b, H, W) float
+    masks, padded to the batch."""
+    metas = batch_img_metas or [None] * len(batch_gt_instances)
+    return [gt_masks_tensor(g, device, meta) for g, meta in zip(batch_gt_instances, metas)]
+
+
 def dense_mask_pairs(mask_logits: Tensor, gt_masks: Tensor) -> Tuple[Tensor, Tensor]:
     """Every ground-truth pixel as a "point": logits resized to the gt size.
 
