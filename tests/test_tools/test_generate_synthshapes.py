@@ -91,3 +91,14 @@ def test_captions_and_refs(synthshapes_root):
         for ref in image_refs:
             name = THING_CLASSES[ref['category_id'] - 1]
             assert all(name in s['sent'] for s in ref['sentences'])
+
+
+def test_dataset_config_class_lists_match_the_generator():
+    """Configs cannot import python lists: the written-out class lists of the
+    SynthShapes dataset config must stay the generator's."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(osp.dirname(__file__), '..', '..', 'configs', '_base_',
+                                   'datasets', 'synthshapes_panoptic.py'))
+    assert cfg.classes == ALL_CLASSES and cfg.thing_classes == THING_CLASSES
+    assert cfg.held_out_classes == HELD_OUT
+    assert cfg.val_evaluator.class_groups.seen == [c for c in ALL_CLASSES if c not in HELD_OUT]

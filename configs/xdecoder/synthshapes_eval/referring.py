@@ -3,7 +3,7 @@
 _base_ = ['../xdecoder_r18-tiny_1xb16-2000it_synthshapes.py']
 model = dict(head=dict(test_cfg=dict(task='referring')))
 test_dataloader = dict(dataset=dict(
-    _delete_=True, type='RefCocoDataset', data_root='data/synthshapes',
+    _delete_=True, type='RefCocoDataset', data_root={{_base_.data_root}},
     ann_file='refsynth/refs(synth).p', instances_file='refsynth/instances.json',
     split_by='synth', split='val', data_prefix=dict(img_path='images'),
     pipeline=[dict(type='LoadImageFromFile'),

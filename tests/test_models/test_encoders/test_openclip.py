@@ -301,3 +301,32 @@ def test_prompt_ensembling_matches_manual_loop(vit, tmp_path):
         enc.encode_class_names(names, 'imagenett')
     with pytest.raises(ValueError, match='exactly one'):
         get_templates(['no placeholder'])
+
+
+def test_class_embedding_cache_follows_the_weights(vit, tmp_path):
+    """A frozen tower keeps its class embeddings across train() (mmengine's
+    iteration loop calls it every step); a weight load, a trainable weight or
+    a dtype change recomputes them."""
+    enc = OpenCLIPTextEncoder(model_cfg=VIT_CFG, checkpoint=_save(vit, tmp_path, 'pt'))
+    names = ['circle', 'square']
+    first = enc.encode_class_names(names)
+    enc.train()
+    assert enc.encode_class_names(names) is first
+    # Loading other weights: new embeddings, equal to the other model's.
+    other = _upstream(VIT_CFG, seed=5)
+    enc.load_checkpoint(_save(other, tmp_path, 'safetensors'))
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(
+            other.encode_text(open_clip.tokenize(['a photo of a circle.', 'a photo of a square.'],
+                                                 context_length=16)), dim=-1)
+    assert _maxdiff(enc.encode_class_names(names), expected) <= TOL
+    cached = enc.encode_class_names(names)
+    # Another dtype is another entry.
+    assert enc.double().encode_class_names(names).dtype == torch.float64
+    enc.float()
+    # A trainable weight: train() drops the cache, and grad mode bypasses it.
+    enc.ln_final.weight.requires_grad_(True)
+    enc.train()
+    assert not enc._class_embed_cache
+    fresh = enc.encode_class_names(names)
+    assert fresh.requires_grad and fresh is not cached

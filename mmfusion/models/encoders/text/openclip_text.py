@@ -86,7 +86,9 @@ class OpenCLIPTextEncoder(BaseEncoder):
         self.pad_id = self._pad_id_of(self.tokenizer)
 
         # encode_class_names results while no gradient is needed, per
-        # (names, templates, device); cleared by train() and weight loading.
+        # (names, templates, device, dtype); cleared by weight loading and by
+        # train() when some weight is trainable. A frozen tower keeps them:
+        # mmengine's IterBasedTrainLoop calls model.train() every iteration.
         self._class_embed_cache: Dict[tuple, Tensor] = {}
         if checkpoint is not None:
             self.load_checkpoint(checkpoint, prefix)
@@ -231,14 +233,16 @@ class OpenCLIPTextEncoder(BaseEncoder):
         Returns:
             ``(C, embed_dim)`` unit-norm class embeddings. Unless a gradient
             is needed (grad mode on and trainable parameters), the result is
-            cached until the next ``train()``/``eval()`` call or weight load,
-            so zero-shot evaluation embeds each class list once.
+            cached until a weight load, or the next ``train()``/``eval()``
+            call if some weight is trainable: zero-shot evaluation, and
+            training with a frozen tower, embed each class list once.
         """
         templates = get_templates(templates)
         needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
         if needs_grad:
             return self._ensemble(class_names, templates, batch_size)
-        key = (tuple(class_names), tuple(templates), str(self._device()))
+        param = next(self.parameters())
+        key = (tuple(class_names), tuple(templates), str(param.device), param.dtype)
         if key not in self._class_embed_cache:
             with torch.no_grad():
                 self._class_embed_cache[key] = self._ensemble(class_names, templates, batch_size)
@@ -253,7 +257,8 @@ class OpenCLIPTextEncoder(BaseEncoder):
         return F.normalize(emb, dim=-1)
 
     def train(self, mode: bool = True) -> 'OpenCLIPTextEncoder':
-        self._class_embed_cache.clear()  # trainable weights may change from here on
+        if any(p.requires_grad for p in self.parameters()):
+            self._class_embed_cache.clear()  # the weights may change from here on
         return super().train(mode)
 
     def _load_from_state_dict(self, *args, **kwargs) -> None:
