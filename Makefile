@@ -28,16 +28,16 @@ clip: synthshapes
 
 # Tiny X-Decoder (needs the tiny CLIP and SynthShapes-32k): region-text pretraining of the backbone and pixel
 # decoder, the X-Decoder training run, then every task's evaluation.
-XDEC := xdecoder_r18-tiny_1xb16-2000it_synthshapes
-XDEC_PRE := region-text-pretrain_r18-tiny_1xb16-1000it_synthshapes
+XDEC := xdecoder_r18-tiny_2xb8-2300it_synthshapes
+XDEC_PRE := region-text-pretrain_r18-tiny_2xb8-1000it_synthshapes
 xdecoder:
 	test -f work_dirs/clip_vit-tiny_1xb128-1k_synthshapes/iter_1000.pth || $(MAKE) clip
 	test -f data/synthshapes-32k/meta.json || $(MAKE) synthshapes-32k
-	$(PY) tools/train.py configs/xdecoder/$(XDEC_PRE).py
-	$(PY) tools/train.py configs/xdecoder/$(XDEC).py
+	PYTHON=$(PY) bash tools/dist_train.sh configs/xdecoder/$(XDEC_PRE).py 2
+	PYTHON=$(PY) bash tools/dist_train.sh configs/xdecoder/$(XDEC).py 2
 	for task in semantic_novel panoptic instance referring caption retrieval; do \
 	  $(PY) tools/test.py configs/xdecoder/synthshapes_eval/$$task.py \
-	    work_dirs/$(XDEC)/iter_2000.pth --work-dir work_dirs/$(XDEC)/eval_$$task || exit 1; \
+	    work_dirs/$(XDEC)/iter_2300.pth --work-dir work_dirs/$(XDEC)/eval_$$task || exit 1; \
 	done
 
 # SynthSpeech (espeak-ng) and its 64 speech units; then the Zipper recipe: both towers,

@@ -15,7 +15,7 @@ from mmfusion.apis import XDecoderInferencer, inference_model
 from mmfusion.structures import FusionDataSample
 from tests.conftest import REPO
 
-TINY = osp.join(REPO, 'configs', 'xdecoder', 'xdecoder_r18-tiny_1xb16-2000it_synthshapes.py')
+TINY = osp.join(REPO, 'configs', 'xdecoder', 'xdecoder_r18-tiny_2xb8-2300it_synthshapes.py')
 CLASSES_A = ['person', 'sky', 'rocket']
 CLASSES_B = ['flag', 'face', 'helmet', 'wall']
 

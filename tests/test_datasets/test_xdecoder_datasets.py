@@ -190,7 +190,7 @@ def test_tiny_xdecoder_config_datasets_and_evaluators(synthshapes_root):
     from tests.conftest import REPO
     init_default_scope('mmfusion')
     folder = osp.join(REPO, 'configs', 'xdecoder')
-    paths = [osp.join(folder, 'xdecoder_r18-tiny_1xb16-2000it_synthshapes.py')] + sorted(
+    paths = [osp.join(folder, 'xdecoder_r18-tiny_2xb8-2300it_synthshapes.py')] + sorted(
         osp.join(folder, 'synthshapes_eval', f) for f in os.listdir(
             osp.join(folder, 'synthshapes_eval')))
     assert len(paths) == 7

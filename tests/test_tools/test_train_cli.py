@@ -120,15 +120,20 @@ def test_ddp_wrapper_settings_from_the_model_class(monkeypatch):
     monkeypatch.setenv('WORLD_SIZE', '1')
     monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')
     monkeypatch.setenv('MASTER_PORT', '29500')
-    xdec = _build_cfg([f'{REPO}/configs/xdecoder/xdecoder_r18-tiny_1xb16-2000it_synthshapes.py',
+    xdec = _build_cfg([f'{REPO}/configs/xdecoder/xdecoder_focalt_8xb4-50e_coco-panoptic.py',
                        '--launcher', 'pytorch'])
     assert xdec.model_wrapper_cfg == dict(type='MMDistributedDataParallel', broadcast_buffers=False,
                                           find_unused_parameters=True, device_ids=None)
     assert xdec.env_cfg.dist_cfg.backend == 'gloo'
-    # mmengine's top-level switch still decides when given.
-    xdec = _build_cfg([f'{REPO}/configs/xdecoder/xdecoder_r18-tiny_1xb16-2000it_synthshapes.py',
-                       '--launcher', 'pytorch', '--cfg-options', 'find_unused_parameters=False'])
+    # mmengine's top-level switch still decides when given: the tiny config,
+    # whose every step uses every branch, turns the search off; its stage 1
+    # (X-Decoder's parts it does not train) turns it back on.
+    xdec = _build_cfg([f'{REPO}/configs/xdecoder/xdecoder_r18-tiny_2xb8-2300it_synthshapes.py',
+                       '--launcher', 'pytorch'])
     assert xdec.model_wrapper_cfg.find_unused_parameters is False
+    stage1 = 'region-text-pretrain_r18-tiny_2xb8-1000it_synthshapes.py'
+    pre = _build_cfg([f'{REPO}/configs/xdecoder/{stage1}', '--launcher', 'pytorch'])
+    assert pre.model_wrapper_cfg.find_unused_parameters is True
     gms = _build_cfg([GMS_TINY, '--launcher', 'pytorch', '--sync-bn', 'torch'])
     assert gms.model_wrapper_cfg == dict(type='MMDistributedDataParallel', broadcast_buffers=False,
                                          device_ids=None)

@@ -44,7 +44,7 @@ FAMILIES: Dict[str, tuple] = {
     'gms': ('configs/gms/gms_kl-f4-tiny_1xb8-800it_synth-lesion.py',
             {'model.vae.pretrained': None, 'model.vae.prefix': None}, 'synth_lesion'),
     'clip': ('configs/clip/clip_vit-tiny_1xb128-1k_synthshapes.py', {}, 'synthshapes'),
-    'xdecoder': ('configs/xdecoder/xdecoder_r18-tiny_1xb16-2000it_synthshapes.py',
+    'xdecoder': ('configs/xdecoder/xdecoder_r18-tiny_2xb8-2300it_synthshapes.py',
                  {'model.text_encoder.checkpoint': None}, 'synthshapes'),
 }
 GENERATORS = {

@@ -1,6 +1,6 @@
 # Referring segmentation (cIoU, mIoU, Pr@0.5...) on the val refs of refsynth,
 # SynthShapes in the RefCOCO layout: every sentence of every referred object.
-_base_ = ['../xdecoder_r18-tiny_1xb16-2000it_synthshapes.py']
+_base_ = ['../xdecoder_r18-tiny_2xb8-2300it_synthshapes.py']
 model = dict(head=dict(test_cfg=dict(task='referring')))
 test_dataloader = dict(dataset=dict(
     _delete_=True, type='RefCocoDataset', data_root={{_base_.data_root}},

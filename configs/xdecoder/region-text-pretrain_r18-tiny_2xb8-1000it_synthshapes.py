@@ -4,7 +4,7 @@
 # scene is mask-pooled on the pixel decoder's three multi-scale maps and
 # classified among the class names by cosine against the frozen tiny CLIP's
 # text embeddings. xdecoder_r18-tiny_*.py starts from its last checkpoint.
-_base_ = ['./xdecoder_r18-tiny_1xb16-2000it_synthshapes.py']
+_base_ = ['./xdecoder_r18-tiny_2xb8-2300it_synthshapes.py']
 model = dict(
     _delete_=True,
     type='RegionTextPretrainer',
@@ -43,3 +43,6 @@ param_scheduler = [
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters)
 default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=max_iters))
 load_from = None
+# The pixel decoder's stride-4 path and mask-feature conv are X-Decoder's, not
+# used here.
+find_unused_parameters = True
