@@ -94,4 +94,3 @@ class OpenVocabSegMixin:
         height_width = masks[0].shape[-2:]
         return InstanceData(labels=torch.cat(labels),
                             masks=torch.cat([m.reshape(-1, *height_width) for m in masks]))
-

@@ -238,8 +238,7 @@ class OpenCLIPTextEncoder(BaseEncoder):
             training with a frozen tower, embed each class list once.
         """
         templates = get_templates(templates)
-        needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
-        if needs_grad:
+        if torch.is_grad_enabled() and self._has_trainable_weights():
             return self._ensemble(class_names, templates, batch_size)
         param = next(self.parameters())
         key = (tuple(class_names), tuple(templates), str(param.device), param.dtype)
@@ -256,8 +255,11 @@ class OpenCLIPTextEncoder(BaseEncoder):
         emb = F.normalize(emb, dim=-1).reshape(len(class_names), len(templates), -1).mean(dim=1)
         return F.normalize(emb, dim=-1)
 
+    def _has_trainable_weights(self) -> bool:
+        return any(p.requires_grad for p in self.parameters())
+
     def train(self, mode: bool = True) -> 'OpenCLIPTextEncoder':
-        if any(p.requires_grad for p in self.parameters()):
+        if self._has_trainable_weights():
             self._class_embed_cache.clear()  # the weights may change from here on
         return super().train(mode)
 
