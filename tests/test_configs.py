@@ -6,21 +6,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmfusion.registry import MODELS
-from tests.conftest import REPO, TINY_MAPPING, TINY_VAE
-
-def _drop_missing_weights(cfg):
-    """Weights files produced by other runs or downloads are not here: random init."""
-    if isinstance(cfg, dict):
-        for key, value in cfg.items():
-            if key in ('checkpoint', 'pretrained') and isinstance(value, str) \
-                    and not osp.exists(value):
-                cfg[key] = None
-            else:
-                _drop_missing_weights(value)
-    elif isinstance(cfg, list):
-        for value in cfg:
-            _drop_missing_weights(value)
+from tests.conftest import REPO, build_shrunk_model
 
 
 def _input_size(cfg) -> tuple:
@@ -62,16 +48,7 @@ def _inputs(cfg) -> dict:
 def test_config_builds_and_runs_forward(path, fitted_units):
     cfg = Config.fromfile(path)
     assert cfg.default_scope == 'mmfusion'
-    model_cfg = cfg.model
-    # Shrink where the config allows: checkpoints are produced by other runs.
-    if 'vae' in model_cfg:
-        model_cfg.vae.update(pretrained=None, config=TINY_VAE)
-    if 'mapping_net' in model_cfg:
-        model_cfg.mapping_net.update(TINY_MAPPING)
-    if (model_cfg.get('unit_tokenizer') or {}).get('checkpoint'):
-        model_cfg.unit_tokenizer.checkpoint = fitted_units
-    _drop_missing_weights(model_cfg)
-    model = MODELS.build(model_cfg).eval()
+    model = build_shrunk_model(cfg, fitted_units).eval()
     with torch.no_grad():
         out = model(_inputs(cfg), mode='tensor')
     assert out is not None
