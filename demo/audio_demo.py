@@ -29,7 +29,7 @@ from mmengine.config import DictAction
 
 from mmfusion.apis import init_model
 from mmfusion.datasets.transforms import LoadAudioFromFile
-from mmfusion.models.architectures.zipper import check_zipper_task
+from mmfusion.models.zipper import check_zipper_task
 from mmfusion.registry import VISUALIZERS
 from mmfusion.structures import FusionDataSample
 from mmfusion.utils import register_all_modules

@@ -32,8 +32,7 @@ from mmengine.config import DictAction
 from mmengine.utils import mkdir_or_exist
 
 from mmfusion.apis import XDecoderInferencer, inference_model, init_model
-from mmfusion.models.decoders.xdecoder.xdecoder_head import SEG_TASKS, TASKS
-from mmfusion.models import XDecoder
+from mmfusion.models.xdecoder import SEG_TASKS, TASKS
 from mmfusion.registry import VISUALIZERS
 from mmfusion.utils import register_all_modules
 
@@ -147,8 +146,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     model = init_model(args.config, checkpoint, device=args.device, cfg_options=args.cfg_options)
     mkdir_or_exist(osp.dirname(osp.abspath(args.out_file)))
 
-    if isinstance(model, XDecoder):
-        task = args.task or model.head.test_cfg['task']
+    tasks = getattr(model, 'tasks', None)  # multi-task models say which tasks they have
+    if tasks:
+        task = args.task or model.default_task
+        if task not in tasks:
+            parser.error(f'--task {task}: {args.config} predicts {", ".join(tasks)}')
         if task == 'caption' and args.texts:
             parser.error('--task caption takes no --texts')
         inferencer = XDecoderInferencer(model)
@@ -166,8 +168,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         return
 
     if args.task or args.texts:
-        parser.error(f'--task/--texts are for X-Decoder configs; {args.config} builds a '
-                     f'{type(model).__name__}')
+        parser.error(f'--task/--texts are for multi-task models (X-Decoder); {args.config} '
+                     f'builds a {type(model).__name__}')
     result = inference_model(model, image)
     visualizer = VISUALIZERS.build(dict(type='FusionVisualizer', name='image_demo', alpha=args.alpha))
     visualizer.dataset_meta = model.dataset_meta

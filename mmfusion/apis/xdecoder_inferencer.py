@@ -10,7 +10,7 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from torch import nn
 
-from mmfusion.models.decoders.xdecoder.xdecoder_head import SEG_TASKS, TASKS
+from mmfusion.models.xdecoder import SEG_TASKS, TASKS
 from mmfusion.registry import INFERENCERS, VISUALIZERS
 from mmfusion.structures import FusionDataSample
 from .inference import ImageType, build_test_pipeline, init_model, load_weights, prepare_inputs

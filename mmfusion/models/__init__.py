@@ -1,11 +1,13 @@
-from .architectures import *  # noqa: F401,F403
+"""Models: shared parts (``common``, ``layers``, ``encoders``, ``tokenizers``,
+``data_preprocessors``) and one folder per model family."""
+from .common import *  # noqa: F401,F403
 from .data_preprocessors import *  # noqa: F401,F403
-from .decoders import *  # noqa: F401,F403
-from .decoders.mamba import *  # noqa: F401,F403
-from .decoders.mask import *  # noqa: F401,F403
-from .decoders.xdecoder import *  # noqa: F401,F403
-from .decoders.zipper import *  # noqa: F401,F403
 from .encoders import *  # noqa: F401,F403
 from .layers import *  # noqa: F401,F403
 from .tokenizers import *  # noqa: F401,F403
+from .clip import *  # noqa: F401,F403
+from .gms import *  # noqa: F401,F403
+from .mmmamba import *  # noqa: F401,F403
+from .xdecoder import *  # noqa: F401,F403
+from .zipper import *  # noqa: F401,F403
 from .wrappers import FusionFSDP, frozen_submodules  # noqa: F401

@@ -29,7 +29,7 @@ def test_rejects_non_dict_inputs():
 
 
 def test_pad_sequences_and_padding_mask():
-    from mmfusion.models.utils import lengths_to_padding_mask, pad_sequences
+    from mmfusion.models.common.sequence import lengths_to_padding_mask, pad_sequences
     seqs = [torch.arange(6.).reshape(3, 2), torch.ones(1, 2)]
     padded, lengths = pad_sequences(seqs, pad_value=-1.0)
     assert padded.shape == (2, 3, 2) and lengths.tolist() == [3, 1]

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmfusion.models.architectures.region_text_pretrainer import mask_pool
+from mmfusion.models.xdecoder import mask_pool
 from mmfusion.registry import MODELS
 from .test_xdecoder import CLASSES, THINGS, batch, synthetic_sample, tiny_cfg
 

@@ -250,14 +250,14 @@ def test_panoptic_and_instance_postprocessing_on_crafted_predictions():
     probs[[0, 1], 0] = 0.97
     probs[[2, 3], 2] = 0.97
     flags = torch.tensor([True, True, False])
-    pan = head.panoptic(probs, masks, flags).sem_seg[0]
+    pan = head.postprocessor.panoptic(probs, masks, flags).sem_seg[0]
     assert set(pan[:2, :3].unique().tolist()) == {0 + 1000}
     assert set(pan[:2, 3:].unique().tolist()) == {0 + 2000}
     assert set(pan[2:].unique().tolist()) == {2}
     probs[1] = torch.tensor([0.5, 0.0, 0.0, 0.5])  # below the threshold: void
-    pan = head.panoptic(probs, masks, flags).sem_seg[0]
+    pan = head.postprocessor.panoptic(probs, masks, flags).sem_seg[0]
     assert set(pan[:2, 3:].unique().tolist()) == {3}  # void = number of classes
-    inst = head.instance(probs, masks, flags)
+    inst = head.postprocessor.instance(probs, masks, flags)
     assert set(inst.labels.tolist()) <= {0, 1}
     assert inst.scores[0] == pytest.approx(0.97, abs=1e-3)
     assert inst.masks[0].sum() == 6
@@ -402,7 +402,7 @@ def test_sentence_tokens_skip_cross_attention():
     """Sentence tokens join after cross-attention (the paper): blocked from
     every other token in self-attention, their outputs do not depend on the
     image at all."""
-    from mmfusion.models.decoders.mask import MaskedAttentionDecoder
+    from mmfusion.models.common.mask import MaskedAttentionDecoder
     torch.manual_seed(0)
     dec = MaskedAttentionDecoder(num_queries=3, hidden_dims=16, num_layers=2, num_heads=2,
                                  ffn_dims=32, in_channels=16, mask_channels=16).eval()
@@ -491,7 +491,7 @@ def test_text_input_errors_and_truncation_warning(monkeypatch):
         model.caption_inputs(['a purple elephant'])
     long = ' '.join(['circle'] * 30)  # context is 12 tokens
     warnings = []
-    monkeypatch.setattr('mmfusion.models.architectures.xdecoder.print_log',
+    monkeypatch.setattr('mmfusion.models.xdecoder.xdecoder.print_log',
                         lambda msg, **kw: warnings.append(msg))
     for _ in range(2):
         out = model.predict(dict(img=inputs['img'][:1], text=[long]), samples[:1],

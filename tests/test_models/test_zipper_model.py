@@ -6,7 +6,7 @@ import soundfile
 import torch
 
 from mmfusion.models.tokenizers import SpeechUnitTokenizer
-from mmfusion.models.tokenizers.char_tokenizer import EOS, PAD
+from mmfusion.models.common.sequence import EOS, PAD
 from mmfusion.registry import MODELS
 from tools.dataset_converters.generate_synth_speech import main as generate
 from tools.misc.fit_speech_units import read_manifest

@@ -18,7 +18,7 @@ import torch
 from mmcv.ops import point_sample
 from mmengine.structures import InstanceData
 
-from mmfusion.models.decoders.mask import PointSampleHungarianMatcher
+from mmfusion.models.common.mask import PointSampleHungarianMatcher
 
 
 def make_batch(batch: int, queries: int, classes: int, seed: int = 0):

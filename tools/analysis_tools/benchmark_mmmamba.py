@@ -241,7 +241,7 @@ def main(argv=None) -> dict:
                       state_memory_reduction=1 - decode[k]['decode_state_mb']
                       / teacher['decode_state_mb'])
               for k in ('linear', 'hybrid')}
-    from mmfusion.models.decoders.mamba import mamba_ssm_available
+    from mmfusion.models.mmmamba import mamba_ssm_available
     result = dict(config=args.config, device=args.device, threads=_threads(),
                   mamba_ssm_kernel=args.device != 'cpu' and mamba_ssm_available(),
                   hybrid_layers=args.hybrid_layers, decode_context=args.decode_context,

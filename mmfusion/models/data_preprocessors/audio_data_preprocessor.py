@@ -5,7 +5,7 @@ from mmengine.model import BaseDataPreprocessor
 from torch import Tensor
 
 from mmfusion.registry import MODELS
-from ..utils import pad_sequences
+from mmfusion.models.common.sequence import pad_sequences
 
 
 @MODELS.register_module()

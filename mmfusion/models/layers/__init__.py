@@ -1,4 +1,5 @@
 from .llama import (GroupedQueryAttention, LlamaBlock, RMSNorm, RotaryEmbedding, SwiGLU,
-                    rotate_at)
+                    cached_length, rotate_at)
 
-__all__ = ['RMSNorm', 'RotaryEmbedding', 'SwiGLU', 'GroupedQueryAttention', 'LlamaBlock', 'rotate_at']
+__all__ = ['RMSNorm', 'RotaryEmbedding', 'SwiGLU', 'GroupedQueryAttention', 'LlamaBlock',
+           'rotate_at', 'cached_length']

@@ -134,7 +134,7 @@ class GroupedQueryAttention(nn.Module):
         q = self.q_proj(x).view(b, length, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(b, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(b, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        offset = 0 if cache is None or 'k' not in cache else cache['k'].shape[2]
+        offset = 0 if cache is None else cached_length(cache)
         q, k = rope(q, offset), rope(k, offset)
         if cache is not None:
             if offset:
@@ -157,6 +157,11 @@ class GroupedQueryAttention(nn.Module):
             allowed = allowed | ~allowed.any(-1, keepdim=True)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None], **gqa)
         return self.o_proj(out.transpose(1, 2).reshape(b, length, -1))
+
+
+def cached_length(cache: Dict[str, Tensor]) -> int:
+    """Positions held by one layer's :class:`GroupedQueryAttention` cache."""
+    return cache['k'].shape[2] if 'k' in cache else 0
 
 
 class LlamaBlock(nn.Module):

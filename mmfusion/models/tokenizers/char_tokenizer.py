@@ -5,10 +5,8 @@ from typing import List, Sequence
 
 from mmengine.logging import print_log
 
+from mmfusion.models.common.sequence import BOS, EOS, SPECIALS, UNK
 from mmfusion.registry import TOKENIZERS
-
-PAD, BOS, EOS, UNK = 0, 1, 2, 3
-SPECIALS = ('<pad>', '<s>', '</s>', '<unk>')
 
 
 def content_indices(ids: Sequence[int], vocab_size: int) -> List[int]:

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from mmfusion.registry import TOKENIZERS
 from mmfusion.utils.dependency import require
-from ..encoders.speech import LogMelFrontend
+from mmfusion.models.encoders.speech import LogMelFrontend
 
 
 @TOKENIZERS.register_module()

@@ -3,7 +3,8 @@ import re
 from typing import List, Sequence
 
 from mmfusion.registry import TOKENIZERS
-from .char_tokenizer import BOS, EOS, SPECIALS, UNK, content_indices
+from mmfusion.models.common.sequence import BOS, EOS, SPECIALS, UNK
+from .char_tokenizer import content_indices
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 

@@ -9,7 +9,7 @@ from mmdet.models.layers import TransformerEncoderPixelDecoder
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
-from mmfusion.models.decoders.mask import (MaskCriterion, MaskedAttentionDecoder,
+from mmfusion.models.common.mask import (MaskCriterion, MaskedAttentionDecoder,
                                            PointSampleHungarianMatcher,
                                            TransformerEncoderFPNPixelDecoder)
 from mmfusion.registry import MODELS, TASK_UTILS
@@ -548,7 +548,7 @@ def test_tiny_decoder_and_criterion_overfit_one_batch():
 
 
 def test_gt_masks_are_padded_to_the_batch_like_the_image():
-    from mmfusion.models.decoders.mask.matcher import gt_masks_tensor
+    from mmfusion.models.common.mask import gt_masks_tensor
     gt = InstanceData(labels=torch.tensor([0]), masks=torch.ones(1, 6, 5, dtype=torch.bool))
     padded = gt_masks_tensor(gt, torch.device('cpu'), dict(batch_input_shape=(8, 8)))
     assert padded.shape == (1, 8, 8)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from mmfusion.models.decoders.xdecoder import xdecoder_layout, xdecoder_self_attn_mask
+from mmfusion.models.xdecoder import xdecoder_layout, xdecoder_self_attn_mask
 
 N, G, LG, LC = 5, 3, 4, 6
 

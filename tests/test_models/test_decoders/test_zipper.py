@@ -3,9 +3,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmfusion.models.decoders.zipper import (CausalDecoderTower, ZipperDecoder,
-                                             aligned_context_layer)
+from mmfusion.models.common import CausalDecoderTower
 from mmfusion.models.layers import GroupedQueryAttention, RotaryEmbedding, rotate_at
+from mmfusion.models.zipper import ZipperDecoder, aligned_context_layer
 from mmfusion.registry import MODELS
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -136,7 +136,7 @@ def test_cross_attention_projects_between_tower_widths_and_honours_context_paddi
 
 
 def test_context_norm_makes_the_link_blind_to_the_context_scale():
-    from mmfusion.models.decoders.zipper.zipper_decoder import GatedCrossAttention
+    from mmfusion.models.zipper import GatedCrossAttention
     torch.manual_seed(0)
     x, context = torch.randn(2, 5, 32), torch.randn(2, 7, 24)
     normed = GatedCrossAttention(32, 24, 4, context_norm=True)

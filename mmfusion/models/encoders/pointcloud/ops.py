@@ -13,7 +13,7 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from ...utils import lengths_to_padding_mask
+from mmfusion.models.common.sequence import lengths_to_padding_mask
 
 
 def _valid_mask(xyz: Tensor, lengths: Optional[Tensor]) -> Optional[Tensor]:

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from mmfusion.registry import MODELS
 from mmfusion.utils import load_state_dict_file, load_strict, select_prefix
-from ..base_encoder import BaseEncoder
+from mmfusion.models.encoders.base_encoder import BaseEncoder
 from .ops import farthest_point_sample, gather_points, knn_group
 
 POOL_MODES = ('max+mean', 'max', 'mean', 'cls', 'cls+max')

@@ -2,7 +2,7 @@
 import torch
 from torch import Tensor
 
-from ...utils import lengths_to_padding_mask
+from mmfusion.models.common.sequence import lengths_to_padding_mask
 
 __all__ = ['full_lengths', 'lengths_to_padding_mask']
 

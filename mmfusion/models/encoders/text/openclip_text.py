@@ -7,9 +7,9 @@ from torch import Tensor
 
 from mmfusion.registry import MODELS
 from mmfusion.utils import load_strict
-from ..base_encoder import BaseEncoder
-from ..openclip_utils import (build_tower, import_open_clip, is_custom_text,
-                              read_openclip_checkpoint, resolve_model_cfg)
+from mmfusion.models.encoders.base_encoder import BaseEncoder
+from mmfusion.models.encoders.openclip_utils import (build_tower, import_open_clip, is_custom_text,
+                                                     read_openclip_checkpoint, resolve_model_cfg)
 from .prompt_templates import Template, fill_templates, get_templates
 
 # Top-level names open_clip's CLIP class gives its text modules.

@@ -6,7 +6,7 @@ from torch import Tensor
 from mmfusion.registry import MODELS
 from mmfusion.utils import load_state_dict_file, load_strict, select_prefix
 from mmfusion.utils.dependency import require
-from ..base_encoder import BaseEncoder
+from mmfusion.models.encoders.base_encoder import BaseEncoder
 
 
 def _is_ldm_layout(state_dict: Dict[str, Tensor]) -> bool:

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from mmfusion.registry import MODELS
 from mmfusion.utils import load_state_dict_file, load_strict, select_prefix
 from mmfusion.utils.dependency import require
-from ..base_encoder import BaseEncoder
+from mmfusion.models.encoders.base_encoder import BaseEncoder
 
 # Official hyper-parameters (segment_anything/build_sam.py) plus a tiny variant
 # of the same architecture for tests and quick experiments.

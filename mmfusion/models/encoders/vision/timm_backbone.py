@@ -6,7 +6,7 @@ from torch import Tensor
 
 from mmfusion.registry import MODELS
 from mmfusion.utils.dependency import require
-from ..base_encoder import BaseEncoder
+from mmfusion.models.encoders.base_encoder import BaseEncoder
 
 
 @MODELS.register_module()

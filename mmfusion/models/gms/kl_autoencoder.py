@@ -1,17 +1,17 @@
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
-from mmengine.model import BaseModel
 from torch import Tensor
 
+from mmfusion.models.common.base_model import FusionBaseModel
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
 from .gms import mask_to_vae_input, pack_seg_predictions, stack_masks, vae_output_to_prob
 
 
 @MODELS.register_module()
-class KLAutoencoder(BaseModel):
+class KLAutoencoder(FusionBaseModel):
     """Trains a KL-VAE on a segmentation dataset's images *and* masks, so GMS
     has a first stage without downloading Stable Diffusion's.
 
@@ -31,8 +31,6 @@ class KLAutoencoder(BaseModel):
                  kl_weight: float = 1e-6,
                  threshold: float = 0.5,
                  init_cfg: Optional[dict] = None) -> None:
-        if data_preprocessor is not None:
-            data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.vae = MODELS.build(vae)
         if self.vae.frozen:
@@ -40,15 +38,9 @@ class KLAutoencoder(BaseModel):
         self.kl_weight = kl_weight
         self.threshold = threshold
 
-    def forward(self, inputs: Dict[str, Tensor], data_samples: Optional[List[FusionDataSample]] = None,
-                mode: str = 'tensor') -> Union[Dict[str, Tensor], List[FusionDataSample], Tensor]:
-        if mode == 'loss':
-            return self.loss(inputs, data_samples)
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        if mode == 'tensor':
-            return self.vae.vae(inputs['img']).sample
-        raise ValueError(f'invalid mode {mode!r}; expected "loss", "predict" or "tensor"')
+    def _forward(self, inputs: Dict[str, Tensor], data_samples=None) -> Tensor:
+        """The VAE's reconstruction of the images."""
+        return self.vae.vae(inputs['img']).sample
 
     def loss(self, inputs: Dict[str, Tensor], data_samples: List[FusionDataSample]) -> Dict[str, Tensor]:
         target = torch.cat([inputs['img'], mask_to_vae_input(stack_masks(data_samples, size=inputs['img'].shape[-2:]))])

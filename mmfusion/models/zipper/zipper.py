@@ -1,36 +1,18 @@
 """Zipper speech/text model: unimodal pretraining, ASR and TTS in one class."""
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
-from mmengine.model import BaseModel
 from torch import Tensor
 
+from mmfusion.models.common.base_model import FusionBaseModel
+from mmfusion.models.common.generation import greedy_decode
+from mmfusion.models.common.sequence import (BOS, EOS, PAD, SPECIALS, lengths_to_padding_mask,
+                                             next_token_loss, pad_sequences, token_noise)
 from mmfusion.registry import MODELS, TOKENIZERS
 from mmfusion.structures import FusionDataSample
-from ..tokenizers.char_tokenizer import BOS, EOS, PAD, SPECIALS
-from ..utils import lengths_to_padding_mask, pad_sequences
 
 # Speech-tower vocabulary: the text specials' ids, then the units (unit u -> u + 3).
 UNIT_OFFSET = 3
-
-
-def next_token_loss(logits: Tensor, labels: Tensor) -> Dict[str, Tensor]:
-    """Cross-entropy of (B, L, V) ``logits`` against (B, L) ``labels``,
-    ``<pad>`` labels ignored; with the next-token accuracy for the log."""
-    loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=PAD)
-    acc = (logits.argmax(-1) == labels)[labels != PAD].float().mean()
-    return dict(loss_ntp=loss, acc_ntp=acc.detach())
-
-
-def token_noise(tokens: Tensor, prob: float, low: int, high: int,
-                keep: Optional[Tensor] = None) -> Tensor:
-    """Each token becomes a uniformly random id in ``[low, high)`` with
-    probability ``prob``, except where ``keep`` is True (e.g. padding)."""
-    hit = torch.rand(tokens.shape, device=tokens.device) < prob
-    if keep is not None:
-        hit &= ~keep
-    return torch.where(hit, torch.randint_like(tokens, low, high), tokens)
 
 
 def check_zipper_task(model, output: str, context: Optional[str], subject: str) -> None:
@@ -43,7 +25,7 @@ def check_zipper_task(model, output: str, context: Optional[str], subject: str) 
 
 
 @MODELS.register_module()
-class Zipper(BaseModel):
+class Zipper(FusionBaseModel):
     """A :class:`ZipperDecoder` with tokenizers, trained by next-token loss on
     one output tower, optionally reading the other modality.
 
@@ -173,17 +155,10 @@ class Zipper(BaseModel):
         return {self.context: tokens}, {self.context: mask}
 
     # -- modes -----------------------------------------------------------------
-    def forward(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None,
-                mode: str = 'tensor') -> Union[Dict, List[FusionDataSample]]:
-        if mode == 'loss':
-            return self.loss(inputs, data_samples)
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        if mode == 'tensor':
-            tokens, masks = self._context(inputs)
-            out, out_mask = self._batch(self._sequences(self.output, inputs, True))
-            return self.decoder({**tokens, self.output: out}, {**masks, self.output: out_mask})
-        raise ValueError(f'invalid mode {mode!r}; expected "loss", "predict" or "tensor"')
+    def _forward(self, inputs: Dict, data_samples=None) -> Dict[str, Dict]:
+        tokens, masks = self._context(inputs)
+        out, out_mask = self._batch(self._sequences(self.output, inputs, True))
+        return self.decoder({**tokens, self.output: out}, {**masks, self.output: out_mask})
 
     def _corrupt(self, tokens: Tensor, mask: Tensor) -> Tensor:
         """Training-time context noise on the real (non-padding) context
@@ -201,24 +176,31 @@ class Zipper(BaseModel):
         return next_token_loss(outs[self.output]['logits'][:, :-1], target[:, 1:])
 
     @torch.no_grad()
-    def generate(self, inputs: Dict) -> Tensor:
-        """Greedy decoding: (B, <= 1 + max_new_tokens) ids from ``<s>``,
-        padded after each sequence's ``</s>``."""
+    def generate(self, inputs: Dict, max_new_tokens: Optional[int] = None,
+                 stop_at_eos: bool = True) -> Tensor:
+        """Greedy decoding with a key/value cache in the output tower:
+        (B, <= 1 + max_new_tokens) ids from ``<s>``, padded after each
+        sequence's ``</s>``. The context tower runs once.
+
+        Args:
+            max_new_tokens (int, optional): Defaults to the model's.
+            stop_at_eos (bool): False decodes ``max_new_tokens`` tokens
+                whatever they are (e.g. to time decoding).
+        """
         tokens, masks = self._context(inputs)
         context_out = self.decoder(tokens, masks) if tokens else {}
         batch = len(inputs[next(k for k in ('text', 'units', 'audio') if k in inputs)])
         device = self.decoder.towers[self.output].embedding.weight.device
-        seq = torch.full((batch, 1), BOS, dtype=torch.long, device=device)
-        done = torch.zeros(batch, dtype=torch.bool, device=device)
-        for _ in range(self.max_new_tokens):
-            outs = self.decoder({**tokens, self.output: seq}, masks, context_outputs=context_out)
-            nxt = outs[self.output]['logits'][:, -1].argmax(-1)
-            nxt = torch.where(done, torch.full_like(nxt, PAD), nxt)
-            seq = torch.cat([seq, nxt[:, None]], dim=1)
-            done |= nxt == EOS
-            if done.all():
-                break
-        return seq
+        caches = {self.output: self.decoder.towers[self.output].new_caches()}
+
+        def step(ids: Tensor) -> Tensor:
+            outs = self.decoder({self.output: ids}, masks, context_outputs=context_out,
+                                caches=caches)
+            return outs[self.output]['logits'][:, -1]
+
+        prompt = torch.full((batch, 1), BOS, dtype=torch.long, device=device)
+        limit = self.max_new_tokens if max_new_tokens is None else max_new_tokens
+        return greedy_decode(step, prompt, limit, EOS if stop_at_eos else None, PAD)
 
     def _units(self, ids: Tensor) -> Tensor:
         ids = ids.tolist()
@@ -228,8 +210,7 @@ class Zipper(BaseModel):
     def predict(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None
                 ) -> List[FusionDataSample]:
         seq = self.generate(inputs)
-        if data_samples is None:
-            data_samples = [FusionDataSample() for _ in range(seq.shape[0])]
+        data_samples = self.fill_data_samples(data_samples, seq.shape[0])
         gt_units = None
         if self.output == 'speech' and ('audio' in inputs or 'units' in inputs):
             gt_units = self._speech_units(inputs)

@@ -2,24 +2,22 @@
 queries, the image query, grounding queries + sentence tokens and caption
 tokens; open-vocabulary class logits, the losses of every task, semantic /
 instance / panoptic post-processing, referring masks, greedy captions and
-retrieval embeddings."""
+retrieval embeddings. Segmentation outputs are formatted by
+:class:`XDecoderPostProcessor`."""
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from mmdet.evaluation.functional import INSTANCE_OFFSET
-from mmdet.structures.mask import mask2bbox
 from mmengine.model import BaseModule
-from mmengine.structures import InstanceData, PixelData
+from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
+from mmfusion.models.common.generation import greedy_decode
+from mmfusion.models.common.mask import per_layer_loss_name
 from mmfusion.registry import MODELS
-from ..mask.mask_criterion import per_layer_loss_name
 from .attention_mask import xdecoder_layout, xdecoder_self_attn_mask
-
-SEG_TASKS = ('semantic', 'instance', 'panoptic')
-TASKS = SEG_TASKS + ('referring', 'caption', 'retrieval')
+from .postprocess import TASKS, XDecoderPostProcessor
 # The paper's settings of each branch (X-Decoder's training config: grounding
 # on the top 6 layers with class 0.4 / mask 1 / Dice 1, captioning and
 # retrieval weight 8 on the top 3 layers; captions decoded greedily for up to
@@ -152,6 +150,7 @@ class XDecoderHead(BaseModule):
         self.test_cfg.update(test_cfg or {})
         if self.test_cfg['task'] not in TASKS:
             raise ValueError(f'test_cfg task must be one of {TASKS}, got {self.test_cfg["task"]!r}')
+        self.postprocessor = XDecoderPostProcessor(self.test_cfg)
 
     # -- decoding ----------------------------------------------------------
     def forward(self, feats: List[Tensor], batch_img_metas: Optional[Sequence[dict]] = None,
@@ -390,7 +389,7 @@ class XDecoderHead(BaseModule):
                 batch_img_metas: Sequence[dict], thing_flags: Sequence[Optional[Tensor]],
                 task: Optional[str] = None) -> List[Dict[str, object]]:
         """Per image a dict with ``pred_sem_seg``, ``pred_panoptic_seg`` or
-        ``pred_instances`` (at ``ori_shape``) for ``task``.
+        ``pred_instances`` (at ``ori_shape``) for segmentation ``task``.
 
         Args:
             thing_flags (list[Tensor | None]): per image (C_b,) bool, which
@@ -399,22 +398,10 @@ class XDecoderHead(BaseModule):
                 things.
         """
         task = task or self.test_cfg['task']
-        if task not in SEG_TASKS:
-            raise ValueError(f'XDecoderHead.predict decodes {SEG_TASKS}, got {task!r}')
         out = self(feats, batch_img_metas)
         cls_logits = self.batch_class_logits(out['cls_embeds'][-1], class_embeds)
-        mask_logits = out['mask_logits'][-1]
-        results = []
-        for b, meta in enumerate(batch_img_metas):
-            masks = self.resize_masks(mask_logits[b], meta)
-            probs = cls_logits[b].float().softmax(-1)
-            if task == 'semantic':
-                results.append(dict(pred_sem_seg=self.semantic(probs, masks)))
-            elif task == 'panoptic':
-                results.append(dict(pred_panoptic_seg=self.panoptic(probs, masks, thing_flags[b])))
-            else:
-                results.append(dict(pred_instances=self.instance(probs, masks, thing_flags[b])))
-        return results
+        return self.postprocessor(task, cls_logits, out['mask_logits'][-1], batch_img_metas,
+                                  thing_flags)
 
     def predict_referring(self, feats: List[Tensor], batch_img_metas: Sequence[dict],
                           grounding: dict) -> List[Dict[str, object]]:
@@ -426,12 +413,9 @@ class XDecoderHead(BaseModule):
         logits = self.grounding_logits(out['grounding_cls_embeds'][-1],
                                        grounding['sentence_embeds'])
         best = logits.float().softmax(-1)[..., 0].argmax(-1)
-        results = []
-        for b, meta in enumerate(batch_img_metas):
-            mask = self.resize_masks(out['grounding_mask_logits'][-1][b, best[b]][None], meta)
-            results.append(dict(pred_sem_seg=PixelData(data=(mask > 0).long(),
-                                                       seg_logits=mask)))
-        return results
+        masks = out['grounding_mask_logits'][-1]
+        return [dict(pred_sem_seg=self.postprocessor.referring(masks[b, best[b]], meta))
+                for b, meta in enumerate(batch_img_metas)]
 
     @torch.no_grad()
     def generate_captions(self, feats: List[Tensor], batch_img_metas: Sequence[dict],
@@ -441,15 +425,16 @@ class XDecoderHead(BaseModule):
         """Greedy decoding: from the start token, append the most likely
         vocabulary token until the end token or ``max_len`` tokens.
 
-        The pixel decoder runs once; each step re-runs the decoder over the
-        caption so far (the causal mask makes earlier positions' outputs
-        independent of later tokens, so this equals teacher forcing on the
-        generated prefix).
+        The pixel decoder runs once. The masked-attention decoder has no
+        key/value cache (its object queries re-attend to the image at every
+        layer), so each step re-runs it over the caption so far; the causal
+        mask makes earlier positions' outputs independent of later tokens, so
+        this equals teacher forcing on the generated prefix.
 
         Args:
             embed_tokens (callable): (B, L) token ids -> (B, L, text_width).
             vocab_embeds (Tensor): (V, text_width) output vocabulary rows.
-            vocab_ids (Tensor): (V,) token id of each row.
+            vocab_ids (Tensor): (V,) token id of each row, increasing.
 
         Returns:
             list[list[int]]: per image the generated token ids, without the
@@ -457,22 +442,25 @@ class XDecoderHead(BaseModule):
         """
         max_len = min(max_len or self.caption_cfg['max_len'], self.caption_cfg['max_len'])
         pixel_out = self.pixel_decoder(feats, batch_img_metas)
-        batch = pixel_out[0].shape[0]
-        vocab_ids = vocab_ids.to(pixel_out[0].device)
-        ids = torch.full((batch, 1), start_id, dtype=torch.long, device=pixel_out[0].device)
-        done = torch.zeros(batch, dtype=torch.bool, device=ids.device)
-        while ids.shape[1] < max_len and not bool(done.all()):
-            out = self.decode(pixel_out, caption_tokens=embed_tokens(ids))
+        device = pixel_out[0].device
+        vocab_ids = vocab_ids.to(device)
+        num_tokens = int(vocab_ids.max()) + 1
+        start = torch.full((pixel_out[0].shape[0], 1), start_id, dtype=torch.long, device=device)
+        caption: Optional[Tensor] = None  # the tokens so far
+
+        def step(ids: Tensor) -> Tensor:
+            nonlocal caption
+            caption = ids if caption is None else torch.cat([caption, ids], dim=1)
+            out = self.decode(pixel_out, caption_tokens=embed_tokens(caption))
             logits = self.caption_logits(out['caption_embeds'][-1][:, -1], vocab_embeds)
             logits = logits.masked_fill(vocab_ids == start_id, float('-inf'))
-            next_ids = vocab_ids[logits.argmax(-1)]
-            next_ids = torch.where(done, torch.full_like(next_ids, end_id), next_ids)
-            ids = torch.cat([ids, next_ids[:, None]], dim=1)
-            done |= next_ids == end_id
-        captions = []
-        for row in ids[:, 1:].tolist():
-            captions.append(row[:row.index(end_id)] if end_id in row else row)
-        return captions
+            # Rows -> token ids; tokens outside the vocabulary are never chosen.
+            full = logits.new_full((logits.shape[0], num_tokens), float('-inf'))
+            return full.index_copy(1, vocab_ids, logits)
+
+        ids = greedy_decode(step, start, max_len - 1, end_id, end_id)
+        return [row[:row.index(end_id)] if end_id in row else row
+                for row in ids[:, 1:].tolist()]
 
     def predict_image_embeds(self, feats: List[Tensor],
                              batch_img_metas: Sequence[dict]) -> Tensor:
@@ -480,66 +468,3 @@ class XDecoderHead(BaseModule):
         if self.retrieval_cfg is None:
             raise RuntimeError('XDecoderHead was built without retrieval')
         return self.image_text_embeds(self(feats, batch_img_metas)['image_embeds'][-1])
-
-    @staticmethod
-    def resize_masks(mask_logits: Tensor, meta: dict) -> Tensor:
-        """(N, h, w) logits of the padded batch -> (N, *ori_shape)."""
-        pad_shape = meta.get('batch_input_shape') or meta.get('pad_shape') or meta['img_shape']
-        img_h, img_w = meta.get('img_shape', pad_shape)[:2]
-        masks = F.interpolate(mask_logits[None].float(), size=tuple(pad_shape[:2]),
-                              mode='bilinear', align_corners=False)[:, :, :img_h, :img_w]
-        ori_shape = tuple(meta.get('ori_shape', (img_h, img_w))[:2])
-        return F.interpolate(masks, size=ori_shape, mode='bilinear', align_corners=False)[0]
-
-    @staticmethod
-    def semantic(probs: Tensor, masks: Tensor) -> PixelData:
-        """softmax(class)[..., :-1] weighted by sigmoid(mask), summed over queries."""
-        seg_logits = torch.einsum('nc,nhw->chw', probs[:, :-1], masks.sigmoid())
-        return PixelData(data=seg_logits.argmax(0)[None], seg_logits=seg_logits)
-
-    def panoptic(self, probs: Tensor, masks: Tensor, thing_flags: Optional[Tensor]) -> PixelData:
-        """mmdet's ``MaskFormerFusionHead.panoptic_postprocess``: label +
-        instance * INSTANCE_OFFSET, void = number of classes."""
-        num_classes = probs.shape[-1] - 1
-        scores, labels = probs.max(-1)
-        keep = (labels != num_classes) & (scores > self.test_cfg['object_mask_threshold'])
-        scores, labels, masks = scores[keep], labels[keep], masks[keep].sigmoid()
-        height, width = masks.shape[-2:]
-        pan = torch.full((height, width), num_classes, dtype=torch.long, device=masks.device)
-        if len(labels):
-            owner = (scores[:, None, None] * masks).argmax(0)
-            instance_id = 1
-            for k, label in enumerate(labels.tolist()):
-                is_thing = thing_flags is None or bool(thing_flags[label])
-                mask = owner == k
-                area, original = mask.sum().item(), (masks[k] >= 0.5).sum().item()
-                mask = mask & (masks[k] >= 0.5)
-                if area == 0 or original == 0 or mask.sum() == 0:
-                    continue
-                if area / original < self.test_cfg['overlap_threshold']:
-                    continue
-                if is_thing:
-                    pan[mask] = label + instance_id * INSTANCE_OFFSET
-                    instance_id += 1
-                else:
-                    pan[mask] = label  # stuff: one segment per class
-        return PixelData(sem_seg=pan[None], metainfo=dict(ignore_index=num_classes))
-
-    def instance(self, probs: Tensor, masks: Tensor,
-                 thing_flags: Optional[Tensor]) -> InstanceData:
-        """Top-k over queries x classes, scores rescored by the mean mask
-        probability inside the binary mask."""
-        num_queries, num_classes = probs.shape[0], probs.shape[1] - 1
-        scores = probs[:, :-1]
-        if thing_flags is not None:
-            scores = scores.masked_fill(~thing_flags.to(scores.device)[None], -1.0)
-        k = min(self.test_cfg['max_per_image'], num_queries * num_classes)
-        top_scores, top = scores.flatten().topk(k)
-        valid = top_scores >= 0
-        top_scores, top = top_scores[valid], top[valid]
-        labels, queries = top % num_classes, top // num_classes
-        mask_probs = masks[queries].sigmoid()
-        binary = mask_probs > 0.5
-        mask_scores = (mask_probs * binary).flatten(1).sum(1) / (binary.flatten(1).sum(1) + 1e-6)
-        return InstanceData(masks=binary, labels=labels, scores=top_scores * mask_scores,
-                            bboxes=mask2bbox(binary))

@@ -2,16 +2,16 @@ from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
-from mmengine.model import BaseModel
 from torch import Tensor, nn
 
+from mmfusion.models.common.base_model import FusionBaseModel
+from mmfusion.models.encoders.feature_cache import sample_ids_of
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
-from ..encoders.feature_cache import sample_ids_of
 
 
 @MODELS.register_module()
-class FrozenFeatureClassifier(BaseModel):
+class FrozenFeatureClassifier(FusionBaseModel):
     """A linear (or MLP) probe on one output of an encoder.
 
     The classic evaluation of a frozen foundation model: ``encoder`` (any
@@ -29,8 +29,6 @@ class FrozenFeatureClassifier(BaseModel):
                  hidden_channels: Optional[int] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        if data_preprocessor is not None:
-            data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.encoder = MODELS.build(encoder)
         self.feature_key = feature_key
@@ -45,20 +43,24 @@ class FrozenFeatureClassifier(BaseModel):
                                             keys=[self.feature_key])
         return feats[self.feature_key]
 
-    def forward(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None,
-                mode: str = 'tensor'):
-        logits = self.head(self.extract_feat(inputs['img'], data_samples))
-        if mode == 'tensor':
-            return logits
-        if mode == 'loss':
-            if not data_samples or any('gt_label' not in s for s in data_samples):
-                raise KeyError('FrozenFeatureClassifier needs data_samples with gt_label '
-                               '(a dataset that sets "gt_label", packed by PackFusionInputs)')
-            labels = torch.stack([s.gt_label for s in data_samples]).to(logits.device)
-            return dict(loss_cls=F.cross_entropy(logits, labels))
-        if mode == 'predict':
-            for sample, score in zip(data_samples, logits.softmax(-1)):
-                sample.pred_score = score
-                sample.pred_label = score.argmax()
-            return data_samples
-        raise RuntimeError(f'invalid mode "{mode}"; expected loss, predict or tensor')
+    def _forward(self, inputs: Dict, data_samples=None) -> Tensor:
+        """(B, num_classes) logits."""
+        return self.head(self.extract_feat(inputs['img'], data_samples))
+
+    def loss(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None
+             ) -> Dict[str, Tensor]:
+        if not data_samples or any('gt_label' not in s for s in data_samples):
+            raise KeyError('FrozenFeatureClassifier needs data_samples with gt_label '
+                           '(a dataset that sets "gt_label", packed by PackFusionInputs)')
+        logits = self._forward(inputs, data_samples)
+        labels = torch.stack([s.gt_label for s in data_samples]).to(logits.device)
+        return dict(loss_cls=F.cross_entropy(logits, labels))
+
+    def predict(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None
+                ) -> List[FusionDataSample]:
+        logits = self._forward(inputs, data_samples)
+        data_samples = self.fill_data_samples(data_samples, logits.shape[0])
+        for sample, score in zip(data_samples, logits.softmax(-1)):
+            sample.pred_score = score
+            sample.pred_label = score.argmax()
+        return data_samples

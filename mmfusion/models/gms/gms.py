@@ -1,11 +1,11 @@
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from mmengine.model import BaseModel
 from mmengine.structures import PixelData
 from torch import Tensor
 
+from mmfusion.models.common.base_model import FusionBaseModel
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
 
@@ -48,7 +48,7 @@ def pack_seg_predictions(probs: Tensor, data_samples: Sequence[FusionDataSample]
 
 
 @MODELS.register_module()
-class GMS(BaseModel):
+class GMS(FusionBaseModel):
     """Generative Medical Segmentation (Huo et al., 2024).
 
     A frozen KL-VAE maps image and mask to latents; a small mapping network
@@ -76,8 +76,6 @@ class GMS(BaseModel):
                  posterior_sample_prob: float = 0.5,
                  threshold: float = 0.5,
                  init_cfg: Optional[dict] = None) -> None:
-        if data_preprocessor is not None:
-            data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.vae = MODELS.build(vae)
         self.mapping_net = MODELS.build(mapping_net)
@@ -91,17 +89,9 @@ class GMS(BaseModel):
         self.posterior_sample_prob = posterior_sample_prob
         self.threshold = threshold
 
-    def forward(self,
-                inputs: Dict[str, Tensor],
-                data_samples: Optional[List[FusionDataSample]] = None,
-                mode: str = 'tensor') -> Union[Dict[str, Tensor], List[FusionDataSample]]:
-        if mode == 'loss':
-            return self.loss(inputs, data_samples)
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        if mode == 'tensor':
-            return self.mapping_net(self.vae.encode(inputs['img'])[0])
-        raise ValueError(f'invalid mode {mode!r}; expected "loss", "predict" or "tensor"')
+    def _forward(self, inputs: Dict[str, Tensor], data_samples=None) -> Dict[str, Tensor]:
+        """The mapping network's latents (every supervised level)."""
+        return self.mapping_net(self.vae.encode(inputs['img'])[0])
 
     def loss(self, inputs: Dict[str, Tensor], data_samples: List[FusionDataSample]) -> Dict[str, Tensor]:
         mask = stack_masks(data_samples, size=inputs['img'].shape[-2:])
@@ -123,6 +113,5 @@ class GMS(BaseModel):
                 data_samples: Optional[List[FusionDataSample]] = None) -> List[FusionDataSample]:
         img = inputs['img']
         prob = vae_output_to_prob(self.vae.decode(self.mapping_net(self.vae.encode(img)[0])['out']))
-        if data_samples is None:
-            data_samples = [FusionDataSample() for _ in range(img.shape[0])]
+        data_samples = self.fill_data_samples(data_samples, img.shape[0])
         return pack_seg_predictions(prob, data_samples, self.threshold)

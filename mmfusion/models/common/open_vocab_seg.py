@@ -6,8 +6,8 @@ import torch
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from mmfusion.models.encoders.text.prompt_templates import get_templates
 from mmfusion.structures import FusionDataSample
-from ..encoders.text.prompt_templates import get_templates
 
 IGNORE_INDEX = 255
 

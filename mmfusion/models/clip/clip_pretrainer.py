@@ -5,18 +5,18 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 from mmengine.dist import get_dist_info
-from mmengine.model import BaseModel
 from torch import Tensor, nn
 
+from mmfusion.models.common.base_model import FusionBaseModel
+from mmfusion.models.encoders.feature_cache import sample_ids_of
+from mmfusion.models.encoders.text.prompt_templates import fill_templates, get_templates
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
 from mmfusion.utils.dependency import require
-from ..encoders.feature_cache import sample_ids_of
-from ..encoders.text.prompt_templates import fill_templates, get_templates
 
 
 @MODELS.register_module()
-class CLIPPretrainer(BaseModel):
+class CLIPPretrainer(FusionBaseModel):
     """Contrastive image-text pretraining (CLIP) with zero-shot prediction.
 
     ``inputs['img']`` are images and ``inputs['text']`` their texts (captions,
@@ -39,8 +39,6 @@ class CLIPPretrainer(BaseModel):
                  init_logit_scale: float = math.log(1 / 0.07),
                  max_logit_scale: float = 100.0,
                  init_cfg: Optional[dict] = None) -> None:
-        if data_preprocessor is not None:
-            data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.image_encoder = MODELS.build(image_encoder)
         self.text_encoder = MODELS.build(text_encoder)
@@ -64,15 +62,9 @@ class CLIPPretrainer(BaseModel):
             texts = [fill_templates([random.choice(self.train_templates)], [t])[0] for t in texts]
         return F.normalize(self.text_encoder(texts)['pooled'], dim=-1)
 
-    def forward(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None,
-                mode: str = 'tensor'):
-        if mode == 'loss':
-            return self.loss(inputs, data_samples)
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        if mode == 'tensor':
-            return self.embed_images(inputs['img'], data_samples)
-        raise RuntimeError(f'invalid mode "{mode}"; expected loss, predict or tensor')
+    def _forward(self, inputs: Dict, data_samples=None) -> Tensor:
+        """L2-normalised image embeddings."""
+        return self.embed_images(inputs['img'], data_samples)
 
     def loss(self, inputs: Dict, data_samples=None) -> Dict[str, Tensor]:
         if 'text' not in inputs:

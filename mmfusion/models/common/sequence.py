@@ -1,13 +1,39 @@
-"""Helpers for variable-length batches shared across modalities.
+"""Token sequences and variable-length batches, shared across families.
+
+Special ids: every tokenizer of the package (``CharTokenizer``,
+``WordTokenizer``) and every decoder that reads them put ``<pad>``, ``<s>``,
+``</s>`` and ``<unk>`` first, at ids 0 to 3.
 
 Conventions: a padded batch keeps each item's valid part first; ``lengths``
 ``(B,)`` long counts the valid steps; a *padding mask* is True at padding
 (``~mask`` gives the valid steps).
 """
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+
+PAD, BOS, EOS, UNK = 0, 1, 2, 3
+SPECIALS = ('<pad>', '<s>', '</s>', '<unk>')
+
+
+def next_token_loss(logits: Tensor, labels: Tensor) -> Dict[str, Tensor]:
+    """Cross-entropy of (B, L, V) ``logits`` against (B, L) ``labels``,
+    ``<pad>`` labels ignored; with the next-token accuracy for the log."""
+    loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=PAD)
+    acc = (logits.argmax(-1) == labels)[labels != PAD].float().mean()
+    return dict(loss_ntp=loss, acc_ntp=acc.detach())
+
+
+def token_noise(tokens: Tensor, prob: float, low: int, high: int,
+                keep: Optional[Tensor] = None) -> Tensor:
+    """Each token becomes a uniformly random id in ``[low, high)`` with
+    probability ``prob``, except where ``keep`` is True (e.g. padding)."""
+    hit = torch.rand(tokens.shape, device=tokens.device) < prob
+    if keep is not None:
+        hit &= ~keep
+    return torch.where(hit, torch.randint_like(tokens, low, high), tokens)
 
 
 def pad_sequences(seqs: Sequence[Tensor], pad_value: float = 0.0) -> Tuple[Tensor, Tensor]:

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule, ModuleDict
 from torch import Tensor
 
-from mmfusion.models.layers import RMSNorm, rotate_at
+from mmfusion.models.common.causal_lm import Caches
+from mmfusion.models.layers import RMSNorm, cached_length, rotate_at
 from mmfusion.registry import MODELS
 
 
@@ -61,9 +62,10 @@ class GatedCrossAttention(nn.Module):
         self.gate = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: Tensor, context: Tensor,
-                context_padding_mask: Optional[Tensor] = None) -> Tensor:
+                context_padding_mask: Optional[Tensor] = None, offset: int = 0) -> Tensor:
         """x (B, L, dim) attends to all of context (B, S, context_dim);
-        ``context_padding_mask`` (B, S) is True at padding."""
+        ``context_padding_mask`` (B, S) is True at padding; ``x`` holds query
+        positions ``offset ..`` (a decoding step continues a sequence)."""
         b, length, dim = x.shape
         heads, head_dim = self.num_heads, dim // self.num_heads
         ctx = self.context_proj(self.context_norm(context))
@@ -71,7 +73,7 @@ class GatedCrossAttention(nn.Module):
         k = self.k_proj(ctx).view(b, -1, heads, head_dim).transpose(1, 2)
         v = self.v_proj(ctx).view(b, -1, heads, head_dim).transpose(1, 2)
         if self.position_rate is not None:
-            q = rotate_at(q, torch.arange(length, device=x.device,
+            q = rotate_at(q, torch.arange(offset, offset + length, device=x.device,
                                           dtype=torch.float64) * self.position_rate)
             k = rotate_at(k, torch.arange(k.shape[2], device=x.device, dtype=torch.float64))
         mask = None if context_padding_mask is None else ~context_padding_mask[:, None, None, :]
@@ -149,7 +151,8 @@ class ZipperDecoder(BaseModule):
 
     def forward(self, tokens: Dict[str, Tensor],
                 padding_masks: Optional[Dict[str, Tensor]] = None,
-                context_outputs: Optional[Dict[str, Dict]] = None) -> Dict[str, Dict]:
+                context_outputs: Optional[Dict[str, Dict]] = None,
+                caches: Optional[Dict[str, Caches]] = None) -> Dict[str, Dict]:
         """
         Args:
             tokens (dict): tower name -> (B, L_name) token ids. Towers left out
@@ -159,12 +162,17 @@ class ZipperDecoder(BaseModule):
             context_outputs (dict, optional): outputs of towers already run
                 (as returned here), reused instead of run again, e.g. the
                 speech tower's during step-by-step decoding of the text tower.
+            caches (dict, optional): tower name -> its ``new_caches()``, for
+                decoding: that tower's ``tokens`` continue the positions its
+                cache holds, and its ``hidden_states`` are those of the new
+                positions only.
 
         Returns:
             dict: tower name -> ``dict(logits, hidden_states)`` as
             :meth:`CausalDecoderTower.forward`, with the cross-attention applied.
         """
         padding_masks = padding_masks or {}
+        caches = caches or {}
         unknown = set(tokens) - set(self.towers)
         if unknown:
             raise KeyError(f'no tower named {sorted(unknown)} (towers: {sorted(self.towers)})')
@@ -174,18 +182,20 @@ class ZipperDecoder(BaseModule):
                 continue
             tower = self.towers[name]
             mask = padding_masks.get(name)
+            cache = caches.get(name)
+            offset = cached_length(cache[0]) if cache is not None else 0
             reads = [(c, layers) for q, c, layers in self.links if q == name and c in outputs]
             x = tower.embed(tokens[name])
             hidden_states = [x]
             for i, layer in enumerate(tower.layers, start=1):
-                x = layer(x, tower.rope, mask)
+                x = layer(x, tower.rope, mask, None if cache is None else cache[i - 1])
                 for context, layers in reads:
                     if i in layers:
                         ctx_states = outputs[context]['hidden_states']
                         ctx = ctx_states[aligned_context_layer(i, tower.depth,
                                                                len(ctx_states) - 1)]
                         x = self.cross_attn[f'{name}_from_{context}_{i}'](
-                            x, ctx, padding_masks.get(context))
+                            x, ctx, padding_masks.get(context), offset)
                 hidden_states.append(x)
             outputs[name] = dict(logits=tower.logits(x), hidden_states=hidden_states)
         return outputs

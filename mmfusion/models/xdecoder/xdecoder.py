@@ -3,24 +3,24 @@ panoptic segmentation with class names embedded by a text encoder, referring
 segmentation, captioning and image-text retrieval from one decoder."""
 import logging
 import random
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
-from mmengine.model import BaseModel
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from mmfusion.models.common.base_model import FusionBaseModel
+from mmfusion.models.common.open_vocab_seg import OpenVocabSegMixin
+from mmfusion.models.encoders.feature_cache import sample_ids_of
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
-from ..decoders.xdecoder.xdecoder_head import TASKS
-from ..encoders.feature_cache import sample_ids_of
-from .open_vocab_seg import OpenVocabSegMixin
+from .postprocess import SEG_TASKS, TASKS
 
 
 @MODELS.register_module()
-class XDecoder(OpenVocabSegMixin, BaseModel):
+class XDecoder(OpenVocabSegMixin, FusionBaseModel):
     """Backbone -> :class:`XDecoderHead`, classes scored against text embeddings.
 
     Class names of an image come from its data sample's metainfo
@@ -87,8 +87,6 @@ class XDecoder(OpenVocabSegMixin, BaseModel):
                  neck: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        if data_preprocessor is not None:
-            data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
         self.neck = MODELS.build(neck) if neck is not None else None
@@ -130,17 +128,23 @@ class XDecoder(OpenVocabSegMixin, BaseModel):
         return list(self.neck(maps)) if self.neck is not None else maps
 
     # -- forward -----------------------------------------------------------
-    def forward(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None,
-                mode: str = 'tensor'):
-        if mode == 'loss':
-            return self.loss(inputs, data_samples)
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        if mode == 'tensor':
-            img = inputs['img']
-            samples = data_samples or [FusionDataSample() for _ in range(len(img))]
-            return self.head(self.extract_feat(img, data_samples), self._metas(samples, img))
-        raise RuntimeError(f'invalid mode "{mode}"; expected loss, predict or tensor')
+    def _forward(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None):
+        """The head's decoded outputs of every layer."""
+        img = inputs['img']
+        samples = self.fill_data_samples(data_samples, len(img))
+        return self.head(self.extract_feat(img, data_samples), self._metas(samples, img))
+
+    @property
+    def tasks(self) -> Tuple[str, ...]:
+        """The tasks this model predicts: segmentation always, the others
+        when the head has their branch."""
+        return SEG_TASKS + tuple(task for task, branch in self._BRANCHES.items()
+                                 if getattr(self.head, f'{branch}_cfg') is not None)
+
+    @property
+    def default_task(self) -> str:
+        """What :meth:`predict` runs without a ``task`` (``head.test_cfg``)."""
+        return self.head.test_cfg['task']
 
     # -- text inputs of the grounding / caption / retrieval branches --------
     def sentences_of(self, inputs: Dict, data_samples: Sequence[FusionDataSample]) -> List[str]:
@@ -255,46 +259,57 @@ class XDecoder(OpenVocabSegMixin, BaseModel):
     @torch.no_grad()
     def predict(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None,
                 task: Optional[str] = None) -> List[FusionDataSample]:
-        """Predict ``task`` (else ``head.test_cfg['task']``) at each sample's
+        """Predict ``task`` (else :attr:`default_task`) at each sample's
         ``ori_shape``: ``pred_sem_seg`` (semantic; referring: 1 = referred),
         ``pred_panoptic_seg``, ``pred_instances``, ``pred_caption`` or the
         retrieval embeddings and scores (see the class docstring)."""
         img = inputs['img']
-        data_samples = data_samples or [FusionDataSample() for _ in range(len(img))]
-        task = task or self.head.test_cfg['task']
+        data_samples = self.fill_data_samples(data_samples, len(img))
+        task = task or self.default_task
         if task not in TASKS:
             raise ValueError(f'X-Decoder task must be one of {TASKS}, got {task!r}')
+        if task not in self.tasks:
+            raise RuntimeError(f'{task} needs the head\'s {self._BRANCHES[task]} branch; this '
+                               f'model predicts {self.tasks}')
+        predict_task = self._TASK_PREDICTORS.get(task, '_predict_segmentation')
         feats, metas = self.extract_feat(img, data_samples), self._metas(data_samples, img)
-        if task == 'referring':
-            if self.head.grounding_cfg is None:
-                raise RuntimeError('referring needs the head\'s grounding branch')
-            results = self.head.predict_referring(
-                feats, metas, self.encode_sentences(self.sentences_of(inputs, data_samples)))
-        elif task == 'caption':
-            if self.head.caption_cfg is None:
-                raise RuntimeError('caption needs the head\'s caption branch')
-            ids = self.head.generate_captions(feats, metas, self.embed_tokens,
-                                              self.vocab_embeds(), self.caption_vocab_ids,
-                                              self.start_id, self.end_id)
-            decode = self.text_encoder.tokenizer.decode
-            results = [dict(pred_caption=decode(row).strip()) for row in ids]
-        elif task == 'retrieval':
-            results = self._predict_retrieval(feats, metas, data_samples)
-        else:
-            classes = [self.classes_of(s) for s in data_samples]
-            flags = [self.thing_flags_of(s, c) for s, c in zip(data_samples, classes)]
-            results = self.head.predict(feats, self.batch_class_embeds(data_samples), metas,
-                                        flags, task=task)
-            for sample, names in zip(data_samples, classes):
-                if not sample.metainfo.get('classes'):  # so drawings can name the labels
-                    sample.set_metainfo(dict(classes=list(names)))
+        results = getattr(self, predict_task)(inputs, data_samples, feats, metas, task)
         for sample, result in zip(data_samples, results):
             for key, value in result.items():
                 setattr(sample, key, value)
         return data_samples
 
-    def _predict_retrieval(self, feats: List[Tensor], metas: List[dict],
-                           data_samples: Sequence[FusionDataSample]) -> List[dict]:
+    # Task -> the head branch it needs.
+    _BRANCHES = dict(referring='grounding', caption='caption', retrieval='retrieval')
+    # Task -> method; every segmentation task goes to ``_predict_segmentation``.
+    _TASK_PREDICTORS = dict(referring='_predict_referring', caption='_predict_caption',
+                            retrieval='_predict_retrieval')
+
+    def _predict_segmentation(self, inputs: Dict, data_samples: Sequence[FusionDataSample],
+                              feats: List[Tensor], metas: List[dict], task: str) -> List[dict]:
+        classes = [self.classes_of(s) for s in data_samples]
+        flags = [self.thing_flags_of(s, c) for s, c in zip(data_samples, classes)]
+        results = self.head.predict(feats, self.batch_class_embeds(data_samples), metas,
+                                    flags, task=task)
+        for sample, names in zip(data_samples, classes):
+            if not sample.metainfo.get('classes'):  # so drawings can name the labels
+                sample.set_metainfo(dict(classes=list(names)))
+        return results
+
+    def _predict_referring(self, inputs: Dict, data_samples: Sequence[FusionDataSample],
+                           feats: List[Tensor], metas: List[dict], task: str) -> List[dict]:
+        return self.head.predict_referring(
+            feats, metas, self.encode_sentences(self.sentences_of(inputs, data_samples)))
+
+    def _predict_caption(self, inputs: Dict, data_samples: Sequence[FusionDataSample],
+                         feats: List[Tensor], metas: List[dict], task: str) -> List[dict]:
+        ids = self.head.generate_captions(feats, metas, self.embed_tokens, self.vocab_embeds(),
+                                          self.caption_vocab_ids, self.start_id, self.end_id)
+        decode = self.text_encoder.tokenizer.decode
+        return [dict(pred_caption=decode(row).strip()) for row in ids]
+
+    def _predict_retrieval(self, inputs: Dict, data_samples: Sequence[FusionDataSample],
+                           feats: List[Tensor], metas: List[dict], task: str) -> List[dict]:
         image_embeds = self.head.predict_image_embeds(feats, metas)
         results = []
         for b, sample in enumerate(data_samples):

@@ -2,19 +2,19 @@
 from typing import Dict, List, Optional
 
 import torch
-from mmengine.model import BaseModel
 from torch import Tensor
 
+from mmfusion.models.common.base_model import FusionBaseModel
+from mmfusion.models.common.generation import greedy_decode
+from mmfusion.models.common.sequence import (BOS, EOS, PAD, lengths_to_padding_mask,
+                                             next_token_loss, pad_sequences, token_noise)
 from mmfusion.registry import MODELS, TOKENIZERS
 from mmfusion.structures import FusionDataSample
 from mmfusion.utils.checkpoint import safe_torch_load
-from ..tokenizers.char_tokenizer import BOS, EOS, PAD
-from ..utils import lengths_to_padding_mask, pad_sequences
-from .zipper import next_token_loss, token_noise
 
 
 @MODELS.register_module()
-class VocabExpansionASR(BaseModel):
+class VocabExpansionASR(FusionBaseModel):
     """ASR with a single decoder over text tokens and speech units.
 
     The comparison of the Zipper paper: instead of a second tower, the
@@ -92,17 +92,11 @@ class VocabExpansionASR(BaseModel):
             prompts.append(torch.cat([units, units.new_tensor([BOS])]))
         return prompts
 
-    def forward(self, inputs: Dict, data_samples=None, mode: str = 'tensor'):
-        if mode == 'loss':
-            return self.loss(inputs)
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        if mode == 'tensor':
-            tokens, lengths = pad_sequences(self._prompts(inputs), PAD)
-            return self.tower(tokens.long())
-        raise ValueError(f'invalid mode {mode!r}; expected "loss", "predict" or "tensor"')
+    def _forward(self, inputs: Dict, data_samples=None) -> Dict:
+        tokens, _ = pad_sequences(self._prompts(inputs), PAD)
+        return self.tower(tokens.long())
 
-    def loss(self, inputs: Dict) -> Dict[str, Tensor]:
+    def loss(self, inputs: Dict, data_samples=None) -> Dict[str, Tensor]:
         seqs, labels = [], []
         for prompt, text in zip(self._prompts(inputs), inputs['text']):
             if self.unit_noise > 0:
@@ -120,23 +114,26 @@ class VocabExpansionASR(BaseModel):
         return next_token_loss(logits, targets.long())
 
     @torch.no_grad()
-    def predict(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None):
+    def generate(self, prompt: Tensor) -> Tensor:
+        """Greedy text after one ``units <s>`` prompt (L,), with a key/value
+        cache: (1, L + n) ids, the prompt, then text tokens up to ``</s>``.
+        Unit ids are never generated."""
+        caches = self.tower.new_caches()
+
+        def step(ids: Tensor) -> Tensor:
+            return self.tower(ids, caches=caches)['logits'][:, -1, :self.unit_offset]
+
+        return greedy_decode(step, prompt[None], self.max_new_tokens, EOS, PAD)
+
+    def predict(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None
+                ) -> List[FusionDataSample]:
         prompts = self._prompts(inputs)
-        if data_samples is None:
-            data_samples = [FusionDataSample() for _ in prompts]
+        data_samples = self.fill_data_samples(data_samples, len(prompts))
         # One utterance at a time: prompts differ in length and decoding
         # appends after each prompt's end.
         for i, (prompt, sample) in enumerate(zip(prompts, data_samples)):
-            seq = prompt[None]
-            generated = []
-            for _ in range(self.max_new_tokens):
-                logits = self.tower(seq)['logits'][0, -1, :self.unit_offset]  # text only
-                nxt = int(logits.argmax())
-                if nxt == EOS:
-                    break
-                generated.append(nxt)
-                seq = torch.cat([seq, seq.new_tensor([[nxt]])], dim=1)
-            sample.pred_text = self.text_tokenizer.decode(generated)
+            seq = self.generate(prompt)
+            sample.pred_text = self.text_tokenizer.decode(seq[0, len(prompt):].tolist())
             if 'text' in inputs:
                 sample.gt_text = self.text_tokenizer.normalise(inputs['text'][i])
         return data_samples

@@ -14,13 +14,14 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
-from mmengine.model import BaseModel, BaseModule
+from mmengine.model import BaseModule
 from torch import Tensor, nn
 
+from mmfusion.models.common.base_model import FusionBaseModel
+from mmfusion.models.common.mask import batch_gt_masks
+from mmfusion.models.common.open_vocab_seg import OpenVocabSegMixin
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
-from ..decoders.mask.matcher import batch_gt_masks
-from .open_vocab_seg import OpenVocabSegMixin
 
 
 def mask_pool(feat: Tensor, masks: Tensor) -> Tensor:
@@ -77,7 +78,7 @@ class RegionTextHead(BaseModule):
 
 
 @MODELS.register_module()
-class RegionTextPretrainer(OpenVocabSegMixin, BaseModel):
+class RegionTextPretrainer(OpenVocabSegMixin, FusionBaseModel):
     """Backbone -> :class:`RegionTextHead`; every ground-truth segment
     (thing instances plus one segment per stuff label, as X-Decoder trains on)
     is classified among the image's class names; softmax cross-entropy.
@@ -114,8 +115,6 @@ class RegionTextPretrainer(OpenVocabSegMixin, BaseModel):
                  thing_classes: Optional[Sequence[str]] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        if data_preprocessor is not None:
-            data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
         self.text_encoder = MODELS.build(text_encoder)
@@ -152,14 +151,13 @@ class RegionTextPretrainer(OpenVocabSegMixin, BaseModel):
             acc = (padded.argmax(1) == labels).float().mean()
         return dict(loss_region=F.cross_entropy(padded, labels), acc=acc)
 
-    def forward(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None,
-                mode: str = 'tensor'):
-        if mode == 'loss':
-            return self.loss(inputs, data_samples)
-        if mode == 'tensor':  # the pixel decoder's (mask features, multi-scale maps)
-            img = inputs['img']
-            samples = data_samples or [FusionDataSample() for _ in range(len(img))]
-            return self.head.pixel_decoder(self.extract_feat(img), self._metas(samples, img))
-        raise RuntimeError(f'RegionTextPretrainer only trains (mode "loss") or returns the '
-                           f'pixel decoder\'s maps (mode "tensor"), got mode "{mode}": evaluate '
-                           'the downstream model it initialises')
+    def _forward(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None):
+        """The pixel decoder's (mask features, multi-scale maps)."""
+        img = inputs['img']
+        samples = self.fill_data_samples(data_samples, len(img))
+        return self.head.pixel_decoder(self.extract_feat(img), self._metas(samples, img))
+
+    def predict(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None):
+        raise NotImplementedError(
+            'RegionTextPretrainer only trains (mode "loss") or returns the pixel decoder\'s maps '
+            '(mode "tensor"): evaluate the downstream model it initialises')

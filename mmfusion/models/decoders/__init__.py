@@ -1,3 +1,0 @@
-from .gms import LatentMappingNet
-
-__all__ = ['LatentMappingNet']

@@ -1,3 +1,0 @@
-from .latent_mapping_net import LatentMappingNet
-
-__all__ = ['LatentMappingNet']

@@ -1,0 +1,12 @@
+"""X-Decoder (Zou et al., 2023): one decoder for open-vocabulary semantic,
+instance and panoptic segmentation, referring segmentation, captioning and
+retrieval; and the region-text pretraining of its backbone."""
+from .attention_mask import xdecoder_layout, xdecoder_self_attn_mask
+from .postprocess import SEG_TASKS, TASKS, XDecoderPostProcessor, resize_masks
+from .region_text_pretrainer import RegionTextHead, RegionTextPretrainer, mask_pool
+from .xdecoder import XDecoder
+from .xdecoder_head import XDecoderHead
+
+__all__ = ['XDecoder', 'XDecoderHead', 'XDecoderPostProcessor', 'RegionTextPretrainer',
+           'RegionTextHead', 'mask_pool', 'xdecoder_layout', 'xdecoder_self_attn_mask',
+           'resize_masks', 'SEG_TASKS', 'TASKS']
