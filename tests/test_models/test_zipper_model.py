@@ -29,14 +29,15 @@ def speech(tmp_path_factory):
     return path, waves[:3], [i['text'] for i in items[:3]]
 
 
-def _cfg(units_file, output='text', context='speech', text=None):
+def _cfg(units_file, output='text', context='speech', text=None, position_rate=None):
     tower = dict(type='CausalDecoderTower', dim=16, depth=2, num_heads=2, ffn_dim=32)
     return dict(
         type='Zipper', output=output, context=context, max_new_tokens=30,
         decoder=dict(type='ZipperDecoder', towers=dict(
             text=dict(tower, vocab_size=32, **(text or {})),
             speech=dict(tower, vocab_size=UNITS + 3, dim=24, num_heads=4)),
-            links=[] if context is None else [dict(query=output, context=context, every=1)]),
+            links=[] if context is None else [dict(query=output, context=context, every=1,
+                                                   position_rate=position_rate)]),
         unit_tokenizer=dict(type='SpeechUnitTokenizer', num_units=UNITS, checkpoint=units_file))
 
 
@@ -78,11 +79,16 @@ def test_loss_trains_exactly_the_unfrozen_parts(speech):
     assert grads == trainable - {'decoder.towers.speech.norm.weight'}
 
 
-@pytest.mark.parametrize('output,context', [('text', 'speech'), ('speech', 'text')])
-def test_greedy_decoding_is_consistent_with_teacher_forcing(speech, output, context):
+@pytest.mark.parametrize('output,context,position_rate',
+                         [('text', 'speech', None), ('speech', 'text', None),
+                          ('text', 'speech', 1.65)])
+def test_greedy_decoding_is_consistent_with_teacher_forcing(speech, output, context,
+                                                             position_rate):
+    """Cached one-token steps (positions of cross-attention included) predict
+    what the whole generated sequence, run at once, predicts."""
     units_file, waves, texts = speech
     torch.manual_seed(1)
-    model = MODELS.build(_cfg(units_file, output, context)).eval()
+    model = MODELS.build(_cfg(units_file, output, context, position_rate=position_rate)).eval()
     for block in model.decoder.cross_attn.values():
         block.gate.data.fill_(1.0)
     inputs = _inputs(waves, texts)
@@ -150,6 +156,15 @@ def test_vocab_expansion_baseline_starts_from_the_text_tower(speech, tmp_path):
     torch.testing.assert_close(losses['loss_ntp'], total / count, rtol=1e-5, atol=1e-6)
     samples = model.predict(inputs)
     assert all(isinstance(s.pred_text, str) and s.gt_text for s in samples)
+    # Cached decoding predicts what teacher forcing on its own output predicts.
+    for prompt, sample in zip(prompts, samples):
+        seq = model.generate(prompt)[0]
+        generated = seq[len(prompt):]
+        assert 0 < len(generated) <= model.max_new_tokens
+        assert EOS not in generated[:-1].tolist() and (generated < model.unit_offset).all()
+        logits = model.tower(seq[None])['logits'][0, len(prompt) - 1:-1, :model.unit_offset]
+        assert logits.argmax(-1).tolist() == generated.tolist()
+        assert sample.pred_text == model.text_tokenizer.decode(generated.tolist())
     # Unit noise changes the training loss only: the characters' part is untouched.
     model.unit_noise = 0.5
     torch.manual_seed(0)

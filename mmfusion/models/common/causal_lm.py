@@ -107,9 +107,11 @@ class CausalDecoderTower(CausalLMStack, BaseEncoder):
         self._apply_freeze()
 
     def embed(self, tokens: Tensor) -> Tensor:
-        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
-            raise ValueError(f'{type(self).__name__}: token ids must lie in [0, '
-                             f'{self.vocab_size}), got [{int(tokens.min())}, {int(tokens.max())}]')
+        if tokens.numel():
+            low, high = (int(t) for t in tokens.aminmax())
+            if low < 0 or high >= self.vocab_size:
+                raise ValueError(f'{type(self).__name__}: token ids must lie in [0, '
+                                 f'{self.vocab_size}), got [{low}, {high}]')
         return self.embedding(tokens)
 
     def logits(self, hidden: Tensor) -> Tensor:

@@ -5,7 +5,6 @@ import torch
 from torch import Tensor
 
 
-@torch.no_grad()
 def greedy_decode(step: Callable[[Tensor], Tensor], prompt: Tensor, max_new_tokens: int,
                   eos_id: Optional[int], pad_id: int) -> Tensor:
     """Append the most likely token to ``prompt`` until ``eos_id`` or
@@ -29,7 +28,18 @@ def greedy_decode(step: Callable[[Tensor], Tensor], prompt: Tensor, max_new_toke
     Returns:
         Tensor: (B, L0 + n) ids, ``n <= max_new_tokens``: the prompt, then
         the generated tokens, ``pad_id`` after each row's ``eos_id``.
+
+    The loop runs in ``torch.inference_mode`` (less per-operation overhead
+    than ``no_grad``, which one-token steps of a small model feel); the ids
+    are returned as an ordinary tensor, usable in autograd afterwards.
     """
+    with torch.inference_mode():
+        seq = _greedy_loop(step, prompt, max_new_tokens, eos_id, pad_id)
+    return seq.clone()
+
+
+def _greedy_loop(step: Callable[[Tensor], Tensor], prompt: Tensor, max_new_tokens: int,
+                 eos_id: Optional[int], pad_id: int) -> Tensor:
     seq = prompt
     if max_new_tokens <= 0:
         return seq

@@ -30,18 +30,26 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x.float(), (x.shape[-1],), None, self.eps).to(x.dtype) * self.weight
 
 
-def rotate_at(x: Tensor, positions: Tensor, theta: float = 10000.0) -> Tensor:
+def rope_inv_freq(head_dim: int, theta: float = 10000.0, device=None) -> Tensor:
+    """RoPE frequencies ``theta ** (-2i / head_dim)`` (head_dim / 2,), float64."""
+    return theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float64, device=device) / head_dim)
+
+
+def rotate_at(x: Tensor, positions: Tensor, theta: float = 10000.0,
+              inv_freq: Optional[Tensor] = None) -> Tensor:
     """RoPE (half-split layout, as :class:`RotaryEmbedding`) of ``x``
     (..., L, head_dim) at real-valued ``positions`` (L,), e.g. positions
-    rescaled to another sequence's rate for cross-attention."""
-    head_dim = x.shape[-1]
-    inv_freq = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float64,
-                                       device=x.device) / head_dim)
+    rescaled to another sequence's rate for cross-attention. ``inv_freq``:
+    :func:`rope_inv_freq` computed once by the caller (else here)."""
+    if inv_freq is None:
+        inv_freq = rope_inv_freq(x.shape[-1], theta, x.device)
     angles = torch.outer(positions.to(torch.float64), inv_freq)
     return _rotate(x, angles.cos().to(x.dtype), angles.sin().to(x.dtype))
 
 
 def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """``[x1 cos - x2 sin, x2 cos + x1 sin]`` for the halves ``x1, x2`` of ``x``
+    and (L, head_dim / 2) tables."""
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
 
@@ -60,8 +68,8 @@ class RotaryEmbedding(nn.Module):
         if head_dim % 2:
             raise ValueError(f'RoPE needs an even head dimension, got {head_dim}')
         self.max_len = max_len
-        inv_freq = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
-        angles = torch.outer(torch.arange(max_len, dtype=torch.float64), inv_freq)
+        angles = torch.outer(torch.arange(max_len, dtype=torch.float64),
+                             rope_inv_freq(head_dim, theta))
         self.register_buffer('cos', angles.cos().float(), persistent=False)
         self.register_buffer('sin', angles.sin().float(), persistent=False)
 

@@ -20,7 +20,7 @@ from mmengine.model import BaseModule, ModuleDict
 from torch import Tensor
 
 from mmfusion.models.common.causal_lm import Caches
-from mmfusion.models.layers import RMSNorm, cached_length, rotate_at
+from mmfusion.models.layers import RMSNorm, cached_length, rope_inv_freq, rotate_at
 from mmfusion.registry import MODELS
 
 
@@ -60,22 +60,43 @@ class GatedCrossAttention(nn.Module):
         self.v_proj = nn.Linear(dim, dim, bias=False)
         self.o_proj = nn.Linear(dim, dim, bias=False)
         self.gate = nn.Parameter(torch.zeros(1))
+        # RoPE frequencies in float64 for the real-valued positions; a plain
+        # attribute, not a buffer, so that casting the model leaves them exact.
+        self._inv_freq = rope_inv_freq(dim // num_heads)
+
+    def _rope_freq(self, device: torch.device) -> Tensor:
+        if self._inv_freq.device != device:
+            self._inv_freq = self._inv_freq.to(device)
+        return self._inv_freq
 
     def forward(self, x: Tensor, context: Tensor,
-                context_padding_mask: Optional[Tensor] = None, offset: int = 0) -> Tensor:
+                context_padding_mask: Optional[Tensor] = None, offset: int = 0,
+                cache: Optional[Dict[str, Tensor]] = None) -> Tensor:
         """x (B, L, dim) attends to all of context (B, S, context_dim);
         ``context_padding_mask`` (B, S) is True at padding; ``x`` holds query
-        positions ``offset ..`` (a decoding step continues a sequence)."""
+        positions ``offset ..`` (a decoding step continues a sequence).
+
+        ``cache`` (a dict, filled on the first call) keeps the context's keys
+        and values, which do not change while the query tower decodes.
+        """
         b, length, dim = x.shape
         heads, head_dim = self.num_heads, dim // self.num_heads
-        ctx = self.context_proj(self.context_norm(context))
+        if cache is not None and 'k' in cache:
+            k, v = cache['k'], cache['v']
+        else:
+            ctx = self.context_proj(self.context_norm(context))
+            k = self.k_proj(ctx).view(b, -1, heads, head_dim).transpose(1, 2)
+            v = self.v_proj(ctx).view(b, -1, heads, head_dim).transpose(1, 2)
+            if self.position_rate is not None:
+                k = rotate_at(k, torch.arange(k.shape[2], device=x.device, dtype=torch.float64),
+                              inv_freq=self._rope_freq(x.device))
+            if cache is not None:
+                cache['k'], cache['v'] = k, v
         q = self.q_proj(self.norm(x)).view(b, length, heads, head_dim).transpose(1, 2)
-        k = self.k_proj(ctx).view(b, -1, heads, head_dim).transpose(1, 2)
-        v = self.v_proj(ctx).view(b, -1, heads, head_dim).transpose(1, 2)
         if self.position_rate is not None:
             q = rotate_at(q, torch.arange(offset, offset + length, device=x.device,
-                                          dtype=torch.float64) * self.position_rate)
-            k = rotate_at(k, torch.arange(k.shape[2], device=x.device, dtype=torch.float64))
+                                          dtype=torch.float64) * self.position_rate,
+                          inv_freq=self._rope_freq(x.device))
         mask = None if context_padding_mask is None else ~context_padding_mask[:, None, None, :]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         out = self.o_proj(out.transpose(1, 2).reshape(b, length, dim))
@@ -194,8 +215,10 @@ class ZipperDecoder(BaseModule):
                         ctx_states = outputs[context]['hidden_states']
                         ctx = ctx_states[aligned_context_layer(i, tower.depth,
                                                                len(ctx_states) - 1)]
+                        link_cache = None if cache is None else \
+                            cache[i - 1].setdefault(f'from_{context}', {})
                         x = self.cross_attn[f'{name}_from_{context}_{i}'](
-                            x, ctx, padding_masks.get(context), offset)
+                            x, ctx, padding_masks.get(context), offset, link_cache)
                 hidden_states.append(x)
             outputs[name] = dict(logits=tower.logits(x), hidden_states=hidden_states)
         return outputs
