@@ -1,5 +1,6 @@
-"""mmfusion: a modular multimodal foundation-model toolkit on mmengine."""
-__version__ = '0.1.0'
+"""mmfusion: a modular multimodal foundation-model toolkit on mmengine.
 
-# Safe checkpoint loading and the atomic file backend are installed on import.
-from . import utils  # noqa: E402,F401
+Importing it changes nothing in mmengine; ``mmfusion.utils.register_all_modules()``
+registers the modules, the safe checkpoint loader and the atomic checkpoint backend.
+"""
+__version__ = '0.1.0'

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One install entry for mmfusion (DESIGN.md §1). Idempotent: when nothing that
+# One install entry for mmfusion. Idempotent: when nothing that
 # decides the environment changed since the last successful run, it exits at once.
 #   venv -> torch/torchvision/torchaudio pins -> mmcv 2.1.0 compiled without build
 #   isolation (pip's wheel cache makes later installs take seconds) -> the rest -> -e .
@@ -34,7 +34,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 echo "[install] torch, torchvision, torchaudio (exact pins; ~2 min the first time)"
 # torchaudio is installed in a second step: resolving all three at once picks
-# mismatched builds (DESIGN.md §1).
+# mismatched builds (requirements/torch.txt has the one combination that imports).
 pip install -q torch==2.9.1 torchvision==0.24.1
 pip install -q -r requirements/torch.txt
 

@@ -11,7 +11,7 @@ from mmengine.runner import load_checkpoint
 
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
-from mmfusion.utils import explain_unknown_type
+from mmfusion.utils import explain_unknown_type, register_all_modules
 
 ImageType = Union[str, np.ndarray]
 
@@ -31,6 +31,7 @@ def init_model(config: Union[str, Path, Config],
     The config is kept on ``model.cfg`` (for the test pipeline) and the
     checkpoint's ``dataset_meta`` (class names, palette) on ``model.dataset_meta``.
     """
+    register_all_modules(init_default_scope=False)
     cfg = config if isinstance(config, Config) else Config.fromfile(str(config))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)

@@ -6,6 +6,10 @@ mmengine pickles into checkpoints (``HistoryBuffer``, numpy scalars, ...), so
 ``resume=True`` fails out of the box. Turning ``weights_only`` off would let any
 checkpoint run code; instead the exact globals mmengine stores are allow-listed
 and everything else is refused with an error naming the file and the global.
+
+Nothing here is installed on import: :func:`register_checkpoint_io` (called by
+``register_all_modules``) routes mmengine's local checkpoint loading through
+:func:`safe_torch_load` and registers the atomic backend.
 """
 import os
 import os.path as osp
@@ -220,7 +224,6 @@ def load_strict(module: nn.Module,
     return kept
 
 
-@CheckpointLoader.register_scheme(prefixes='', force=True)
 def load_from_local(filename: str, map_location=None) -> object:
     """mmengine's local checkpoint scheme, loading through :func:`safe_torch_load`."""
     filename = osp.expanduser(filename)
@@ -258,4 +261,13 @@ class AtomicLocalBackend(LocalBackend):
         self.put(obj.encode(encoding), filepath)
 
 
-register_backend(ATOMIC_BACKEND, AtomicLocalBackend, force=True)
+
+def register_checkpoint_io() -> None:
+    """Make mmengine load local checkpoints through :func:`safe_torch_load`
+    and know the atomic backend (``backend='mmfusion_atomic_local'``).
+
+    Called by :func:`mmfusion.utils.register_all_modules`; importing this
+    module changes nothing in mmengine. Idempotent.
+    """
+    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
+    register_backend(ATOMIC_BACKEND, AtomicLocalBackend, force=True)

@@ -9,8 +9,17 @@ from mmengine import DefaultScope
 
 
 def register_all_modules(init_default_scope: bool = True) -> None:
-    """Import every mmfusion subpackage so its modules are registered, and
-    optionally make ``mmfusion`` the default scope."""
+    """The one place where mmfusion sets itself up in mmengine: import every
+    subpackage so its modules are registered, route mmengine's local
+    checkpoint loading through the safe loader and register the atomic
+    checkpoint backend (:func:`mmfusion.utils.checkpoint.register_checkpoint_io`),
+    and optionally make ``mmfusion`` the default scope.
+
+    Call it before building a ``Runner`` or a model from a config; the tools,
+    demos and ``mmfusion.apis.init_model`` do.
+    """
+    from mmfusion.utils.checkpoint import register_checkpoint_io
+    register_checkpoint_io()
     import mmfusion.apis  # noqa: F401,F811
     import mmfusion.datasets  # noqa: F401,F811
     import mmfusion.engine  # noqa: F401,F811

@@ -40,7 +40,7 @@ def test_zero_shot_matches_manual_scores_and_recomputes_after_training():
     samples = model.predict(dict(img=img), [FusionDataSample() for _ in range(3)])
     assert samples[0].pred_score.shape == (len(cfg.classes), )
     names = cfg.classes
-    text = model.text_encoder.encode_class_names(names, model.test_templates)
+    text = model.text_encoder.embed_class_names(names, model.test_templates)
     image = torch.nn.functional.normalize(model.image_encoder(img)['pooled'], dim=-1)
     expected = (model.scale() * image @ text.t()).softmax(-1)
     torch.testing.assert_close(torch.stack([s.pred_score for s in samples]), expected)

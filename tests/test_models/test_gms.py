@@ -53,12 +53,12 @@ def test_sd_checkpoint_in_ldm_layout_loads_to_identical_outputs(tmp_path):
     vae = DiffusersKLVAE(config=TINY_VAE, pretrained=str(path), scale_factor=0.18215)
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     with torch.no_grad():
-        mean, std = vae.encode(x)
+        mean, std = vae.to_latent(x)
         ref_post = reference.encode(x).latent_dist
         assert torch.equal(mean, ref_post.mean * 0.18215)
         assert torch.equal(std, ref_post.std * 0.18215)
         z = torch.randn_like(mean)
-        assert torch.equal(vae.decode(z), reference.decode(z / 0.18215).sample)
+        assert torch.equal(vae.from_latent(z), reference.decode(z / 0.18215).sample)
 
 
 def test_diffusers_folder_and_safetensors_load(tmp_path):
@@ -71,8 +71,8 @@ def test_diffusers_folder_and_safetensors_load(tmp_path):
     from_file = DiffusersKLVAE(config=TINY_VAE, scale_factor=1.0, pretrained=str(
         tmp_path / 'vae' / 'diffusion_pytorch_model.safetensors'))
     with torch.no_grad():
-        assert torch.equal(from_folder.encode(x)[0], expected)
-        assert torch.equal(from_file.encode(x)[0], expected)
+        assert torch.equal(from_folder.to_latent(x)[0], expected)
+        assert torch.equal(from_file.to_latent(x)[0], expected)
     assert from_folder.scale_factor == 1.0
 
 

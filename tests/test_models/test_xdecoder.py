@@ -334,8 +334,8 @@ def test_retrieval_loss_is_symmetric_info_nce():
     captions = ['a circle and a square', 'a square on grass .']
     feats = model.extract_feat(inputs['img'])
     out = model.head(feats, model._metas(samples, inputs['img']))
-    text = torch.nn.functional.normalize(model.encode_texts(captions), dim=-1)
-    losses = model.head.retrieval_loss(out, dict(text_embeds=model.encode_texts(captions)))
+    text = torch.nn.functional.normalize(model.embed_texts(captions), dim=-1)
+    losses = model.head.retrieval_loss(out, dict(text_embeds=model.embed_texts(captions)))
     img = model.head.image_text_embeds(out['image_embeds'][-1])
     logits = model.head.retrieval_scale() * img @ text.t()
     # Hand-written: -log softmax of the diagonal, over rows and over columns.
@@ -354,7 +354,7 @@ def test_appended_tokens_do_not_change_object_and_image_queries():
     metas = model._metas(samples, inputs['img'])
     with torch.no_grad():
         plain = model.head(feats, metas)
-        g = model.encode_sentences(inputs['text'])
+        g = model.embed_sentences(inputs['text'])
         cap = model.caption_inputs(['a circle and a square', 'a square on grass .'])
         full = model.head(feats, metas, grounding_tokens=g['tokens'],
                           grounding_valid=g['valid'], caption_tokens=cap['tokens'])
@@ -372,7 +372,7 @@ def test_grounding_padding_and_batching_match_single_sentences():
     inputs, samples = full_batch()
     feats = model.extract_feat(inputs['img'])
     metas = model._metas(samples, inputs['img'])
-    g = model.encode_sentences(inputs['text'])
+    g = model.embed_sentences(inputs['text'])
     assert not g['valid'].all()
     with torch.no_grad():
         padded = model.head(feats, metas, grounding_tokens=g['tokens'],
@@ -455,7 +455,7 @@ def test_retrieval_loss_with_repeated_captions_spreads_the_target():
     inputs, samples = full_batch()
     feats = model.extract_feat(inputs['img'])
     out = model.head(feats, model._metas(samples, inputs['img']))
-    text = model.encode_texts(['a circle', 'a circle'])
+    text = model.embed_texts(['a circle', 'a circle'])
     both = torch.ones(2, 2, dtype=torch.bool)
     loss = model.head.retrieval_loss(out, dict(text_embeds=text, positives=both))
     img = model.head.image_text_embeds(out['image_embeds'][-1])

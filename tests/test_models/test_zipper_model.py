@@ -185,7 +185,7 @@ def test_units_given_directly_equal_the_tokenized_audio(speech):
     for block in model.decoder.cross_attn.values():
         block.gate.data.fill_(1.0)
     inputs = _inputs(waves, texts)
-    units = model.unit_tokenizer.encode_batch(inputs['audio'], inputs['audio_lengths'])
+    units = model.unit_tokenizer.quantize_batch(inputs['audio'], inputs['audio_lengths'])
     from_units = dict(units=units, text=texts)
     torch.testing.assert_close(model(from_units)['text']['logits'],
                                model(inputs)['text']['logits'], rtol=0, atol=0)

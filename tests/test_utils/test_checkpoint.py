@@ -156,3 +156,24 @@ def test_load_strict_names_file_and_keys():
     wide = torch.nn.ModuleList([torch.nn.Linear(1, 1) for _ in range(30)])
     with pytest.raises(RuntimeError, match=r'60 missing keys \[.*\.\.\. 50 more'):
         load_strict(wide, {}, 'w.pth', 'Enc')
+
+
+def test_importing_mmfusion_changes_nothing_in_mmengine_until_register_all_modules():
+    """The safe loader and the atomic backend are installed in one place."""
+    import subprocess
+    import sys
+    code = '''
+from mmengine.fileio.backends import backends
+from mmengine.runner import CheckpointLoader
+import mmfusion, mmfusion.utils, mmfusion.models
+from mmfusion.utils.checkpoint import ATOMIC_BACKEND, load_from_local
+assert ATOMIC_BACKEND not in backends
+assert CheckpointLoader._schemes[''] is not load_from_local
+from mmfusion.utils import register_all_modules
+register_all_modules()
+assert ATOMIC_BACKEND in backends
+assert CheckpointLoader._schemes[''] is load_from_local
+print('ok')
+'''
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == 'ok', out.stderr[-2000:]

@@ -127,7 +127,7 @@ def main(argv=None) -> dict:
     inputs = make_inputs(model, args)
     # Speech units are computed once, outside the timing.
     if 'audio' in inputs:
-        inputs = dict(text=inputs['text'], units=model.unit_tokenizer.encode_batch(
+        inputs = dict(text=inputs['text'], units=model.unit_tokenizer.quantize_batch(
             inputs['audio'], inputs['audio_lengths']))
     uncached_s, reference = timed(
         lambda: uncached_generate(model, inputs, args.tokens, stop_at_eos=False), args.repeats)

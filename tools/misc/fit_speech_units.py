@@ -57,7 +57,7 @@ def main(argv=None) -> dict:
                                     normalise=args.normalise)
     summary = tokenizer.fit(waves, max_frames=args.max_frames, seed=args.seed)
     seconds = sum(len(w) for w in waves) / args.sample_rate
-    units = sum(len(tokenizer.encode(w)) for w in waves)
+    units = sum(len(tokenizer.quantize(w)) for w in waves)
     tokenizer.save(args.out)
     report = dict(out=args.out, utterances=len(items), audio_hours=round(seconds / 3600, 3),
                   units_per_second=round(units / seconds, 2),

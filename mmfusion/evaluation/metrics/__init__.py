@@ -3,8 +3,8 @@ from .coco_mask_ap_metric import CocoMaskAPMetric, coco_mask_ap
 from .open_vocab_accuracy import OpenVocabAccuracy
 from .panoptic_quality_metric import PanopticQualityMetric, panoptic_matches, pq_from_stats
 from .referring_seg_metric import ReferringSegMetric
-from .retrieval_metric import RetrievalRecallMetric, retrieval_recall
-from .seg_overlap_metric import BinarySegMetric, binary_overlap_scores
+from .retrieval_recall_metric import RetrievalRecallMetric, retrieval_recall
+from .binary_seg_metric import BinarySegMetric, binary_overlap_scores
 from .sem_seg_iou_metric import SemSegIoUMetric
 from .token_perplexity_metric import TokenPerplexityMetric
 from .speech_recognition_metric import (SpeechRecognitionMetric, UnitErrorRateMetric,

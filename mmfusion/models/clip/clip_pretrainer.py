@@ -87,7 +87,7 @@ class CLIPPretrainer(FusionBaseModel):
             raise ValueError('zero-shot prediction needs class names: set `classes` in the model '
                              'config or pass them to predict()')
         # Cached by the text encoder: each class list is embedded once per evaluation.
-        class_features = self.text_encoder.encode_class_names(list(classes), self.test_templates)
+        class_features = self.text_encoder.embed_class_names(list(classes), self.test_templates)
         image_features = self.embed_images(inputs['img'], data_samples)
         scores = (self.scale() * image_features @ class_features.t()).softmax(-1)
         for sample, score in zip(data_samples, scores):

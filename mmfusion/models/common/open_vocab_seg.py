@@ -13,7 +13,7 @@ IGNORE_INDEX = 255
 
 
 class OpenVocabSegMixin:
-    """For models with ``text_encoder`` (``encode_class_names``),
+    """For models with ``text_encoder`` (``embed_class_names``),
     ``templates``, default ``classes`` and ``thing_classes``.
 
     Class names of an image come from its data sample's metainfo ``classes``
@@ -52,7 +52,7 @@ class OpenVocabSegMixin:
     def class_embeds(self, classes: Sequence[str]) -> Tensor:
         """(C, D) prompt-ensembled text embeddings (the text encoder caches
         them while it needs no gradient)."""
-        return self.text_encoder.encode_class_names(list(classes), self.templates)
+        return self.text_encoder.embed_class_names(list(classes), self.templates)
 
     def batch_class_embeds(self, data_samples: Sequence[FusionDataSample]) -> List[Tensor]:
         return [self.class_embeds(self.classes_of(s)) for s in data_samples]

@@ -1,4 +1,4 @@
-"""One freezing mechanism for every encoder wrapper (DESIGN.md §5)."""
+"""One freezing mechanism for every encoder wrapper (see ``README.md`` beside this file)."""
 import logging
 import re
 from typing import Any, Dict, Optional, Sequence, Union

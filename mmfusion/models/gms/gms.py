@@ -91,13 +91,13 @@ class GMS(FusionBaseModel):
 
     def _forward(self, inputs: Dict[str, Tensor], data_samples=None) -> Dict[str, Tensor]:
         """The mapping network's latents (every supervised level)."""
-        return self.mapping_net(self.vae.encode(inputs['img'])[0])
+        return self.mapping_net(self.vae.to_latent(inputs['img'])[0])
 
     def loss(self, inputs: Dict[str, Tensor], data_samples: List[FusionDataSample]) -> Dict[str, Tensor]:
         mask = stack_masks(data_samples, size=inputs['img'].shape[-2:])
         with torch.no_grad():
-            img_mean, img_std = self.vae.encode(inputs['img'])
-            mask_latent = self.vae.encode(mask_to_vae_input(mask))[0]
+            img_mean, img_std = self.vae.to_latent(inputs['img'])
+            mask_latent = self.vae.to_latent(mask_to_vae_input(mask))[0]
         # One draw per batch, as in the reference implementation.
         if torch.rand(()) < self.posterior_sample_prob:
             img_mean = img_mean + img_std * torch.randn_like(img_std)
@@ -105,13 +105,13 @@ class GMS(FusionBaseModel):
         losses = {}
         for level in self.supervised_levels:
             losses[f'loss_latent_{level}'] = self.loss_latent(preds[level], mask_latent)
-            prob = vae_output_to_prob(self.vae.decode(preds[level]))
+            prob = vae_output_to_prob(self.vae.from_latent(preds[level]))
             losses[f'loss_dice_{level}'] = self.loss_dice(prob.flatten(1), mask.flatten(1))
         return losses
 
     def predict(self, inputs: Dict[str, Tensor],
                 data_samples: Optional[List[FusionDataSample]] = None) -> List[FusionDataSample]:
         img = inputs['img']
-        prob = vae_output_to_prob(self.vae.decode(self.mapping_net(self.vae.encode(img)[0])['out']))
+        prob = vae_output_to_prob(self.vae.from_latent(self.mapping_net(self.vae.to_latent(img)[0])['out']))
         data_samples = self.fill_data_samples(data_samples, img.shape[0])
         return pack_seg_predictions(prob, data_samples, self.threshold)

@@ -52,5 +52,5 @@ class KLAutoencoder(FusionBaseModel):
     def predict(self, inputs: Dict[str, Tensor],
                 data_samples: List[FusionDataSample]) -> List[FusionDataSample]:
         mask = mask_to_vae_input(stack_masks(data_samples, size=inputs['img'].shape[-2:]))
-        prob = vae_output_to_prob(self.vae.decode(self.vae.encode(mask)[0]))
+        prob = vae_output_to_prob(self.vae.from_latent(self.vae.to_latent(mask)[0]))
         return pack_seg_predictions(prob, data_samples, self.threshold)

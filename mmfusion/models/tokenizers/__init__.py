@@ -1,5 +1,5 @@
 from .char_tokenizer import CharTokenizer
-from .speech_units import SpeechUnitTokenizer
+from .speech_unit_tokenizer import SpeechUnitTokenizer
 from .word_tokenizer import WordTokenizer
 
 __all__ = ['CharTokenizer', 'SpeechUnitTokenizer', 'WordTokenizer']

@@ -2,7 +2,7 @@
 instance and panoptic segmentation, referring segmentation, captioning and
 retrieval; and the region-text pretraining of its backbone."""
 from .attention_mask import xdecoder_layout, xdecoder_self_attn_mask
-from .postprocess import SEG_TASKS, TASKS, XDecoderPostProcessor, resize_masks
+from .postprocessor import SEG_TASKS, TASKS, XDecoderPostProcessor, resize_masks
 from .region_text_pretrainer import RegionTextHead, RegionTextPretrainer, mask_pool
 from .xdecoder import XDecoder
 from .xdecoder_head import XDecoderHead

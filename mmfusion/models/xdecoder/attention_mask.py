@@ -5,7 +5,7 @@ The decoder's self-attention runs over one sequence laid out as::
     [object queries (N) | image query (1) | grounding queries (G) |
      grounding text tokens (Lg) | caption tokens (Lc)]
 
-with these rules (Zou et al., 2023, §3.2; PAPERS.md):
+with these rules (Zou et al., 2023, §3.2):
 
 - object queries attend to each other, the image query only to itself: the
   two do not see each other, so the image-level query (used for retrieval and

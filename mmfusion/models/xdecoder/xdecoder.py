@@ -16,7 +16,7 @@ from mmfusion.models.common.open_vocab_seg import OpenVocabSegMixin
 from mmfusion.models.encoders.feature_cache import sample_ids_of
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
-from .postprocess import SEG_TASKS, TASKS
+from .postprocessor import SEG_TASKS, TASKS
 
 
 @MODELS.register_module()
@@ -42,7 +42,7 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
         head (dict): :class:`XDecoderHead` config (``embed_dim`` defaults to
             the text encoder's).
         text_encoder (dict): e.g. ``OpenCLIPTextEncoder`` (frozen by default)
-            with ``encode_class_names``.
+            with ``embed_class_names``.
         templates (str | list[str]): Prompt templates for class names.
         classes (list[str], optional): Default class names (e.g. the
             dataset's ``metainfo['classes']``).
@@ -166,7 +166,7 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
                                  f'has {text!r}')
         return texts
 
-    def encode_sentences(self, sentences: Sequence[str]) -> dict:
+    def embed_sentences(self, sentences: Sequence[str]) -> dict:
         """Grounding inputs: token features, their valid mask and the pooled
         sentence embeddings. Longer sentences than the text encoder's
         context are cut (warned once per sentence)."""
@@ -213,7 +213,7 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
             return table.float()
         return table[self.caption_vocab_ids].float()
 
-    def encode_texts(self, texts: Sequence[str]) -> Tensor:
+    def embed_texts(self, texts: Sequence[str]) -> Tensor:
         """(K, D) pooled text embeddings (retrieval targets)."""
         return self.text_encoder(list(texts))['pooled'].float()
 
@@ -228,7 +228,7 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
         gts = [self.gt_segments(s, self.classes_of(s)).to(img.device) for s in data_samples]
         extra = {}
         if self.head.grounding_cfg is not None and self._all_have(data_samples, 'gt_ref_mask'):
-            grounding = self.encode_sentences(self.sentences_of(inputs, data_samples))
+            grounding = self.embed_sentences(self.sentences_of(inputs, data_samples))
             grounding['gt_instances'] = [
                 InstanceData(labels=torch.zeros(1, dtype=torch.long, device=img.device),
                              masks=s.gt_ref_mask.data.to(img.device).bool())
@@ -242,7 +242,7 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
             if self.head.retrieval_cfg is not None:
                 same = torch.tensor([[a == b for b in captions] for a in captions],
                                     device=img.device)
-                extra['retrieval'] = dict(text_embeds=self.encode_texts(captions), positives=same)
+                extra['retrieval'] = dict(text_embeds=self.embed_texts(captions), positives=same)
         return self.head.loss(self.extract_feat(img, data_samples), class_embeds, gts,
                               self._metas(data_samples, img), **extra)
 
@@ -299,7 +299,7 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
     def _predict_referring(self, inputs: Dict, data_samples: Sequence[FusionDataSample],
                            feats: List[Tensor], metas: List[dict], task: str) -> List[dict]:
         return self.head.predict_referring(
-            feats, metas, self.encode_sentences(self.sentences_of(inputs, data_samples)))
+            feats, metas, self.embed_sentences(self.sentences_of(inputs, data_samples)))
 
     def _predict_caption(self, inputs: Dict, data_samples: Sequence[FusionDataSample],
                          feats: List[Tensor], metas: List[dict], task: str) -> List[dict]:
@@ -319,7 +319,7 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
             if not texts:
                 raise ValueError(f'retrieval needs candidate texts (metainfo["texts"] or '
                                  f'gt_caption); image {sample.metainfo.get("img_path")} has none')
-            text_embeds = F.normalize(self.encode_texts(texts), dim=-1)
+            text_embeds = F.normalize(self.embed_texts(texts), dim=-1)
             scores = (self.head.retrieval_scale() * text_embeds @ image_embeds[b]).softmax(-1)
             results.append(dict(pred_image_embedding=image_embeds[b],
                                 pred_text_embeddings=text_embeds,

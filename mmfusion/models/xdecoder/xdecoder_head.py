@@ -17,7 +17,7 @@ from mmfusion.models.common.generation import greedy_decode
 from mmfusion.models.common.mask import per_layer_loss_name
 from mmfusion.registry import MODELS
 from .attention_mask import xdecoder_layout, xdecoder_self_attn_mask
-from .postprocess import TASKS, XDecoderPostProcessor
+from .postprocessor import TASKS, XDecoderPostProcessor
 # The paper's settings of each branch (X-Decoder's training config: grounding
 # on the top 6 layers with class 0.4 / mask 1 / Dice 1, captioning and
 # retrieval weight 8 on the top 3 layers; captions decoded greedily for up to

@@ -86,7 +86,7 @@ class VocabExpansionASR(FusionBaseModel):
         """``units <s>`` per utterance."""
         device = self.tower.embedding.weight.device
         prompts = []
-        for units in self.unit_tokenizer.encode_batch(inputs['audio'],
+        for units in self.unit_tokenizer.quantize_batch(inputs['audio'],
                                                       inputs.get('audio_lengths')):
             units = units.to(device) + self.unit_offset
             prompts.append(torch.cat([units, units.new_tensor([BOS])]))

@@ -141,7 +141,7 @@ class Zipper(FusionBaseModel):
             return units
         if 'audio' not in inputs:
             raise KeyError('Zipper needs inputs["audio"] (waveforms) or inputs["units"]')
-        return self.unit_tokenizer.encode_batch(inputs['audio'], inputs.get('audio_lengths'))
+        return self.unit_tokenizer.quantize_batch(inputs['audio'], inputs.get('audio_lengths'))
 
     @staticmethod
     def _batch(seqs: List[Tensor]) -> Tuple[Tensor, Tensor]:

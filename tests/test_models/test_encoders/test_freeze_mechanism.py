@@ -1,4 +1,4 @@
-"""The one freezing mechanism of every encoder (DESIGN.md §5), on a toy encoder
+"""The one freezing mechanism of every encoder (``BaseEncoder``), on a toy encoder
 and inside a real training run."""
 import copy
 

@@ -282,7 +282,7 @@ def test_prompt_ensembling_matches_manual_loop(vit, tmp_path):
     names = ['circle', 'square', 'triangle']
     templates = ['a {}.', lambda c: f'a drawing of a {c}.']
     with torch.no_grad():
-        got = enc.encode_class_names(names, templates)
+        got = enc.embed_class_names(names, templates)
         expected = []
         for name in names:
             prompts = ['a ' + name + '.', 'a drawing of a ' + name + '.']
@@ -291,14 +291,14 @@ def test_prompt_ensembling_matches_manual_loop(vit, tmp_path):
         assert got.shape == (3, 24)
         assert _maxdiff(got, torch.stack(expected)) <= TOL
         # Named sets; chunked forwards give the same embeddings.
-        shapes = enc.encode_class_names(names, 'synthshapes')
-        assert _maxdiff(shapes, enc.encode_class_names(names, 'synthshapes', batch_size=5)) <= TOL
+        shapes = enc.embed_class_names(names, 'synthshapes')
+        assert _maxdiff(shapes, enc.embed_class_names(names, 'synthshapes', batch_size=5)) <= TOL
     imagenet = get_templates('imagenet')
     assert len(imagenet) == len(open_clip.OPENAI_IMAGENET_TEMPLATES)
     assert imagenet[0] == open_clip.OPENAI_IMAGENET_TEMPLATES[0]('{}')
     assert get_templates('simple') == ['a photo of a {}.']
     with pytest.raises(ValueError, match="known sets.*'simple'"):
-        enc.encode_class_names(names, 'imagenett')
+        enc.embed_class_names(names, 'imagenett')
     with pytest.raises(ValueError, match='exactly one'):
         get_templates(['no placeholder'])
 
@@ -309,9 +309,9 @@ def test_class_embedding_cache_follows_the_weights(vit, tmp_path):
     a dtype change recomputes them."""
     enc = OpenCLIPTextEncoder(model_cfg=VIT_CFG, checkpoint=_save(vit, tmp_path, 'pt'))
     names = ['circle', 'square']
-    first = enc.encode_class_names(names)
+    first = enc.embed_class_names(names)
     enc.train()
-    assert enc.encode_class_names(names) is first
+    assert enc.embed_class_names(names) is first
     # Loading other weights: new embeddings, equal to the other model's.
     other = _upstream(VIT_CFG, seed=5)
     enc.load_checkpoint(_save(other, tmp_path, 'safetensors'))
@@ -319,14 +319,14 @@ def test_class_embedding_cache_follows_the_weights(vit, tmp_path):
         expected = torch.nn.functional.normalize(
             other.encode_text(open_clip.tokenize(['a photo of a circle.', 'a photo of a square.'],
                                                  context_length=16)), dim=-1)
-    assert _maxdiff(enc.encode_class_names(names), expected) <= TOL
-    cached = enc.encode_class_names(names)
+    assert _maxdiff(enc.embed_class_names(names), expected) <= TOL
+    cached = enc.embed_class_names(names)
     # Another dtype is another entry.
-    assert enc.double().encode_class_names(names).dtype == torch.float64
+    assert enc.double().embed_class_names(names).dtype == torch.float64
     enc.float()
     # A trainable weight: train() drops the cache, and grad mode bypasses it.
     enc.ln_final.weight.requires_grad_(True)
     enc.train()
     assert not enc._class_embed_cache
-    fresh = enc.encode_class_names(names)
+    fresh = enc.embed_class_names(names)
     assert fresh.requires_grad and fresh is not cached

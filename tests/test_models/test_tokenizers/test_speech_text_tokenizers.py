@@ -62,7 +62,7 @@ def test_speech_units_match_sklearn_and_survive_save_load(speech_root, tmp_path)
     feats = tok.features(waves[0]).numpy()
     expected = pairwise_distances_argmin(feats, tok.centroids.numpy())
     assert np.array_equal(frames.numpy(), expected)
-    units = tok.encode(waves[0])
+    units = tok.quantize(waves[0])
     assert (units[1:] != units[:-1]).all() and units.max() < 12
     assert torch.equal(units, torch.unique_consecutive(frames))
     # An 8 kHz copy is resampled to the tokenizer's rate and gives similar units.
@@ -75,13 +75,13 @@ def test_speech_units_match_sklearn_and_survive_save_load(speech_root, tmp_path)
     path = str(tmp_path / 'units.pth')
     tok.save(path)
     loaded = SpeechUnitTokenizer(num_units=12, checkpoint=path)
-    assert torch.equal(loaded.encode(waves[1]), tok.encode(waves[1]))
+    assert torch.equal(loaded.quantize(waves[1]), tok.quantize(waves[1]))
     with pytest.raises(ValueError, match='has 12 units at 16000 Hz .global normalisation.; this tokenizer expects 8'):
         SpeechUnitTokenizer(num_units=8, checkpoint=path)
     with pytest.raises(RuntimeError, match='not fitted'):
-        SpeechUnitTokenizer(num_units=8).encode(waves[0])
+        SpeechUnitTokenizer(num_units=8).quantize(waves[0])
     with pytest.raises(ValueError, match='shorter than one'):
-        tok.encode(np.zeros(100, dtype=np.float32))
+        tok.quantize(np.zeros(100, dtype=np.float32))
 
 
 def test_fit_tool_writes_a_loadable_tokenizer(speech_root, tmp_path):
@@ -90,7 +90,7 @@ def test_fit_tool_writes_a_loadable_tokenizer(speech_root, tmp_path):
     assert report['utterances'] == 16 and report['units_used'] == 8
     assert 5 < report['units_per_second'] < 50
     tok = SpeechUnitTokenizer(num_units=8, checkpoint=out)
-    assert len(tok.encode(_waves(speech_root, 'val')[0])) > 5
+    assert len(tok.quantize(_waves(speech_root, 'val')[0])) > 5
     bad = tmp_path / 'bad.jsonl'
     bad.write_text(json.dumps(dict(text='no audio')) + '\n')
     with pytest.raises(KeyError, match='bad.jsonl:1: no "audio" field'):
@@ -116,7 +116,7 @@ def test_units_to_audio_resynthesises_what_the_units_describe(speech_root):
     waves = _waves(speech_root)
     tok = SpeechUnitTokenizer(num_units=12)
     tok.fit(waves, seed=0)
-    units = tok.encode(waves[0])
+    units = tok.quantize(waves[0])
     # The mel lookup is each unit's de-standardised centroid, repeated.
     log_mel = tok.units_to_log_mel(units, frames_per_unit=2)
     assert log_mel.shape == (2 * len(units), 80)

@@ -85,7 +85,7 @@ class OpenCLIPTextEncoder(BaseEncoder):
         self.tokenizer = self._build_tokenizer(open_clip, model_name, cfg)
         self.pad_id = self._pad_id_of(self.tokenizer)
 
-        # encode_class_names results while no gradient is needed, per
+        # embed_class_names results while no gradient is needed, per
         # (names, templates, device, dtype); cleared by weight loading and by
         # train() when some weight is trainable. A frozen tower keeps them:
         # mmengine's IterBasedTrainLoop calls model.train() every iteration.
@@ -214,7 +214,7 @@ class OpenCLIPTextEncoder(BaseEncoder):
                 pooled = pooled @ self.text_projection
         return pooled, x
 
-    def encode_class_names(self,
+    def embed_class_names(self,
                            class_names: Sequence[str],
                            templates: Union[str, Sequence[Template]] = 'simple',
                            batch_size: Optional[int] = None) -> Tensor:

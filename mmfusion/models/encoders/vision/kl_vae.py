@@ -69,14 +69,14 @@ class DiffusersKLVAE(BaseEncoder):
         load_strict(self.vae, state_dict, path, owner,
                     hint='check `config` (the AutoencoderKL arguments) and `prefix`')
 
-    def encode(self, img: Tensor) -> Tuple[Tensor, Tensor]:
+    def to_latent(self, img: Tensor) -> Tuple[Tensor, Tensor]:
         """Image in [-1, 1] -> scaled posterior (mean, std), each (B, C, h, w)."""
         posterior = self.vae.encode(img).latent_dist
         return posterior.mean * self.scale_factor, posterior.std * self.scale_factor
 
-    def decode(self, latent: Tensor) -> Tensor:
+    def from_latent(self, latent: Tensor) -> Tensor:
         """Scaled latent -> image in (about) [-1, 1]."""
         return self.vae.decode(latent / self.scale_factor).sample
 
     def forward(self, img: Tensor) -> Tensor:
-        return self.encode(img)[0]
+        return self.to_latent(img)[0]

@@ -104,7 +104,7 @@ class SpeechUnitTokenizer(nn.Module):
         used = len(np.unique(kmeans.labels_))
         return dict(frames=int(x.shape[0]), units_used=used, inertia=float(kmeans.inertia_))
 
-    # -- encoding ----------------------------------------------------------
+    # -- quantizing --------------------------------------------------------
     def frame_units(self, wave: Tensor, sample_rate: Optional[int] = None) -> Tensor:
         """One unit per 20 ms frame, before deduplication."""
         if not bool(self.fitted):
@@ -113,13 +113,14 @@ class SpeechUnitTokenizer(nn.Module):
         feats = self.features(wave, sample_rate)
         return torch.cdist(feats, self.centroids).argmin(dim=1)
 
-    def encode(self, wave: Tensor, sample_rate: Optional[int] = None) -> Tensor:
+    def quantize(self, wave: Tensor, sample_rate: Optional[int] = None) -> Tensor:
+        """The unit ids of one waveform (consecutive repeats merged with ``dedup``)."""
         units = self.frame_units(wave, sample_rate)
         if self.dedup:
             units = torch.unique_consecutive(units)
         return units
 
-    def encode_batch(self, audio: Sequence[Tensor],
+    def quantize_batch(self, audio: Sequence[Tensor],
                      lengths: Optional[Tensor] = None) -> List[Tensor]:
         """Units of each waveform of a padded batch (only its first
         ``lengths[i]`` samples when given), computed on the CPU."""
@@ -127,7 +128,7 @@ class SpeechUnitTokenizer(nn.Module):
         for i, wave in enumerate(audio):
             if lengths is not None:
                 wave = wave[:int(lengths[i])]
-            units.append(self.encode(wave.float().cpu()))
+            units.append(self.quantize(wave.float().cpu()))
         return units
 
     # -- units to audio ------------------------------------------------------
