@@ -6,7 +6,7 @@ replaced, mmdet's ``HungarianAssigner.assign`` once per image on that image's
 sampled points. Both run in this process on the same random batch (shaped
 like the tiny X-Decoder's: 16 images, 20 queries, 24x24 mask logits, 96x96
 gt masks, 1024 points), and both give the same matches (asserted here and in
-tests/test_models/test_decoders/test_mask_decoding.py).
+tests/test_models/test_common/test_mask_decoding.py).
 
     python tools/analysis_tools/benchmark_mask_matching.py [--batch 16] [--repeats 30]
 """
