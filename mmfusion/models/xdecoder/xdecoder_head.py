@@ -162,7 +162,8 @@ class XDecoderHead(BaseModule):
     def decode(self, pixel_out: Tuple[Tensor, List[Tensor]],
                grounding_tokens: Optional[Tensor] = None,
                grounding_valid: Optional[Tensor] = None,
-               caption_tokens: Optional[Tensor] = None) -> Dict[str, object]:
+               caption_tokens: Optional[Tensor] = None,
+               cache: Optional[dict] = None) -> Dict[str, object]:
         """Run the decoder over ``[object queries | image query | grounding
         queries | grounding tokens | caption tokens]`` under
         :func:`xdecoder_self_attn_mask`.
@@ -177,6 +178,8 @@ class XDecoderHead(BaseModule):
                 padding (blocked as self-attention keys).
             caption_tokens (Tensor, optional): (B, Lc, text_width) token
                 embeddings of the caption so far (start token first).
+            cache (dict, optional): An empty dict, filled so that
+                :meth:`decode_next_caption_tokens` can continue the caption.
 
         Returns:
             dict of per-prediction lists (``num_layers + 1`` entries):
@@ -236,7 +239,7 @@ class XDecoderHead(BaseModule):
             extra_tokens=torch.cat(extra, dim=1), extra_pos=torch.cat(extra_pos, dim=1),
             self_attn_mask=self_attn_mask,
             mask_extra_cross_attn=torch.tensor(own_mask, device=mask_features.device),
-            extra_cross_attn=torch.tensor(cross, device=mask_features.device))
+            extra_cross_attn=torch.tensor(cross, device=mask_features.device), cache=cache)
         obj, img, grd, cap = (layout[k] for k in ('object', 'image', 'grounding', 'caption'))
         result = dict(cls_embeds=[x[:, obj] for x in out['cls_embeds']],
                       mask_logits=[x[:, obj] for x in out['mask_logits']],
@@ -417,6 +420,23 @@ class XDecoderHead(BaseModule):
         return [dict(pred_sem_seg=self.postprocessor.referring(masks[b, best[b]], meta))
                 for b, meta in enumerate(batch_img_metas)]
 
+    def decode_next_caption_tokens(self, caption_tokens: Tensor, cache: dict) -> Tensor:
+        """Continue a caption decoded with ``decode(..., cache=cache)``:
+        (B, T, text_width) embeddings of the next tokens -> their
+        ``caption_embeds`` (B, T, text_width) at the last layer. The object
+        and image queries are not decoded again (they never see caption
+        tokens); the new tokens attend to them and to the earlier caption
+        tokens through the cache."""
+        start = cache['layers'][0]['tokens'].shape[1] - self.num_queries - 1
+        count = caption_tokens.shape[1]
+        if start + count > self.caption_cfg['max_len']:
+            raise ValueError(f'{start + count} caption tokens exceed caption max_len '
+                             f'{self.caption_cfg["max_len"]}')
+        pos = self.caption_pos.weight[start:start + count]
+        pos = pos.unsqueeze(0).expand(caption_tokens.shape[0], -1, -1)
+        normed = self.decoder.forward_appended(self.caption_in(caption_tokens), pos, cache)
+        return self.caption_out(normed)
+
     @torch.no_grad()
     def generate_captions(self, feats: List[Tensor], batch_img_metas: Sequence[dict],
                           embed_tokens, vocab_embeds: Tensor, vocab_ids: Tensor,
@@ -425,11 +445,9 @@ class XDecoderHead(BaseModule):
         """Greedy decoding: from the start token, append the most likely
         vocabulary token until the end token or ``max_len`` tokens.
 
-        The pixel decoder runs once. The masked-attention decoder has no
-        key/value cache (its object queries re-attend to the image at every
-        layer), so each step re-runs it over the caption so far; the causal
-        mask makes earlier positions' outputs independent of later tokens, so
-        this equals teacher forcing on the generated prefix.
+        The pixel decoder runs once, the decoder over the object queries, the
+        image query and the start token once; every later token is one
+        cached step (:meth:`decode_next_caption_tokens`).
 
         Args:
             embed_tokens (callable): (B, L) token ids -> (B, L, text_width).
@@ -446,13 +464,15 @@ class XDecoderHead(BaseModule):
         vocab_ids = vocab_ids.to(device)
         num_tokens = int(vocab_ids.max()) + 1
         start = torch.full((pixel_out[0].shape[0], 1), start_id, dtype=torch.long, device=device)
-        caption: Optional[Tensor] = None  # the tokens so far
+        cache: dict = {}
 
         def step(ids: Tensor) -> Tensor:
-            nonlocal caption
-            caption = ids if caption is None else torch.cat([caption, ids], dim=1)
-            out = self.decode(pixel_out, caption_tokens=embed_tokens(caption))
-            logits = self.caption_logits(out['caption_embeds'][-1][:, -1], vocab_embeds)
+            if cache:
+                embeds = self.decode_next_caption_tokens(embed_tokens(ids), cache)
+            else:
+                out = self.decode(pixel_out, caption_tokens=embed_tokens(ids), cache=cache)
+                embeds = out['caption_embeds'][-1]
+            logits = self.caption_logits(embeds[:, -1], vocab_embeds)
             logits = logits.masked_fill(vocab_ids == start_id, float('-inf'))
             # Rows -> token ids; tokens outside the vocabulary are never chosen.
             full = logits.new_full((logits.shape[0], num_tokens), float('-inf'))

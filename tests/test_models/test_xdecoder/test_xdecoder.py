@@ -423,6 +423,30 @@ def test_sentence_tokens_skip_cross_attention():
     assert not torch.allclose(outs[0][:, :3], outs[1][:, :3])
 
 
+def test_cached_caption_steps_equal_decoding_the_whole_caption():
+    """Each cached one-token step gives the caption embedding that decoding
+    the whole prefix at once gives at its last position."""
+    model = build_full()
+    model.eval()
+    inputs, samples = full_batch()
+    feats = model.extract_feat(inputs['img'])
+    metas = model._metas(samples, inputs['img'])
+    head = model.head
+    ids = model.caption_vocab_ids[torch.randint(len(model.caption_vocab_ids), (2, 6))]
+    ids[:, 0] = model.start_id
+    with torch.no_grad():
+        pixel_out = head.pixel_decoder(feats, metas)
+        cache = {}
+        head.decode(pixel_out, caption_tokens=model.embed_tokens(ids[:, :1]), cache=cache)
+        for t in range(1, ids.shape[1]):
+            step = head.decode_next_caption_tokens(model.embed_tokens(ids[:, t:t + 1]), cache)
+            whole = head.decode(pixel_out, caption_tokens=model.embed_tokens(ids[:, :t + 1]))
+            torch.testing.assert_close(step[:, -1], whole['caption_embeds'][-1][:, -1],
+                                       rtol=1e-4, atol=1e-5)
+        with pytest.raises(ValueError, match='exceed caption max_len'):
+            head.decode_next_caption_tokens(model.embed_tokens(torch.cat([ids, ids], 1)), cache)
+
+
 def test_greedy_caption_equals_teacher_forcing_on_its_own_output():
     """Causal caption tokens: re-running the generated caption with teacher
     forcing predicts every generated token again (argmax at each position)."""

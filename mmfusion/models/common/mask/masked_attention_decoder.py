@@ -7,6 +7,7 @@ module owns the queries, the level cycling, the prediction head run before the
 first layer and after every layer, and the optional extra tokens (e.g. text
 queries) that ride along with the object queries.
 """
+import functools
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
@@ -191,7 +192,8 @@ class MaskedAttentionDecoder(BaseModule):
                 extra_pos: Optional[Tensor] = None,
                 self_attn_mask: Optional[Tensor] = None,
                 mask_extra_cross_attn: Union[bool, Tensor] = True,
-                extra_cross_attn: Union[bool, Tensor] = True) -> Dict[str, List[Tensor]]:
+                extra_cross_attn: Union[bool, Tensor] = True,
+                cache: Optional[dict] = None) -> Dict[str, List[Tensor]]:
         """
         Args:
             multi_scale_features (list[Tensor]): ``num_feature_levels`` maps
@@ -216,6 +218,9 @@ class MaskedAttentionDecoder(BaseModule):
                 Tokens that do not (e.g. X-Decoder's referring text tokens,
                 appended after cross-attention) keep their value through it
                 and its norm, then join self-attention and the FFN.
+            cache (dict, optional): An empty dict to fill with what
+                :meth:`forward_appended` needs to continue the sequence (the
+                memories and every layer's self-attention input).
 
         Returns:
             dict of lists, each with ``num_layers + 1`` entries:
@@ -225,14 +230,11 @@ class MaskedAttentionDecoder(BaseModule):
         """
         assert len(multi_scale_features) == self.num_feature_levels
         batch_size = mask_features.shape[0]
-        memories, memory_pos, sizes = [], [], []
-        for i, feat in enumerate(multi_scale_features):
-            sizes.append(feat.shape[-2:])
-            # Level embedding tells the shared layers which scale they read.
-            memories.append(self.input_projs[i](feat).flatten(2).transpose(1, 2)
-                            + self.level_embed.weight[i])
-            no_pad = feat.new_zeros((batch_size, *feat.shape[-2:]), dtype=torch.bool)
-            memory_pos.append(self.positional_encoding(no_pad).flatten(2).transpose(1, 2))
+        sizes = [feat.shape[-2:] for feat in multi_scale_features]
+        memories, memory_pos = self.memories(multi_scale_features)
+        if cache is not None:
+            cache.update(memories=memories, memory_pos=memory_pos,
+                         layers=[dict() for _ in self.layers])
 
         tokens = self.query_feat.weight.unsqueeze(0).expand(batch_size, -1, -1)
         pos = self.query_embed.weight.unsqueeze(0).expand(batch_size, -1, -1)
@@ -268,15 +270,75 @@ class MaskedAttentionDecoder(BaseModule):
                     torch.arange(self.num_queries, device=tokens.device),
                     self.num_queries + torch.nonzero(takes_part).flatten()])
 
-        attn_mask = record(self.forward_head(tokens, mask_features, sizes[0]))
-        for i, layer in enumerate(self.layers):
-            level = i % self.num_feature_levels
-            args = (layer, tokens, pos, memories[level], memory_pos[level], attn_mask,
-                    self_attn_mask, cross_idx)
-            if self.with_cp and self.training and torch.is_grad_enabled():
-                tokens = checkpoint(self._run_layer, *args, use_reentrant=False)
-            else:
-                tokens = self._run_layer(*args)
-            next_size = sizes[(i + 1) % self.num_feature_levels]
-            attn_mask = record(self.forward_head(tokens, mask_features, next_size))
+        hooks = [] if cache is None else [
+            layer.self_attn.register_forward_pre_hook(
+                functools.partial(_keep_self_attn_input, entry), with_kwargs=True)
+            for layer, entry in zip(self.layers, cache['layers'])]
+        try:
+            attn_mask = record(self.forward_head(tokens, mask_features, sizes[0]))
+            for i, layer in enumerate(self.layers):
+                level = i % self.num_feature_levels
+                args = (layer, tokens, pos, memories[level], memory_pos[level], attn_mask,
+                        self_attn_mask, cross_idx)
+                if self.with_cp and self.training and torch.is_grad_enabled():
+                    tokens = checkpoint(self._run_layer, *args, use_reentrant=False)
+                else:
+                    tokens = self._run_layer(*args)
+                next_size = sizes[(i + 1) % self.num_feature_levels]
+                attn_mask = record(self.forward_head(tokens, mask_features, next_size))
+        finally:
+            for hook in hooks:
+                hook.remove()
         return outputs
+
+    def memories(self, multi_scale_features: List[Tensor]) -> Tuple[List[Tensor], List[Tensor]]:
+        """Per level the flattened, projected map with its level embedding
+        (B, h_i * w_i, C), and its sine position embedding."""
+        memories, memory_pos = [], []
+        for i, feat in enumerate(multi_scale_features):
+            # Level embedding tells the shared layers which scale they read.
+            memories.append(self.input_projs[i](feat).flatten(2).transpose(1, 2)
+                            + self.level_embed.weight[i])
+            no_pad = feat.new_zeros((feat.shape[0], *feat.shape[-2:]), dtype=torch.bool)
+            memory_pos.append(self.positional_encoding(no_pad).flatten(2).transpose(1, 2))
+        return memories, memory_pos
+
+    def forward_appended(self, tokens: Tensor, pos: Tensor, cache: dict) -> Tensor:
+        """Continue a :meth:`forward` run with ``cache`` by tokens appended
+        after its sequence, one decoding step of an autoregressive extra token
+        (X-Decoder's caption tokens).
+
+        The appended tokens cross-attend to the whole image (no predicted
+        mask) and self-attend to every token of the cached sequence and to
+        themselves, with no mask: the rule for caption tokens when the
+        sequence holds no grounding block. Each layer's self-attention input
+        of the earlier tokens comes from the cache, which the new tokens then
+        extend; the object queries are not decoded again.
+
+        Args:
+            tokens (Tensor): (B, T, C) new extra tokens.
+            pos (Tensor): (B, T, C) their positional embedding.
+            cache (dict): Filled by ``forward(..., cache=cache)``, extended here.
+
+        Returns:
+            Tensor: (B, T, C) the new tokens after the output norm (as
+            ``query_embeds[-1]`` of :meth:`forward`).
+        """
+        for i, (layer, entry) in enumerate(zip(self.layers, cache['layers'])):
+            level = i % self.num_feature_levels
+            tokens = layer.norms[0](layer.cross_attn(
+                query=tokens, key=cache['memories'][level], value=cache['memories'][level],
+                query_pos=pos, key_pos=cache['memory_pos'][level], attn_mask=None,
+                key_padding_mask=None))
+            entry['tokens'] = torch.cat([entry['tokens'], tokens], dim=1)
+            entry['pos'] = torch.cat([entry['pos'], pos], dim=1)
+            tokens = layer.self_attn(query=tokens, key=entry['tokens'], value=entry['tokens'],
+                                     query_pos=pos, key_pos=entry['pos'])
+            tokens = layer.norms[2](layer.ffn(layer.norms[1](tokens)))
+        return self.decoder_norm(tokens)
+
+
+def _keep_self_attn_input(entry: dict, module: nn.Module, args: tuple, kwargs: dict) -> None:
+    """Forward pre-hook on a layer's self-attention: keep its input tokens and
+    positions (the keys and values later appended tokens attend to)."""
+    entry['tokens'], entry['pos'] = kwargs['query'], kwargs['query_pos']
