@@ -29,13 +29,29 @@ def test_benchmark_writes_json_and_outputs_are_identical(tmp_path, monkeypatch, 
 
 
 def test_baseline_loop_stops_at_eos_as_the_model_does(fitted_units):
-    args = bench.parse_args(['--tokens', '40', '--units', fitted_units, '--seconds', '0.5'])
+    args = bench.parse_args(['--tokens', '30', '--units', fitted_units, '--seconds', '0.5'])
     model = bench.build_model(args)
-    # Make </s> likely, so that rows end at different steps.
-    text = model.decoder.towers.text
+    # At the default init a tied tower repeats its input token; larger
+    # weights and open gates make rows emit varied tokens from their audio.
+    torch.manual_seed(0)
+    for module in model.decoder.modules():
+        if isinstance(module, torch.nn.Linear):
+            torch.nn.init.normal_(module.weight, std=0.3)
+    for block in model.decoder.cross_attn.values():
+        block.gate.data.fill_(1.0)
+    inputs = bench.make_inputs(model, bench.parse_args(['--batch-size', '4', '--seconds', '0.5']))
+    inputs['audio'] *= torch.tensor([1.0, 3.0, 10.0, 30.0])[:, None]
+    free = bench.uncached_generate(model, inputs, 30, stop_at_eos=False)[:, 1:]
+    # A token first emitted at different steps in different rows becomes </s>:
+    # swapping its embedding row with </s>'s (tied output layer) relabels it.
+    firsts = {t: {int((row == t).nonzero()[0]) for row in free if (row == t).any()}
+              for t in range(bench.EOS + 2, model.decoder.towers.text.vocab_size)}
+    token = max(firsts, key=lambda t: len(firsts[t]))
+    assert len(firsts[token]) >= 2
+    weight = model.decoder.towers.text.embedding.weight
     with torch.no_grad():
-        text.embedding.weight[bench.EOS] *= 8
-    inputs = bench.make_inputs(model, bench.parse_args(['--batch-size', '3', '--seconds', '0.5']))
-    inputs['audio'][1] *= 5
-    expected = bench.uncached_generate(model, inputs, 40)
-    assert torch.equal(model.generate(inputs, max_new_tokens=40), expected)
+        weight[[token, bench.EOS]] = weight[[bench.EOS, token]]
+    expected = bench.uncached_generate(model, inputs, 30)
+    ends = {int((row == bench.EOS).nonzero()[0]) for row in expected if (row == bench.EOS).any()}
+    assert len(ends) >= 2  # rows stopped at different steps
+    assert torch.equal(model.generate(inputs, max_new_tokens=30), expected)

@@ -8,13 +8,14 @@ for every new token: decoding ``n`` tokens costs ``O(n^2)`` token positions.
 runs the context tower once.
 
 Both decode ``--tokens`` tokens without stopping at ``</s>``, so the lengths
-are what was asked. Speed does not depend on the weights: the model is the
+are what was asked, for ``--batch-size`` utterances at once (by default as
+many as ``tools/test.py`` decodes together: the config's test batch size). Speed does not depend on the weights: the model is the
 config's at random initialisation, with a speech-unit tokenizer fitted here
 on noise unless ``--units`` names a fitted one. Prints JSON (also written to
 ``--out-dir``/zipper_decoding_benchmark.json)::
 
     python tools/analysis_tools/benchmark_zipper_decoding.py
-    python tools/analysis_tools/benchmark_zipper_decoding.py --tokens 400 --batch-size 4
+    python tools/analysis_tools/benchmark_zipper_decoding.py --batch-size 1 --threads 2
 """
 import argparse
 import json
@@ -39,7 +40,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--config', default=DEFAULT_CONFIG, help='a Zipper config')
     parser.add_argument('--tokens', type=int, default=200, help='tokens to decode')
-    parser.add_argument('--batch-size', type=int, default=1)
+    parser.add_argument('--batch-size', type=int,
+                        help="utterances decoded together (default: the config's "
+                        'test_dataloader batch size, as tools/test.py decodes)')
     parser.add_argument('--seconds', type=float, default=2.0,
                         help='length of the synthetic utterances (the context)')
     parser.add_argument('--repeats', type=int, default=3, help='timed runs of each; median')
@@ -75,6 +78,8 @@ def uncached_generate(model, inputs: Dict, max_new_tokens: int,
 
 def build_model(args):
     cfg = Config.fromfile(args.config)
+    if args.batch_size is None:
+        args.batch_size = (cfg.get('test_dataloader') or {}).get('batch_size', 1)
     model_cfg = cfg.model
     if model_cfg.get('type') != 'Zipper':
         raise ValueError(f'{args.config} builds a {model_cfg.get("type")}, not a Zipper')

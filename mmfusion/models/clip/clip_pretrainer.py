@@ -80,7 +80,7 @@ class CLIPPretrainer(FusionBaseModel):
                     logit_scale=scale.detach())
 
     @torch.no_grad()
-    def predict(self, inputs: Dict, data_samples: List[FusionDataSample],
+    def predict(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None,
                 classes: Optional[Sequence[str]] = None) -> List[FusionDataSample]:
         classes = classes or self.classes
         if not classes:
@@ -90,6 +90,7 @@ class CLIPPretrainer(FusionBaseModel):
         class_features = self.text_encoder.embed_class_names(list(classes), self.test_templates)
         image_features = self.embed_images(inputs['img'], data_samples)
         scores = (self.scale() * image_features @ class_features.t()).softmax(-1)
+        data_samples = self.fill_data_samples(data_samples, len(scores))
         for sample, score in zip(data_samples, scores):
             sample.pred_score = score
             sample.pred_label = score.argmax()

@@ -38,7 +38,8 @@ class CausalLMStack:
         self.norm = RMSNorm(dim)
 
     def reset_stack_parameters(self) -> None:
-        """Llama-style init: normal(0, 0.02) for embeddings and projections."""
+        """Llama-style init: normal(0, 0.02) for every embedding and linear
+        weight of the host (the stack's, its output layer's, a mixer's)."""
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(module.weight, std=0.02)

@@ -75,6 +75,12 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
     # sentences or captions, so DDP must look for unused parameters
     # (read by mmfusion.utils.dist.prepare_launcher).
     find_unused_parameters = True
+    # Task -> the head branch it needs (segmentation needs none).
+    _BRANCHES = dict(referring='grounding', caption='caption', retrieval='retrieval')
+    # Task -> the method that predicts it.
+    _TASK_PREDICTORS = dict(semantic='_predict_segmentation', instance='_predict_segmentation',
+                            panoptic='_predict_segmentation', referring='_predict_referring',
+                            caption='_predict_caption', retrieval='_predict_retrieval')
 
     def __init__(self,
                  backbone: dict,
@@ -271,19 +277,13 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
         if task not in self.tasks:
             raise RuntimeError(f'{task} needs the head\'s {self._BRANCHES[task]} branch; this '
                                f'model predicts {self.tasks}')
-        predict_task = self._TASK_PREDICTORS.get(task, '_predict_segmentation')
         feats, metas = self.extract_feat(img, data_samples), self._metas(data_samples, img)
-        results = getattr(self, predict_task)(inputs, data_samples, feats, metas, task)
+        results = getattr(self, self._TASK_PREDICTORS[task])(inputs, data_samples, feats, metas,
+                                                             task)
         for sample, result in zip(data_samples, results):
             for key, value in result.items():
                 setattr(sample, key, value)
         return data_samples
-
-    # Task -> the head branch it needs.
-    _BRANCHES = dict(referring='grounding', caption='caption', retrieval='retrieval')
-    # Task -> method; every segmentation task goes to ``_predict_segmentation``.
-    _TASK_PREDICTORS = dict(referring='_predict_referring', caption='_predict_caption',
-                            retrieval='_predict_retrieval')
 
     def _predict_segmentation(self, inputs: Dict, data_samples: Sequence[FusionDataSample],
                               feats: List[Tensor], metas: List[dict], task: str) -> List[dict]:
