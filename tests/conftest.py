@@ -101,7 +101,6 @@ def gms_cfg(tmp_path):
     return tiny_gms_cfg(str(tmp_path / 'work'))
 
 
-
 @pytest.fixture(scope='session')
 def synthshapes_root(tmp_path_factory) -> str:
     """A small SynthShapes dataset generated once per test session."""

@@ -261,7 +261,6 @@ class AtomicLocalBackend(LocalBackend):
         self.put(obj.encode(encoding), filepath)
 
 
-
 def register_checkpoint_io() -> None:
     """Make mmengine load local checkpoints through :func:`safe_torch_load`
     and know the atomic backend (``backend='mmfusion_atomic_local'``).

@@ -11,7 +11,8 @@ import torch
 from tests.conftest import REPO
 
 _spec = importlib.util.spec_from_file_location(
-    'benchmark_zipper_decoding', osp.join(REPO, 'tools/analysis_tools/benchmark_zipper_decoding.py'))
+    'benchmark_zipper_decoding',
+    osp.join(REPO, 'tools/analysis_tools/benchmark_zipper_decoding.py'))
 bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
 

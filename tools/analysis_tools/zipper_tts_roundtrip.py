@@ -35,8 +35,8 @@ from mmengine.utils import ProgressBar
 from mmfusion.apis import init_model
 from mmfusion.evaluation.metrics.speech_recognition_metric import (UnitErrorRateMetric,
                                                                    error_rates)
-from mmfusion.models.zipper import check_zipper_task
 from mmfusion.models.common.sequence import pad_sequences
+from mmfusion.models.zipper import check_zipper_task
 from mmfusion.utils import register_all_modules
 
 

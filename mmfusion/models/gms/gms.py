@@ -112,6 +112,7 @@ class GMS(FusionBaseModel):
     def predict(self, inputs: Dict[str, Tensor],
                 data_samples: Optional[List[FusionDataSample]] = None) -> List[FusionDataSample]:
         img = inputs['img']
-        prob = vae_output_to_prob(self.vae.from_latent(self.mapping_net(self.vae.to_latent(img)[0])['out']))
+        latent = self.mapping_net(self.vae.to_latent(img)[0])['out']
+        prob = vae_output_to_prob(self.vae.from_latent(latent))
         data_samples = self.fill_data_samples(data_samples, img.shape[0])
         return pack_seg_predictions(prob, data_samples, self.threshold)

@@ -121,7 +121,7 @@ class SpeechUnitTokenizer(nn.Module):
         return units
 
     def quantize_batch(self, audio: Sequence[Tensor],
-                     lengths: Optional[Tensor] = None) -> List[Tensor]:
+                       lengths: Optional[Tensor] = None) -> List[Tensor]:
         """Units of each waveform of a padded batch (only its first
         ``lengths[i]`` samples when given), computed on the CPU."""
         units = []

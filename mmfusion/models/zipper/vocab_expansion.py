@@ -87,7 +87,7 @@ class VocabExpansionASR(FusionBaseModel):
         device = self.tower.embedding.weight.device
         prompts = []
         for units in self.unit_tokenizer.quantize_batch(inputs['audio'],
-                                                      inputs.get('audio_lengths')):
+                                                        inputs.get('audio_lengths')):
             units = units.to(device) + self.unit_offset
             prompts.append(torch.cat([units, units.new_tensor([BOS])]))
         return prompts

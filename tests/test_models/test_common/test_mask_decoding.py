@@ -10,8 +10,7 @@ from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
 from mmfusion.models.common.mask import (MaskCriterion, MaskedAttentionDecoder,
-                                           PointSampleHungarianMatcher,
-                                           TransformerEncoderFPNPixelDecoder)
+                                         PointSampleHungarianMatcher)
 from mmfusion.registry import MODELS, TASK_UTILS
 
 C = 32

@@ -215,9 +215,9 @@ class OpenCLIPTextEncoder(BaseEncoder):
         return pooled, x
 
     def embed_class_names(self,
-                           class_names: Sequence[str],
-                           templates: Union[str, Sequence[Template]] = 'simple',
-                           batch_size: Optional[int] = None) -> Tensor:
+                          class_names: Sequence[str],
+                          templates: Union[str, Sequence[Template]] = 'simple',
+                          batch_size: Optional[int] = None) -> Tensor:
         """Zero-shot class embeddings by prompt ensembling.
 
         Every template is filled with every class name; the prompt embeddings
