@@ -7,7 +7,7 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 
 from mmfusion.utils import explain_unknown_type, register_all_modules
-from mmfusion.utils.dist import prepare_launcher, runner_class
+from mmfusion.utils.dist import prepare_launcher, runner_class, shutdown_launcher
 
 
 def parse_args() -> argparse.Namespace:
@@ -59,6 +59,7 @@ def main() -> None:
     # Last line of stdout: the metrics as JSON, for scripts.
     # default=float: metrics may be numpy scalars (mmseg's IoUMetric returns float32).
     print(json.dumps({'checkpoint': args.checkpoint, **metrics}, default=float), flush=True)
+    shutdown_launcher()
 
 
 if __name__ == '__main__':

@@ -7,7 +7,7 @@ from mmengine.config import Config, DictAction
 
 from mmfusion.engine.optim import enable_amp
 from mmfusion.utils import explain_unknown_type, register_all_modules
-from mmfusion.utils.dist import prepare_launcher, runner_class
+from mmfusion.utils.dist import prepare_launcher, runner_class, shutdown_launcher
 
 
 def parse_args() -> argparse.Namespace:
@@ -73,6 +73,7 @@ def main() -> None:
         with open(last) as f:
             runner.logger.info(f'last checkpoint: {f.read().strip()}')
     runner.logger.info(f'logs: {osp.abspath(runner.log_dir)}')
+    shutdown_launcher()
 
 
 if __name__ == '__main__':

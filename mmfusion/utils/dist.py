@@ -116,3 +116,13 @@ def prepare_launcher(cfg: Config, launcher: str, sync_bn: Optional[str] = None) 
                                        offload_to_cpu=False),
                 optim_state_dict_config=dict(type='FullOptimStateDictConfig', rank0_only=True,
                                              offload_to_cpu=False))
+
+
+def shutdown_launcher() -> None:
+    """End a distributed run: wait for every rank, then destroy the process
+    group. Left to interpreter exit, the group's background threads can be
+    torn down in an order that aborts a finished rank ("terminate called
+    without an active exception", SIGABRT) after its work is done."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
