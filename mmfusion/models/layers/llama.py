@@ -35,15 +35,11 @@ def rope_inv_freq(head_dim: int, theta: float = 10000.0, device=None) -> Tensor:
     return theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float64, device=device) / head_dim)
 
 
-def rotate_at(x: Tensor, positions: Tensor, theta: float = 10000.0,
-              inv_freq: Optional[Tensor] = None) -> Tensor:
+def rotate_at(x: Tensor, positions: Tensor, theta: float = 10000.0) -> Tensor:
     """RoPE (half-split layout, as :class:`RotaryEmbedding`) of ``x``
     (..., L, head_dim) at real-valued ``positions`` (L,), e.g. positions
-    rescaled to another sequence's rate for cross-attention. ``inv_freq``:
-    :func:`rope_inv_freq` computed once by the caller (else here)."""
-    if inv_freq is None:
-        inv_freq = rope_inv_freq(x.shape[-1], theta, x.device)
-    angles = torch.outer(positions.to(torch.float64), inv_freq)
+    rescaled to another sequence's rate for cross-attention."""
+    angles = torch.outer(positions.to(torch.float64), rope_inv_freq(x.shape[-1], theta, x.device))
     return _rotate(x, angles.cos().to(x.dtype), angles.sin().to(x.dtype))
 
 

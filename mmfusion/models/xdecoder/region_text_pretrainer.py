@@ -158,6 +158,6 @@ class RegionTextPretrainer(OpenVocabSegMixin, FusionBaseModel):
         return self.head.pixel_decoder(self.extract_feat(img), self._metas(samples, img))
 
     def predict(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None):
-        raise NotImplementedError(
+        raise RuntimeError(
             'RegionTextPretrainer only trains (mode "loss") or returns the pixel decoder\'s maps '
             '(mode "tensor"): evaluate the downstream model it initialises')

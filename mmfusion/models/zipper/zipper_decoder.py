@@ -20,7 +20,7 @@ from mmengine.model import BaseModule, ModuleDict
 from torch import Tensor
 
 from mmfusion.models.common.causal_lm import Caches
-from mmfusion.models.layers import RMSNorm, cached_length, rope_inv_freq, rotate_at
+from mmfusion.models.layers import RMSNorm, cached_length, rotate_at
 from mmfusion.registry import MODELS
 
 
@@ -60,14 +60,6 @@ class GatedCrossAttention(nn.Module):
         self.v_proj = nn.Linear(dim, dim, bias=False)
         self.o_proj = nn.Linear(dim, dim, bias=False)
         self.gate = nn.Parameter(torch.zeros(1))
-        # RoPE frequencies in float64 for the real-valued positions; a plain
-        # attribute, not a buffer, so that casting the model leaves them exact.
-        self._inv_freq = rope_inv_freq(dim // num_heads)
-
-    def _rope_freq(self, device: torch.device) -> Tensor:
-        if self._inv_freq.device != device:
-            self._inv_freq = self._inv_freq.to(device)
-        return self._inv_freq
 
     def forward(self, x: Tensor, context: Tensor,
                 context_padding_mask: Optional[Tensor] = None, offset: int = 0,
@@ -88,15 +80,13 @@ class GatedCrossAttention(nn.Module):
             k = self.k_proj(ctx).view(b, -1, heads, head_dim).transpose(1, 2)
             v = self.v_proj(ctx).view(b, -1, heads, head_dim).transpose(1, 2)
             if self.position_rate is not None:
-                k = rotate_at(k, torch.arange(k.shape[2], device=x.device, dtype=torch.float64),
-                              inv_freq=self._rope_freq(x.device))
+                k = rotate_at(k, torch.arange(k.shape[2], device=x.device, dtype=torch.float64))
             if cache is not None:
                 cache['k'], cache['v'] = k, v
         q = self.q_proj(self.norm(x)).view(b, length, heads, head_dim).transpose(1, 2)
         if self.position_rate is not None:
             q = rotate_at(q, torch.arange(offset, offset + length, device=x.device,
-                                          dtype=torch.float64) * self.position_rate,
-                          inv_freq=self._rope_freq(x.device))
+                                          dtype=torch.float64) * self.position_rate)
         mask = None if context_padding_mask is None else ~context_padding_mask[:, None, None, :]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         out = self.o_proj(out.transpose(1, 2).reshape(b, length, dim))

@@ -311,6 +311,16 @@ def full_batch(n: int = 2):
     return inputs, samples
 
 
+def eval_full_batch():
+    """The all-branch model in eval mode, :func:`full_batch`, its backbone
+    maps and image metas."""
+    model = build_full()
+    model.eval()
+    inputs, samples = full_batch()
+    return (model, inputs, samples, model.extract_feat(inputs['img']),
+            model._metas(samples, inputs['img']))
+
+
 def test_all_branches_train_and_gradients_reach_exactly_the_trainable_parameters():
     model = build_full()
     model.train()
@@ -347,11 +357,7 @@ def test_retrieval_loss_is_symmetric_info_nce():
 def test_appended_tokens_do_not_change_object_and_image_queries():
     """The self-attention mask in action: object/image queries decode the
     same with or without grounding and caption tokens in the sequence."""
-    model = build_full()
-    model.eval()
-    inputs, samples = full_batch()
-    feats = model.extract_feat(inputs['img'])
-    metas = model._metas(samples, inputs['img'])
+    model, inputs, samples, feats, metas = eval_full_batch()
     with torch.no_grad():
         plain = model.head(feats, metas)
         g = model.embed_sentences(inputs['text'])
@@ -367,11 +373,7 @@ def test_grounding_padding_and_batching_match_single_sentences():
     """Padded sentence tokens are invisible: decoding with the padding equals
     decoding the valid tokens alone, and a batch of two sentences of
     different lengths gives each image the same referring mask as alone."""
-    model = build_full()
-    model.eval()
-    inputs, samples = full_batch()
-    feats = model.extract_feat(inputs['img'])
-    metas = model._metas(samples, inputs['img'])
+    model, inputs, samples, feats, metas = eval_full_batch()
     g = model.embed_sentences(inputs['text'])
     assert not g['valid'].all()
     with torch.no_grad():
@@ -426,11 +428,7 @@ def test_sentence_tokens_skip_cross_attention():
 def test_cached_caption_steps_equal_decoding_the_whole_caption():
     """Each cached one-token step gives the caption embedding that decoding
     the whole prefix at once gives at its last position."""
-    model = build_full()
-    model.eval()
-    inputs, samples = full_batch()
-    feats = model.extract_feat(inputs['img'])
-    metas = model._metas(samples, inputs['img'])
+    model, inputs, samples, feats, metas = eval_full_batch()
     head = model.head
     ids = model.caption_vocab_ids[torch.randint(len(model.caption_vocab_ids), (2, 6))]
     ids[:, 0] = model.start_id
@@ -450,12 +448,8 @@ def test_cached_caption_steps_equal_decoding_the_whole_caption():
 def test_greedy_caption_equals_teacher_forcing_on_its_own_output():
     """Causal caption tokens: re-running the generated caption with teacher
     forcing predicts every generated token again (argmax at each position)."""
-    model = build_full()
-    model.eval()
-    inputs, samples = full_batch()
+    model, inputs, samples, feats, metas = eval_full_batch()
     out = model.predict(inputs, samples, task='caption')
-    feats = model.extract_feat(inputs['img'])
-    metas = model._metas(samples, inputs['img'])
     ids = model.head.generate_captions(feats, metas, model.embed_tokens, model.vocab_embeds(),
                                        model.caption_vocab_ids, model.start_id, model.end_id)
     vocab = set(model.caption_vocab_ids.tolist())
