@@ -17,6 +17,15 @@ X-Decoder (``--task`` defaults to the config's ``test_cfg`` task)::
     python demo/image_demo.py CONFIG CKPT photo.jpg --task retrieval \\
         --texts "an astronaut portrait" "a dog on the grass"
 
+SAM (coordinates in the image's pixels)::
+
+    # one object per box
+    python demo/image_demo.py CONFIG CKPT photo.jpg --box 40 30 200 180 --box 220 40 300 120
+    # one object from points x,y,label (1 foreground, 0 background)
+    python demo/image_demo.py CONFIG CKPT photo.jpg --points 120,80,1 150,90,0
+    # every mask (segment_anything's automatic mask generator)
+    python demo/image_demo.py CONFIG CKPT photo.jpg --auto
+
 IMAGE is a file or ``skimage:NAME`` for an image bundled with scikit-image
 (``skimage:astronaut``, ``skimage:coffee``, ``skimage:chelsea``, ...).
 CHECKPOINT may be ``none`` to use only the weights the config itself loads
@@ -28,12 +37,17 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import mmcv
 import numpy as np
+import torch
 from mmengine.config import DictAction
+from mmengine.dataset import pseudo_collate
 from mmengine.utils import mkdir_or_exist
 
 from mmfusion.apis import XDecoderInferencer, inference_model, init_model
+from mmfusion.apis.inference import build_test_pipeline, prepare_inputs
+from mmfusion.models.sam import SAM
 from mmfusion.models.xdecoder import SEG_TASKS, TASKS
 from mmfusion.registry import VISUALIZERS
+from mmfusion.structures.prompt_sampling import build_prompts
 from mmfusion.utils import register_all_modules
 
 
@@ -110,6 +124,60 @@ def describe(sample, task: str, score_thr: float = 0.3) -> str:
     return 'retrieval (softmax over the candidates):\n' + '\n'.join(lines)
 
 
+def parse_points(values: Sequence[str]) -> Tuple[List[List[float]], List[int]]:
+    """``X,Y,LABEL`` strings -> points and labels."""
+    points, labels = [], []
+    for value in values:
+        parts = value.split(',')
+        try:
+            x, y, label = float(parts[0]), float(parts[1]), int(parts[2])
+            if len(parts) != 3:
+                raise ValueError
+        except (ValueError, IndexError):
+            raise ValueError(f'--points takes X,Y,LABEL values such as 120,80,1; got {value!r}')
+        points.append([x, y])
+        labels.append(label)
+    return points, labels
+
+
+def run_sam(model, image: Union[str, np.ndarray], args: argparse.Namespace,
+            parser: argparse.ArgumentParser) -> None:
+    """Prompted or automatic masks of a SAM, drawn with the prompts."""
+    if args.auto and (args.box or args.points):
+        parser.error('--auto segments everything; it takes no --box/--points')
+    if not args.auto and not (args.box or args.points):
+        parser.error(f'{args.config} is a SAM: give --box, --points or --auto')
+    batch = prepare_inputs([image], build_test_pipeline(model.cfg))[0]
+    sample = batch['data_samples']
+    if args.auto:
+        model.test_cfg['mode'] = 'auto'
+    else:
+        try:
+            points, labels = parse_points(args.points or [])
+            sample.prompts = build_prompts(args.box, points or None, labels or None,
+                                           sample.metainfo.get('scale_factor', (1.0, 1.0)))
+        except ValueError as e:
+            parser.error(str(e))
+        h, w = sample.metainfo['ori_shape'][:2]
+        outside = [b for b in args.box or [] if min(b) < 0 or b[2] > w or b[3] > h]
+        outside += [p for p in points if not (0 <= p[0] < w and 0 <= p[1] < h)]
+        if outside:
+            parser.error(f'prompts {outside} lie outside the {w}x{h} image')
+    with torch.no_grad():
+        result = model.test_step(pseudo_collate([dict(inputs=batch['inputs'], data_samples=sample)]))[0]
+    del result.pred_sem_seg  # the instances are drawn one by one
+    visualizer = VISUALIZERS.build(dict(type='FusionVisualizer', name='image_demo',
+                                        alpha=args.alpha))
+    rgb = mmcv.bgr2rgb(image) if isinstance(image, np.ndarray) else \
+        mmcv.imread(image, channel_order='rgb')
+    visualizer.add_datasample('demo', rgb, result, draw_gt=False, out_file=args.out_file,
+                              pred_score_thr=0.0)
+    inst = result.pred_instances
+    print(f'{len(inst)} masks; predicted IoU: '
+          + ', '.join(f'{s:.2f}' for s in inst.scores.tolist()))
+    print(f'wrote {args.out_file}')
+
+
 def parse_args(argv: Optional[Sequence[str]] = None
                ) -> Tuple[argparse.Namespace, argparse.ArgumentParser]:
     parser = argparse.ArgumentParser(
@@ -130,6 +198,14 @@ def parse_args(argv: Optional[Sequence[str]] = None
                              'sentence per value; caption: none')
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='instance task: lowest score drawn and printed')
+    parser.add_argument('--box', nargs=4, type=float, action='append',
+                        metavar=('X1', 'Y1', 'X2', 'Y2'),
+                        help='SAM: a box prompt (repeat for several objects)')
+    parser.add_argument('--points', nargs='+', metavar='X,Y,LABEL',
+                        help='SAM: point prompts of one object (label 1 foreground, 0 background); '
+                             'with --box, added to every box')
+    parser.add_argument('--auto', action='store_true',
+                        help='SAM: all masks of the image (automatic mask generation)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='config overrides, e.g. model.text_encoder.checkpoint=None')
     return parser.parse_args(argv), parser
@@ -145,6 +221,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         parser.error(str(e))
     model = init_model(args.config, checkpoint, device=args.device, cfg_options=args.cfg_options)
     mkdir_or_exist(osp.dirname(osp.abspath(args.out_file)))
+
+    if isinstance(model, SAM):
+        run_sam(model, image, args, parser)
+        return
+    if args.box or args.points or args.auto:
+        parser.error(f'--box/--points/--auto are for SAM; {args.config} builds a '
+                     f'{type(model).__name__}')
 
     tasks = getattr(model, 'tasks', None)  # multi-task models say which tasks they have
     if tasks:

@@ -15,9 +15,10 @@ from mmfusion.utils import explain_unknown_type, register_all_modules
 
 ImageType = Union[str, np.ndarray]
 
-# Transforms that read annotations; inference on a bare image has none.
+# Transforms that read annotations (or draw prompts from them); inference on a
+# bare image has none.
 ANNOTATION_LOADERS = ('LoadBinaryMask', 'LoadAnnotations', 'LoadPanopticAnnotations',
-                      'LoadReferringMask')
+                      'LoadReferringMask', 'LoadPromptableAnnotations', 'GeneratePrompts')
 # Used for a model built without a config: read the image, pack it.
 DEFAULT_PIPELINE = [dict(type='LoadImageFromFile'), dict(type='PackFusionInputs')]
 

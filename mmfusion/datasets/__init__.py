@@ -2,10 +2,11 @@ from .ade20k_semantic_dataset import ADE20KSemanticDataset
 from .coco_instance_crop_dataset import CocoInstanceCropDataset
 from .coco_panoptic_caption_dataset import CocoPanopticCaptionDataset
 from .medical_seg_dataset import MedicalSegDataset
+from .promptable_seg_dataset import PromptableSegDataset
 from .refcoco_dataset import RefCocoDataset
 from .speech_text_dataset import SpeechTextDataset, TextLineDataset
 from .transforms import *  # noqa: F401,F403
 
 __all__ = ['MedicalSegDataset', 'CocoInstanceCropDataset', 'CocoPanopticCaptionDataset',
            'ADE20KSemanticDataset', 'RefCocoDataset', 'SpeechTextDataset',
-           'TextLineDataset']
+           'TextLineDataset', 'PromptableSegDataset']

@@ -8,6 +8,7 @@ from .tokenizers import *  # noqa: F401,F403
 from .clip import *  # noqa: F401,F403
 from .gms import *  # noqa: F401,F403
 from .mmmamba import *  # noqa: F401,F403
+from .sam import *  # noqa: F401,F403
 from .xdecoder import *  # noqa: F401,F403
 from .zipper import *  # noqa: F401,F403
 from .wrappers import FusionFSDP, frozen_submodules  # noqa: F401

@@ -12,6 +12,9 @@ class FusionDataSample(BaseDataElement):
     - ``gt_instances`` / ``pred_instances`` (:obj:`InstanceData`).
     - ``gt_panoptic_seg`` (:obj:`PixelData`).
     - ``gt_alpha`` / ``pred_alpha`` (:obj:`PixelData`): mattes in ``[0, 1]``.
+    - ``prompts`` (:obj:`InstanceData`): per-object prompts of promptable
+      segmentation (``boxes``, ``has_box``, ``points``, ``point_labels``,
+      optionally ``mask_inputs``), see ``GeneratePrompts``.
 
     Free-form fields such as ``gt_text``, ``pred_text``, ``gt_caption``,
     ``gt_label``, ``pred_score`` and ``gt_points_label`` are plain attributes.
@@ -39,4 +42,5 @@ class FusionDataSample(BaseDataElement):
     pred_instances = _typed('pred_instances', InstanceData)
     gt_alpha = _typed('gt_alpha', PixelData)
     pred_alpha = _typed('pred_alpha', PixelData)
+    prompts = _typed('prompts', InstanceData)
     del _typed

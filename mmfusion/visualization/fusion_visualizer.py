@@ -141,6 +141,27 @@ class FusionVisualizer(Visualizer):
             cv2.drawContours(out, contours, -1, color, thickness=1)
         return out
 
+    @staticmethod
+    def _draw_prompts(image: np.ndarray, prompts, scale_factor: Sequence[float]) -> np.ndarray:
+        """SAM prompts (model-input pixels) at the image's size: boxes in
+        white, foreground points green, background points red."""
+        out = image.copy()
+        sx, sy = scale_factor[:2]
+        radius = max(2, image.shape[0] // 100)
+        for box, has_box in zip(prompts.boxes.tolist(), prompts.has_box.tolist()):
+            if has_box:
+                x1, y1, x2, y2 = box
+                cv2.rectangle(out, (round(x1 / sx), round(y1 / sy)),
+                              (round(x2 / sx) - 1, round(y2 / sy) - 1), (255, 255, 255), 1)
+        if 'points' in prompts:
+            for (x, y), label in zip(prompts.points.reshape(-1, 2).tolist(),
+                                     prompts.point_labels.reshape(-1).tolist()):
+                if label in (0, 1):
+                    color = (0, 220, 0) if label == 1 else (230, 0, 0)
+                    cv2.circle(out, (round(x / sx), round(y / sy)), radius, color, -1)
+                    cv2.circle(out, (round(x / sx), round(y / sy)), radius, (255, 255, 255), 1)
+        return out
+
     def _draw_sem_seg_outline(self, image: np.ndarray, seg: np.ndarray) -> np.ndarray:
         out = image.copy()
         contours, _ = cv2.findContours((seg > 0).astype(np.uint8), cv2.RETR_EXTERNAL,
@@ -225,6 +246,9 @@ class FusionVisualizer(Visualizer):
                     drawn = self._draw_named_sem_seg(drawn, seg, names, labels)
                 else:
                     drawn = self._draw_sem_seg_fill(drawn, seg)
+            if draw_pred and 'prompts' in data_sample:
+                drawn = self._draw_prompts(drawn, data_sample.prompts,
+                                           data_sample.metainfo.get('scale_factor', (1.0, 1.0)))
             if draw_pred:
                 title = self._title_of(data_sample)
             if draw_gt and 'gt_sem_seg' in data_sample:

@@ -5,7 +5,8 @@ from .loading_masks import (LoadPanopticAnnotations, LoadReferringMask,
 from .loading_audio import LoadAudioFromFile
 from .loading_points import LoadPointsFromFile
 from .processing import CropToBox
+from .promptable import GeneratePrompts, LoadPromptableAnnotations
 
 __all__ = ['LoadImageFromFile', 'LoadBinaryMask', 'LoadAudioFromFile', 'LoadPointsFromFile',
            'PackFusionInputs', 'CropToBox', 'LoadPanopticAnnotations', 'LoadReferringMask',
-           'SampleReferringExpression']
+           'SampleReferringExpression', 'LoadPromptableAnnotations', 'GeneratePrompts']

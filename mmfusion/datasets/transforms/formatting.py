@@ -33,7 +33,9 @@ class PackFusionInputs(BaseTransform):
     ``data_sample.gt_instances`` (``bboxes``, ``labels``, ``masks`` as an
     (N, H, W) bool tensor), ``gt_caption`` (list of str) is copied and
     ``gt_ref_mask`` (a referred object's mask) becomes
-    ``data_sample.gt_ref_mask`` (1xHxW bool).
+    ``data_sample.gt_ref_mask`` (1xHxW bool) and ``prompts`` (a dict of
+    per-object tensors, from ``GeneratePrompts``) becomes
+    ``data_sample.prompts`` (InstanceData).
     """
 
     MODALITIES = ('img', 'audio', 'points', 'text')
@@ -84,6 +86,8 @@ class PackFusionInputs(BaseTransform):
         if 'gt_ref_mask' in results:
             data_sample.gt_ref_mask = PixelData(
                 data=torch.from_numpy(np.ascontiguousarray(results['gt_ref_mask'])).bool()[None])
+        if 'prompts' in results:
+            data_sample.prompts = InstanceData(**results['prompts'])
         if 'gt_caption' in results:
             data_sample.gt_caption = list(results['gt_caption'])
         if 'gt_label' in results:

@@ -25,6 +25,26 @@ class LoadImageFromFile(MMCVLoadImageFromFile):
         return out
 
 
+def read_binary_mask(path: str, ori_shape: Optional[tuple] = None, img_path: Optional[str] = None,
+                     backend_args: Optional[dict] = None) -> np.ndarray:
+    """A binary mask file as (H, W) 0/1 uint8 (see :class:`LoadBinaryMask`),
+    checked against the image size ``ori_shape`` when given."""
+    try:
+        mask = mmcv.imfrombytes(fileio.get(path, backend_args=backend_args),
+                                flag='unchanged', backend='pillow')
+    except Exception as e:
+        raise ValueError(f'cannot read mask file {path}: {e}') from e
+    if mask is None:
+        raise ValueError(f'cannot decode mask file {path}: not a valid image')
+    if mask.ndim == 3:
+        mask = mask.max(axis=2)
+    if ori_shape is not None and tuple(mask.shape[:2]) != tuple(ori_shape[:2]):
+        raise ValueError(f'mask {path} has size {mask.shape[1]}x{mask.shape[0]} (WxH) but its '
+                         f'image {img_path} is {ori_shape[1]}x{ori_shape[0]}')
+    threshold = 1 if mask.max() <= 1 else 128
+    return (mask >= threshold).astype(np.uint8)
+
+
 @TRANSFORMS.register_module()
 class LoadBinaryMask(BaseTransform):
     """Load a binary segmentation mask into ``results['gt_seg_map']`` (0/1 uint8).
@@ -39,23 +59,8 @@ class LoadBinaryMask(BaseTransform):
         self.backend_args = backend_args
 
     def transform(self, results: dict) -> dict:
-        path = results['seg_map_path']
-        try:
-            mask = mmcv.imfrombytes(fileio.get(path, backend_args=self.backend_args),
-                                    flag='unchanged', backend='pillow')
-        except Exception as e:
-            raise ValueError(f'cannot read mask file {path}: {e}') from e
-        if mask is None:
-            raise ValueError(f'cannot decode mask file {path}: not a valid image')
-        if mask.ndim == 3:
-            mask = mask.max(axis=2)
-        ori_shape = results.get('ori_shape')
-        if ori_shape is not None and tuple(mask.shape[:2]) != tuple(ori_shape[:2]):
-            raise ValueError(
-                f'mask {path} has size {mask.shape[1]}x{mask.shape[0]} (WxH) but its image '
-                f'{results.get("img_path")} is {ori_shape[1]}x{ori_shape[0]}')
-        threshold = 1 if mask.max() <= 1 else 128
-        results['gt_seg_map'] = (mask >= threshold).astype(np.uint8)
+        results['gt_seg_map'] = read_binary_mask(results['seg_map_path'], results.get('ori_shape'),
+                                                 results.get('img_path'), self.backend_args)
         results.setdefault('seg_fields', []).append('gt_seg_map')
         return results
 

@@ -1,6 +1,7 @@
 from .caption_metric import CaptionMetric, caption_scores
 from .coco_mask_ap_metric import CocoMaskAPMetric, coco_mask_ap
 from .open_vocab_accuracy import OpenVocabAccuracy
+from .promptable_seg_metric import PromptableSegMetric, number_of_clicks
 from .panoptic_quality_metric import PanopticQualityMetric, panoptic_matches, pq_from_stats
 from .referring_seg_metric import ReferringSegMetric
 from .retrieval_recall_metric import RetrievalRecallMetric, retrieval_recall
@@ -14,4 +15,5 @@ __all__ = ['BinarySegMetric', 'binary_overlap_scores', 'OpenVocabAccuracy', 'Sem
            'PanopticQualityMetric', 'panoptic_matches', 'pq_from_stats', 'CocoMaskAPMetric',
            'coco_mask_ap', 'ReferringSegMetric', 'CaptionMetric', 'caption_scores',
            'RetrievalRecallMetric', 'retrieval_recall', 'SpeechRecognitionMetric', 'error_rates',
-           'UnitErrorRateMetric', 'TokenPerplexityMetric']
+           'UnitErrorRateMetric', 'TokenPerplexityMetric', 'PromptableSegMetric',
+           'number_of_clicks']

@@ -70,12 +70,18 @@ class CocoMaskAPMetric(BaseMetric):
     regions are not among them). Predictions: ``pred_instances`` with
     ``masks`` (M, H, W) bool, ``labels`` and ``scores``, at the ground
     truth's size. COCOeval keeps the 100 best-scored predictions per image.
+
+    Args:
+        class_agnostic: every ground truth and prediction counts as one
+            class (for class-agnostic proposals such as SAM's automatic masks).
     """
 
     default_prefix: Optional[str] = 'segm'
 
-    def __init__(self, collect_device: str = 'cpu', prefix: Optional[str] = None) -> None:
+    def __init__(self, class_agnostic: bool = False, collect_device: str = 'cpu',
+                 prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
+        self.class_agnostic = class_agnostic
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
@@ -97,12 +103,17 @@ class CocoMaskAPMetric(BaseMetric):
             if gt_masks.ndim != 3:  # no instance: keep the image size for COCOeval
                 h, w = sample['ori_shape']
                 gt_masks = np.zeros((0, h, w), bool)
+            gt_labels, pred_labels = gt['labels'].cpu().numpy(), pred['labels'].cpu().numpy()
+            if self.class_agnostic:
+                gt_labels, pred_labels = np.zeros_like(gt_labels), np.zeros_like(pred_labels)
             self.results.append((
-                dict(masks=encode_masks(gt_masks), labels=gt['labels'].cpu().numpy()),
-                dict(masks=encode_masks(pred_masks), labels=pred['labels'].cpu().numpy(),
+                dict(masks=encode_masks(gt_masks), labels=gt_labels),
+                dict(masks=encode_masks(pred_masks), labels=pred_labels,
                      scores=pred['scores'].float().cpu().numpy())))
 
     def compute_metrics(self, results: List[tuple]) -> Dict[str, float]:
+        if self.class_agnostic:
+            return coco_mask_ap([r[0] for r in results], [r[1] for r in results], 1)
         classes = (self.dataset_meta or {}).get('classes')
         num_classes = len(classes) if classes else 1 + max(
             [int(x.max()) for r in results for x in (r[0]['labels'], r[1]['labels']) if len(x)]

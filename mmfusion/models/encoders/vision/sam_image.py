@@ -1,6 +1,6 @@
 """Segment Anything's image encoder (a windowed ViT with a conv neck)."""
 from functools import partial
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Mapping, Optional, Union
 
 from torch import Tensor, nn
 
@@ -10,7 +10,9 @@ from mmfusion.utils.dependency import require
 from mmfusion.models.encoders.base_encoder import BaseEncoder
 
 # Official hyper-parameters (segment_anything/build_sam.py) plus a tiny variant
-# of the same architecture for tests and quick experiments.
+# of the same architecture for tests and quick experiments. An arch may also
+# set ``patch_size``, ``window_size`` and ``out_chans`` (the neck width);
+# :data:`ARCH_DEFAULTS` holds the official values.
 SAM_ARCHS: Dict[str, dict] = {
     'vit_b': dict(embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11)),
     'vit_l': dict(embed_dim=1024, depth=24, num_heads=16, global_attn_indexes=(5, 11, 17, 23)),
@@ -18,11 +20,11 @@ SAM_ARCHS: Dict[str, dict] = {
     'tiny': dict(embed_dim=64, depth=4, num_heads=2, global_attn_indexes=(1, 3)),
 }
 _ARCH_KEYS = {'embed_dim', 'depth', 'num_heads', 'global_attn_indexes'}
-_PATCH_SIZE = 16
+ARCH_DEFAULTS = dict(patch_size=16, window_size=14, out_chans=256)
 _SAM_PREFIX = 'image_encoder.'
 
 
-def _checkpoint_summary(state_dict: Dict[str, Tensor]) -> str:
+def _checkpoint_summary(state_dict: Mapping[str, Tensor]) -> str:
     """Describe the encoder a state dict was made for, to make mismatches readable."""
     parts = []
     proj = state_dict.get('patch_embed.proj.weight')
@@ -33,8 +35,8 @@ def _checkpoint_summary(state_dict: Dict[str, Tensor]) -> str:
     if depths:
         parts.append(f'depth={max(depths) + 1}')
     pos = state_dict.get('pos_embed')
-    if pos is not None and pos.ndim == 4:
-        parts.append(f'img_size={pos.shape[1] * _PATCH_SIZE}')
+    if pos is not None and pos.ndim == 4 and proj is not None:
+        parts.append(f'img_size={pos.shape[1] * proj.shape[-1]}')
     guess = [name for name, a in SAM_ARCHS.items()
              if proj is not None and depths and a['embed_dim'] == proj.shape[0]
              and a['depth'] == max(depths) + 1]
@@ -52,10 +54,13 @@ class SAMImageEncoder(BaseEncoder):
         arch: ``'vit_b'``, ``'vit_l'``, ``'vit_h'`` (official hyper-parameters)
             or ``'tiny'`` (same architecture, embed_dim 64, depth 4, 2 heads,
             global attention in blocks 1 and 3), or a dict with
-            ``embed_dim``, ``depth``, ``num_heads`` and ``global_attn_indexes``.
-        img_size: input side length; must be a multiple of 16. The official
-            checkpoints are for 1024 (their position embeddings fix it).
-        checkpoint: a weights file, any of
+            ``embed_dim``, ``depth``, ``num_heads`` and ``global_attn_indexes``
+            and optionally ``patch_size`` (16), ``window_size`` (14) and
+            ``out_chans`` (256, the neck width).
+        img_size: input side length; must be a multiple of the patch size.
+            The official checkpoints are for 1024 (their position embeddings
+            fix it).
+        checkpoint: a weights file (or its already loaded state dict), any of
             - the official ``sam_vit_*.pth`` (a full ``Sam`` state dict; only
               its ``image_encoder.*`` keys are used);
             - a bare ``ImageEncoderViT`` state dict;
@@ -78,22 +83,24 @@ class SAMImageEncoder(BaseEncoder):
     def __init__(self,
                  arch: Union[str, dict] = 'vit_b',
                  img_size: int = 1024,
-                 checkpoint: Optional[str] = None,
+                 checkpoint: Union[str, Mapping[str, Tensor], None] = None,
                  prefix: Optional[str] = None,
                  **kwargs) -> None:
         super().__init__(**kwargs)
         sam_modeling = require('segment_anything.modeling', 'SAMImageEncoder', 'segment-anything')
         self.arch = self._resolve_arch(arch)
-        if img_size % _PATCH_SIZE:
-            raise ValueError(f'SAMImageEncoder: img_size must be a multiple of {_PATCH_SIZE}, '
-                             f'got {img_size}')
+        self.patch_size = self.arch['patch_size']
+        if img_size % self.patch_size:
+            raise ValueError(f'SAMImageEncoder: img_size must be a multiple of the patch size '
+                             f'{self.patch_size}, got {img_size}')
         self.img_size = img_size
         self.embed_dim = self.arch['embed_dim']
+        self.out_chans = self.arch['out_chans']
         self.global_attn_indexes = sorted(self.arch['global_attn_indexes'])
         # The fixed settings of build_sam._build_sam.
         self.image_encoder = sam_modeling.ImageEncoderViT(
             img_size=img_size,
-            patch_size=_PATCH_SIZE,
+            patch_size=self.patch_size,
             embed_dim=self.arch['embed_dim'],
             depth=self.arch['depth'],
             num_heads=self.arch['num_heads'],
@@ -102,8 +109,8 @@ class SAMImageEncoder(BaseEncoder):
             qkv_bias=True,
             use_rel_pos=True,
             global_attn_indexes=self.global_attn_indexes,
-            window_size=14,
-            out_chans=256,
+            window_size=self.arch['window_size'],
+            out_chans=self.out_chans,
         )
         if checkpoint is not None:
             self.load_checkpoint(checkpoint, prefix)
@@ -117,21 +124,27 @@ class SAMImageEncoder(BaseEncoder):
             if arch not in SAM_ARCHS:
                 raise ValueError(f'SAMImageEncoder: unknown arch {arch!r}; choose one of '
                                  f'{sorted(SAM_ARCHS)} or pass a dict with {sorted(_ARCH_KEYS)}')
-            return dict(SAM_ARCHS[arch])
+            return {**ARCH_DEFAULTS, **SAM_ARCHS[arch]}
         arch = dict(arch)
-        if set(arch) != _ARCH_KEYS:
-            raise ValueError(f'SAMImageEncoder: an arch dict needs exactly the keys '
-                             f'{sorted(_ARCH_KEYS)}, got {sorted(arch)}')
+        if not _ARCH_KEYS <= set(arch) <= _ARCH_KEYS | set(ARCH_DEFAULTS):
+            raise ValueError(f'SAMImageEncoder: an arch dict needs the keys {sorted(_ARCH_KEYS)} '
+                             f'and may set {sorted(ARCH_DEFAULTS)}, got {sorted(arch)}')
+        arch = {**ARCH_DEFAULTS, **arch}
         bad = [i for i in arch['global_attn_indexes'] if not 0 <= i < arch['depth']]
         if bad:
             raise ValueError(f'SAMImageEncoder: global_attn_indexes {bad} are outside '
                              f'0..{arch["depth"] - 1}')
         return arch
 
-    def load_checkpoint(self, path: str, prefix: Optional[str] = None) -> None:
+    def load_checkpoint(self, checkpoint: Union[str, Mapping[str, Tensor]],
+                        prefix: Optional[str] = None) -> None:
         """Load SAM image-encoder weights strictly (formats: see class doc)."""
         owner = type(self).__name__
-        state_dict = select_prefix(load_state_dict_file(path), prefix, path, owner)
+        if isinstance(checkpoint, str):
+            path, state_dict = checkpoint, load_state_dict_file(checkpoint)
+        else:
+            path, state_dict = 'the given state dict', dict(checkpoint)
+        state_dict = select_prefix(state_dict, prefix, path, owner)
         # A full Sam (official release) or this wrapper's own state dict.
         if any(k.startswith(_SAM_PREFIX) for k in state_dict):
             state_dict = select_prefix(state_dict, _SAM_PREFIX, path, owner)
@@ -148,10 +161,10 @@ class SAMImageEncoder(BaseEncoder):
 
         Returns:
             dict with
-            - ``embed``: the neck output, (B, 256, img_size/16, img_size/16),
-              what SAM's mask decoder consumes;
-            - ``global_feats``: one (B, embed_dim, img_size/16, img_size/16)
-              map per global-attention block (``global_attn_indexes``), in
+            - ``embed``: the neck output, (B, out_chans, img_size/patch,
+              img_size/patch), what SAM's mask decoder consumes;
+            - ``global_feats``: one (B, embed_dim, img_size/patch,
+              img_size/patch) map per global-attention block (``global_attn_indexes``), in
               block order; the last one is the ViT output before the neck.
         """
         if img.ndim != 4 or tuple(img.shape[1:]) != (3, self.img_size, self.img_size):

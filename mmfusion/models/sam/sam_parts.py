@@ -1,0 +1,144 @@
+"""SAM's prompt encoder and mask decoder (``segment_anything``'s own modules)
+behind the one freezing mechanism of :class:`BaseEncoder`, so that any part of
+a SAM can be frozen, partially trained or LoRA-tuned by config."""
+from typing import Dict, Mapping, Optional, Tuple, Union
+
+from torch import Tensor
+
+from mmfusion.models.encoders.base_encoder import BaseEncoder
+from mmfusion.utils import load_state_dict_file, load_strict
+from mmfusion.utils.dependency import require
+
+Checkpoint = Union[str, Mapping[str, Tensor], None]
+
+
+def _load_part(module, checkpoint: Checkpoint, owner: str, hint: str) -> None:
+    if isinstance(checkpoint, str):
+        path, state_dict = checkpoint, load_state_dict_file(checkpoint)
+    else:
+        path, state_dict = 'the given state dict', dict(checkpoint)
+    load_strict(module, state_dict, path, owner, hint=hint)
+
+
+class SAMPromptEncoder(BaseEncoder):
+    """``segment_anything``'s ``PromptEncoder`` (points, boxes, mask logits ->
+    sparse and dense prompt embeddings).
+
+    Args:
+        embed_dim: prompt embedding width (= the mask decoder's width).
+        image_embedding_size: the image encoder's token grid side.
+        input_image_size: the image encoder's input side.
+        mask_in_chans: hidden channels of the mask-prompt downscaling convs.
+        checkpoint: a bare ``PromptEncoder`` state dict (or its file); loaded
+            strictly before freezing.
+        **kwargs: :class:`BaseEncoder` options; ``frozen`` defaults to False.
+    """
+
+    def __init__(self, embed_dim: int, image_embedding_size: int, input_image_size: int,
+                 mask_in_chans: int = 16, checkpoint: Checkpoint = None,
+                 frozen: bool = False, **kwargs) -> None:
+        super().__init__(frozen=frozen, **kwargs)
+        modeling = require('segment_anything.modeling', 'SAMPromptEncoder', 'segment-anything')
+        self.prompt_encoder = modeling.PromptEncoder(
+            embed_dim=embed_dim,
+            image_embedding_size=(image_embedding_size, image_embedding_size),
+            input_image_size=(input_image_size, input_image_size),
+            mask_in_chans=mask_in_chans)
+        if checkpoint is not None:
+            _load_part(self.prompt_encoder, checkpoint, type(self).__name__,
+                       f'configured embed_dim={embed_dim}, grid {image_embedding_size}')
+        self._apply_freeze()
+
+    def forward(self, points: Optional[Tuple[Tensor, Tensor]], boxes: Optional[Tensor],
+                masks: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+        """Upstream ``PromptEncoder.forward``: (N, T, C) sparse and (N, C, h, w)
+        dense embeddings. Coordinates are in input-image pixels."""
+        return self.prompt_encoder(points=points, boxes=boxes, masks=masks)
+
+    def get_dense_pe(self) -> Tensor:
+        """The (1, C, h, w) positional encoding of the image-embedding grid."""
+        return self.prompt_encoder.get_dense_pe()
+
+
+class SAMMaskDecoder(BaseEncoder):
+    """``segment_anything``'s ``MaskDecoder`` with its ``TwoWayTransformer``.
+
+    Args:
+        transformer_dim: token width.
+        depth, mlp_dim, num_heads: of the two-way transformer.
+        num_multimask_outputs: masks per prompt in multimask mode (3).
+        iou_head_depth, iou_head_hidden_dim: the IoU prediction MLP.
+        checkpoint: a bare ``MaskDecoder`` state dict (or its file).
+        **kwargs: :class:`BaseEncoder` options; ``frozen`` defaults to False.
+    """
+
+    def __init__(self, transformer_dim: int = 256, depth: int = 2, mlp_dim: int = 2048,
+                 num_heads: int = 8, num_multimask_outputs: int = 3, iou_head_depth: int = 3,
+                 iou_head_hidden_dim: int = 256, checkpoint: Checkpoint = None,
+                 frozen: bool = False, **kwargs) -> None:
+        super().__init__(frozen=frozen, **kwargs)
+        modeling = require('segment_anything.modeling', 'SAMMaskDecoder', 'segment-anything')
+        self.num_multimask_outputs = num_multimask_outputs
+        self.mask_decoder = modeling.MaskDecoder(
+            transformer_dim=transformer_dim,
+            transformer=modeling.TwoWayTransformer(
+                depth=depth, embedding_dim=transformer_dim, mlp_dim=mlp_dim, num_heads=num_heads),
+            num_multimask_outputs=num_multimask_outputs,
+            iou_head_depth=iou_head_depth,
+            iou_head_hidden_dim=iou_head_hidden_dim)
+        if checkpoint is not None:
+            _load_part(self.mask_decoder, checkpoint, type(self).__name__,
+                       f'configured transformer_dim={transformer_dim}, mlp_dim={mlp_dim}')
+        self._apply_freeze()
+
+    def forward(self, image_embeddings: Tensor, image_pe: Tensor, sparse: Tensor, dense: Tensor,
+                multimask_output: bool) -> Tuple[Tensor, Tensor]:
+        """Decode N prompts, each against its own image.
+
+        Args:
+            image_embeddings: (N, C, h, w), one image embedding per prompt
+                (objects of several images in one call), or (1, C, h, w)
+                shared by all prompts as upstream takes it.
+            image_pe: (1, C, h, w) from :meth:`SAMPromptEncoder.get_dense_pe`.
+            sparse, dense: the prompt encoder's outputs for the N prompts.
+            multimask_output: return the 3 multimask outputs instead of the
+                single-mask output.
+
+        Returns:
+            low-res mask logits (N, M, 4h, 4w) and predicted IoUs (N, M).
+        """
+        if image_embeddings.shape[0] == 1:
+            return self.mask_decoder(image_embeddings, image_pe, sparse, dense, multimask_output)
+        # Upstream (segment-anything 1.0) repeats one image's embedding for all
+        # N prompts and then adds the dense prompt embedding. Passing a zero
+        # image and folding the per-prompt image embedding into the dense
+        # embedding gives exactly the same sum while reusing upstream's decoder
+        # unchanged for objects of different images in one batch.
+        return self.mask_decoder(image_embeddings.new_zeros((1, ) + image_embeddings.shape[1:]),
+                                 image_pe, sparse, dense + image_embeddings, multimask_output)
+
+
+def split_sam_checkpoint(state_dict: Mapping[str, Tensor]) -> Dict[str, Dict[str, Tensor]]:
+    """An official ``sam_vit_*.pth`` state dict (``image_encoder.*``,
+    ``prompt_encoder.*``, ``mask_decoder.*``) or an mmfusion :class:`SAM`
+    checkpoint (the same with each part one level deeper, e.g.
+    ``image_encoder.image_encoder.*``) -> the bare state dict of each part.
+
+    Raises:
+        KeyError: a part is absent, or keys belong to none of the parts.
+    """
+    parts: Dict[str, Dict[str, Tensor]] = {}
+    unknown = []
+    for key, value in state_dict.items():
+        part, _, rest = key.partition('.')
+        if part not in ('image_encoder', 'prompt_encoder', 'mask_decoder'):
+            unknown.append(key)
+            continue
+        if rest.startswith(part + '.'):  # mmfusion's wrapper level
+            rest = rest[len(part) + 1:]
+        parts.setdefault(part, {})[rest] = value
+    missing = {'image_encoder', 'prompt_encoder', 'mask_decoder'} - set(parts)
+    if missing or unknown:
+        raise KeyError(f'not a SAM checkpoint: missing parts {sorted(missing)}, '
+                       f'keys of no part {unknown[:5]}')
+    return parts
