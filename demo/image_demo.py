@@ -165,7 +165,8 @@ def run_sam(model, image: Union[str, np.ndarray], args: argparse.Namespace,
             parser.error(f'prompts {outside} lie outside the {w}x{h} image')
     with torch.no_grad():
         result = model.test_step(pseudo_collate([dict(inputs=batch['inputs'], data_samples=sample)]))[0]
-    del result.pred_sem_seg  # the instances are drawn one by one
+    if 'pred_sem_seg' in result:
+        del result.pred_sem_seg  # the instances are drawn one by one
     visualizer = VISUALIZERS.build(dict(type='FusionVisualizer', name='image_demo',
                                         alpha=args.alpha))
     rgb = mmcv.bgr2rgb(image) if isinstance(image, np.ndarray) else \

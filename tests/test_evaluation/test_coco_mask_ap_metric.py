@@ -97,3 +97,26 @@ def test_perfect_and_missing():
     del samples[0]['pred_instances']['scores']
     with pytest.raises(KeyError, match='scores'):
         metric.process({}, samples[:1])
+
+
+def test_class_agnostic_equals_cocoeval_with_one_category():
+    """class_agnostic=True is COCOeval with every label set to one category."""
+    samples = _data(2)
+    merged = [dict(s, gt_instances=dict(s['gt_instances'],
+                                        labels=torch.zeros_like(s['gt_instances']['labels'])),
+                   pred_instances=dict(s['pred_instances'],
+                                       labels=torch.zeros_like(s['pred_instances']['labels'])))
+              for s in samples]
+    reference = METRICS.build(dict(type='CocoMaskAPMetric'))
+    reference.dataset_meta = dict(classes=('object', ))
+    reference.process({}, merged)
+    agnostic = METRICS.build(dict(type='CocoMaskAPMetric', class_agnostic=True))
+    agnostic.dataset_meta = dict(classes=('a', 'b', 'c'))
+    agnostic.process({}, samples)
+    per_class = METRICS.build(dict(type='CocoMaskAPMetric'))
+    per_class.dataset_meta = dict(classes=('a', 'b', 'c'))
+    per_class.process({}, samples)
+    out = agnostic.compute_metrics(agnostic.results)
+    assert out == reference.compute_metrics(reference.results)
+    # wrong labels stop counting against the predictions
+    assert out['mAP_50'] > per_class.compute_metrics(per_class.results)['mAP_50']
