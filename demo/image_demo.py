@@ -164,7 +164,8 @@ def run_sam(model, image: Union[str, np.ndarray], args: argparse.Namespace,
         if outside:
             parser.error(f'prompts {outside} lie outside the {w}x{h} image')
     with torch.no_grad():
-        result = model.test_step(pseudo_collate([dict(inputs=batch['inputs'], data_samples=sample)]))[0]
+        batch = pseudo_collate([dict(inputs=batch['inputs'], data_samples=sample)])
+        result = model.test_step(batch)[0]
     if 'pred_sem_seg' in result:
         del result.pred_sem_seg  # the instances are drawn one by one
     visualizer = VISUALIZERS.build(dict(type='FusionVisualizer', name='image_demo',
@@ -255,7 +256,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         parser.error(f'--task/--texts are for multi-task models (X-Decoder); {args.config} '
                      f'builds a {type(model).__name__}')
     result = inference_model(model, image)
-    visualizer = VISUALIZERS.build(dict(type='FusionVisualizer', name='image_demo', alpha=args.alpha))
+    visualizer = VISUALIZERS.build(dict(type='FusionVisualizer', name='image_demo',
+                                        alpha=args.alpha))
     visualizer.dataset_meta = model.dataset_meta
     rgb = mmcv.bgr2rgb(image) if isinstance(image, np.ndarray) else \
         mmcv.imread(image, channel_order='rgb')

@@ -1,5 +1,5 @@
 # MedSAM-style fine-tuning (Ma et al., Nat. Commun. 2024) of the tiny SAM
-# pre-trained by sam_vit-tiny_1xb8-1600it_synthshapes.py, on the synthetic lesion
+# pre-trained by sam_vit-tiny_1xb8-2600it_synthshapes.py, on the synthetic lesion
 # set with box prompts: image encoder frozen (its features cached on disk after
 # the first pass), prompt encoder frozen, mask decoder trained. Evaluated on the
 # test split GMS uses, with the ground-truth box of every lesion.
@@ -7,7 +7,7 @@ _base_ = [
     '../_base_/models/sam_tiny.py',
     '../_base_/default_runtime.py',
 ]
-pretrained = 'work_dirs/sam_vit-tiny_1xb8-1600it_synthshapes/iter_1600.pth'
+pretrained = 'work_dirs/sam_vit-tiny_1xb8-2600it_synthshapes/iter_2600.pth'
 model = dict(
     checkpoint=pretrained,
     image_encoder=dict(frozen=True),

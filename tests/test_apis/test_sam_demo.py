@@ -15,7 +15,7 @@ _spec = importlib.util.spec_from_file_location('image_demo', osp.join(REPO, 'dem
 demo = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(demo)
 
-CONFIG = osp.join(REPO, 'configs', 'sam', 'sam_vit-tiny_1xb8-1600it_synthshapes.py')
+CONFIG = osp.join(REPO, 'configs', 'sam', 'sam_vit-tiny_1xb8-2600it_synthshapes.py')
 
 
 @pytest.fixture(scope='module')

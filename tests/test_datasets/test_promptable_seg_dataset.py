@@ -80,8 +80,8 @@ def test_coco_panoptic_things_and_stuff(tmp_path):
     (tmp_path / 'img').mkdir()
     Image.fromarray(rgb).save(tmp_path / 'pan' / '0.png')
     Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(tmp_path / 'img' / '0.jpg')
-    segs = [dict(id=1, category_id=1, iscrowd=0, area=100), dict(id=2, category_id=1, iscrowd=0,
-                                                                  area=150),
+    segs = [dict(id=1, category_id=1, iscrowd=0, area=100),
+            dict(id=2, category_id=1, iscrowd=0, area=150),
             dict(id=7, category_id=9, iscrowd=0, area=H * W - 250)]
     pan = dict(images=[dict(id=0, file_name='0.jpg', height=H, width=W)],
                annotations=[dict(image_id=0, file_name='0.png', segments_info=segs)],

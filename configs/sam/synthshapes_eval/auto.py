@@ -1,6 +1,6 @@
 # Automatic mask generation (segment_anything's SamAutomaticMaskGenerator on the
 # tiny SAM) on val, scored as class-agnostic mask AP against the shapes.
-_base_ = ['../sam_vit-tiny_1xb8-1600it_synthshapes.py']
+_base_ = ['../sam_vit-tiny_1xb8-2600it_synthshapes.py']
 model = dict(test_cfg=dict(mode='auto', auto_cfg=dict(
     points_per_side=16, pred_iou_thresh=0.8, stability_score_thresh=0.9)))
 test_evaluator = dict(type='CocoMaskAPMetric', class_agnostic=True)

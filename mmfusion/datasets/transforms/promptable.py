@@ -1,9 +1,11 @@
 """Per-object masks and their prompts, for promptable segmentation (SAM)."""
 from typing import Optional
 
+import mmcv
 import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
+from mmengine import fileio
 from mmdet.structures.mask import BitmapMasks
 from scipy import ndimage
 
@@ -55,17 +57,16 @@ class LoadPromptableAnnotations(BaseTransform):
                 raise ValueError(f'{img_path}: the annotation file says the image is '
                                  f'{results["width"]}x{results["height"]} (WxH), the file is '
                                  f'{w}x{h}')
-            ids = None
+            segment_ids = None
             if 'seg_map_path' in results:  # COCO panoptic
-                png = read_panoptic_png(results['seg_map_path'], (h, w), img_path)
+                segment_ids = read_panoptic_png(results['seg_map_path'], (h, w), img_path)
             masks, labels = [], []
             for obj in objects:
                 source = f'{img_path}: object {obj.get("id")}'
-                if 'segmentation' in obj:
+                if segment_ids is None:
                     m = decode_coco_segmentation(obj['segmentation'], h, w, source).astype(bool)
                 else:
-                    ids = png
-                    m = ids == obj['id']
+                    m = segment_ids == obj['id']
                 if not m.any():
                     raise ValueError(f'{source} has an empty mask')
                 masks.append(m)
@@ -81,8 +82,6 @@ class LoadPromptableAnnotations(BaseTransform):
 
 def read_panoptic_png(path: str, hw: tuple, img_path: Optional[str]) -> np.ndarray:
     """Segment ids (R + 256 G + 256^2 B) of a COCO panoptic PNG of size ``hw``."""
-    import mmcv
-    from mmengine import fileio
     try:
         color = mmcv.imfrombytes(fileio.get(path), flag='color', channel_order='rgb',
                                  backend='pillow')

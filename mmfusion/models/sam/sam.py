@@ -31,7 +31,7 @@ SAM_ARCHS: Dict[str, dict] = {
                  embed_dim=64, mlp_dim=256, num_heads=4, iou_head_hidden_dim=64),
 }
 
-_TRAIN_DEFAULTS = dict(box_prob=0.5, num_points=8, num_mask_only=2, max_objects=None,
+_TRAIN_DEFAULTS = dict(num_points=8, num_mask_only=2, max_objects=None,
                        multimask_for_point=True, focal_weight=20.0, dice_weight=1.0,
                        iou_weight=1.0)
 _TEST_DEFAULTS = dict(mode='prompt', num_clicks=0, multimask='auto', return_click_ious=True,
@@ -82,9 +82,9 @@ class SAM(FusionBaseModel):
             freezing mechanism (:class:`BaseEncoder`: ``frozen``,
             ``trainable_modules``, ``lora``, ``frozen_dtype``); all parts
             train by default.
-        train_cfg: the simulated interaction (paper, appendix A):
-            ``box_prob`` is read by ``GeneratePrompts`` in the pipeline (the
-            first prompt); here ``num_points`` corrective points (8) and
+        train_cfg: the simulated interaction (paper, appendix A) after the
+            first prompt (drawn by ``GeneratePrompts`` in the pipeline):
+            ``num_points`` corrective points (8) and
             ``num_mask_only`` iterations that only feed the previous mask
             back (2: one at a random step, one last); ``max_objects`` per
             image (None: all); ``multimask_for_point``: three outputs for a
@@ -280,7 +280,8 @@ class SAM(FusionBaseModel):
         gt_float = gt.float()
         has_box = prompts.has_box
         points, labels = prompts.points, prompts.point_labels
-        mask_inputs = None
+        mask_inputs: Optional[Tensor] = None
+        pred = gt  # replaced by the first prediction before any corrective point
         losses = dict(loss_focal=0., loss_dice=0., loss_iou=0.)
         steps = [None] + self._schedule()
         for step in steps:
@@ -449,6 +450,5 @@ class SAM(FusionBaseModel):
     def _forward(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None
                  ) -> Tensor:
         """The image embeddings (B, C, h, w)."""
-        return self.embed_images(inputs['img'], self.fill_data_samples(data_samples,
-                                                                        len(inputs['img'])))
-
+        samples = self.fill_data_samples(data_samples, len(inputs['img']))
+        return self.embed_images(inputs['img'], samples)

@@ -92,8 +92,9 @@ def test_matches_sam_predictor(pair, case):
     mask_input = None
     if case == 'two_boxes':
         boxes = [[30, 20, 70, 50], [5, 5, 40, 60]]
-        ref, ref_iou, _ = predictor.predict_torch(None, None, torch.tensor(boxes, dtype=torch.float),
-                                                  multimask_output=False, return_logits=True)
+        ref, ref_iou, _ = predictor.predict_torch(
+            None, None, torch.tensor(boxes, dtype=torch.float), multimask_output=False,
+            return_logits=True)
         ref, ref_iou = ref[:, 0], ref_iou[:, 0]
         prompts = build_prompts(boxes=boxes)
         model.test_cfg['multimask'] = 'auto'
@@ -111,7 +112,8 @@ def test_matches_sam_predictor(pair, case):
                                             mask_input, multimask_output=multimask,
                                             return_logits=True)
         best = int(ref_iou.argmax())
-        ref, ref_iou = torch.from_numpy(ref[best:best + 1]), torch.from_numpy(ref_iou[best:best + 1])
+        ref = torch.from_numpy(ref[best:best + 1])
+        ref_iou = torch.from_numpy(ref_iou[best:best + 1])
         prompts = build_prompts(boxes=None if box is None else [box.tolist()], points=points,
                                 point_labels=labels)
         if mask_input is not None:
