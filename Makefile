@@ -77,10 +77,12 @@ mmmamba:
 
 # SAM: pre-train a tiny SAM on SynthShapes and evaluate it (boxes on val and on the
 # held-out classes, one point + corrective clicks, automatic masks, the real VOC
-# photo), then fine-tune it MedSAM-style on the synthetic lesions (configs/sam/README.md).
+# photo), then fine-tune it MedSAM-style on the synthetic lesions, with the image
+# encoder frozen (cached) and with LoRA (configs/sam/README.md).
 SAM_CFG := sam_vit-tiny_1xb8-2600it_synthshapes
 SAM_CKPT := work_dirs/$(SAM_CFG)/iter_2600.pth
 MEDSAM_CFG := medsam_vit-tiny_1xb8-600it_synth-lesion
+MEDSAM_LORA_CFG := medsam_vit-tiny-lora_1xb8-2500it_synth-lesion
 sam: install
 	test -f data/synthshapes/meta.json || $(MAKE) synthshapes
 	test -f data/synth_lesion/meta.json || $(MAKE) data
@@ -93,9 +95,12 @@ sam: install
 	done
 	$(PY) tools/test.py configs/sam/$(MEDSAM_CFG).py $(SAM_CKPT) \
 	  --work-dir work_dirs/$(MEDSAM_CFG)/before_finetuning
-	$(PY) tools/train.py configs/sam/$(MEDSAM_CFG).py
-	$(PY) tools/test.py configs/sam/$(MEDSAM_CFG).py work_dirs/$(MEDSAM_CFG)/iter_600.pth \
-	  --work-dir work_dirs/$(MEDSAM_CFG)/test
+	for cfg in $(MEDSAM_CFG):600 $(MEDSAM_LORA_CFG):2500; do \
+	  name=$${cfg%:*}; iters=$${cfg#*:}; \
+	  $(PY) tools/train.py configs/sam/$$name.py || exit 1; \
+	  $(PY) tools/test.py configs/sam/$$name.py work_dirs/$$name/iter_$$iters.pth \
+	    --work-dir work_dirs/$$name/test || exit 1; \
+	done
 
 demo: data
 	bash tools/gms_demo.sh

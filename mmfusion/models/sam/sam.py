@@ -163,7 +163,8 @@ class SAM(FusionBaseModel):
     def as_segment_anything(self):
         """A ``segment_anything.modeling.Sam`` sharing this model's modules
         (for ``SamPredictor`` / ``SamAutomaticMaskGenerator``). Not stored,
-        so the weights appear once in this model's state dict."""
+        so the weights appear once in this model's state dict; the modules
+        keep their train/eval mode."""
         modeling = require('segment_anything.modeling', 'SAM.as_segment_anything',
                            'segment-anything')
         sam = modeling.Sam(image_encoder=self.image_encoder.image_encoder,
@@ -171,7 +172,7 @@ class SAM(FusionBaseModel):
                            mask_decoder=self.mask_decoder.mask_decoder,
                            pixel_mean=list(SAMImageEncoder.mean),
                            pixel_std=list(SAMImageEncoder.std))
-        return sam.to(next(self.parameters()).device).train(False)
+        return sam.to(next(self.parameters()).device)
 
     def embed_images(self, img: Tensor, data_samples: List[FusionDataSample]) -> Tensor:
         """(B, C, h, w) image embeddings, from the feature cache when one is
@@ -363,7 +364,7 @@ class SAM(FusionBaseModel):
         return out_low, out_iou
 
     def _click(self, embedding: Tensor, prompts: InstanceData, gt: Tensor,
-               low: Tensor, img_hw: Tuple[int, int]) -> Tuple[Tensor, Tensor, List[float]]:
+               low: Tensor, img_hw: Tuple[int, int]) -> Tuple[Tensor, Tensor, Tensor]:
         """``test_cfg.num_clicks`` evaluation clicks (see
         :func:`evaluation_click`); returns the last logits and IoU
         predictions, and per object the IoU after the prompt and each click."""
