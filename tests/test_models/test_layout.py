@@ -119,8 +119,10 @@ def test_greedy_decoding_exists_once_and_serves_the_four_decoders():
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and getattr(node.func, 'id', None) == 'greedy_decode':
                 users.add(module)
-            # A decoding loop picks the next token by argmax inside a loop.
-            if isinstance(node, (ast.For, ast.While)) and 'argmax' in ast.unparse(node) \
+            # A decoding loop picks the next token by an argmax over the vocabulary
+            # (the last dimension) inside a loop and appends it (SAM's interaction
+            # loops pick among its three masks with argmax(1): not decoding).
+            if isinstance(node, (ast.For, ast.While)) and 'argmax(-1)' in ast.unparse(node) \
                     and 'cat' in ast.unparse(node):
                 loops.append(module)
     assert users == {'mmfusion.models.zipper.zipper', 'mmfusion.models.zipper.vocab_expansion',
