@@ -97,7 +97,7 @@ class SAMImageEncoder(BaseEncoder):
         self.embed_dim = self.arch['embed_dim']
         self.out_chans = self.arch['out_chans']
         self.global_attn_indexes = sorted(self.arch['global_attn_indexes'])
-        # The fixed settings of build_sam._build_sam.
+        # build_sam._build_sam's settings; patch, window and neck width from the arch.
         self.image_encoder = sam_modeling.ImageEncoderViT(
             img_size=img_size,
             patch_size=self.patch_size,
