@@ -10,6 +10,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+import torchvision
 from mmengine.structures import InstanceData
 from scipy import ndimage
 from torch import Tensor
@@ -17,18 +18,15 @@ from torch import Tensor
 
 def masks_to_boxes(masks: Tensor) -> Tensor:
     """(N, H, W) bool -> (N, 4) float ``x1 y1 x2 y2`` with x2/y2 the last
-    foreground column/row + 1 (COCO ``x + w``)."""
-    if masks.numel() and not masks.flatten(1).any(1).all():
+    foreground column/row + 1 (COCO ``x + w``); torchvision's boxes end at
+    the last pixel itself."""
+    if not len(masks):  # torchvision cannot reduce an empty batch
+        return masks.new_zeros((0, 4), dtype=torch.float)
+    if not masks.flatten(1).any(1).all():
         raise ValueError('masks_to_boxes: an empty mask has no box')
-    rows, cols = masks.any(2), masks.any(1)
-    h, w = masks.shape[-2:]
-    ys = torch.arange(h, device=masks.device)
-    xs = torch.arange(w, device=masks.device)
-    y1 = torch.where(rows, ys, h).amin(1)
-    y2 = torch.where(rows, ys, -1).amax(1) + 1
-    x1 = torch.where(cols, xs, w).amin(1)
-    x2 = torch.where(cols, xs, -1).amax(1) + 1
-    return torch.stack([x1, y1, x2, y2], 1).float()
+    boxes = torchvision.ops.masks_to_boxes(masks)
+    boxes[:, 2:] += 1
+    return boxes
 
 
 def jitter_boxes(boxes: Tensor, img_hw: Tuple[int, int], std_ratio: float = 0.1,

@@ -17,7 +17,7 @@ import pickle
 import re
 import tempfile
 from collections import OrderedDict
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -93,6 +93,15 @@ def load_state_dict_file(path: str) -> Dict[str, torch.Tensor]:
         from safetensors.torch import load_file
         return unwrap_state_dict(load_file(path), path)
     return unwrap_state_dict(safe_torch_load(path), path)
+
+
+def read_weights(checkpoint: Union[str, Mapping[str, torch.Tensor]]
+                 ) -> Tuple[str, Dict[str, torch.Tensor]]:
+    """``(name for messages, state dict)`` of a weights file (read with
+    :func:`load_state_dict_file`) or of an already loaded state dict."""
+    if isinstance(checkpoint, str):
+        return checkpoint, load_state_dict_file(checkpoint)
+    return 'the given state dict', dict(checkpoint)
 
 
 #: Keys under which training code nests the model weights, tried in this order:

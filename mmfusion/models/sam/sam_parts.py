@@ -6,18 +6,10 @@ from typing import Dict, Mapping, Optional, Tuple, Union
 from torch import Tensor
 
 from mmfusion.models.encoders.base_encoder import BaseEncoder
-from mmfusion.utils import load_state_dict_file, load_strict
+from mmfusion.utils import load_strict, read_weights
 from mmfusion.utils.dependency import require
 
 Checkpoint = Union[str, Mapping[str, Tensor], None]
-
-
-def _load_part(module, checkpoint: Checkpoint, owner: str, hint: str) -> None:
-    if isinstance(checkpoint, str):
-        path, state_dict = checkpoint, load_state_dict_file(checkpoint)
-    else:
-        path, state_dict = 'the given state dict', dict(checkpoint)
-    load_strict(module, state_dict, path, owner, hint=hint)
 
 
 class SAMPromptEncoder(BaseEncoder):
@@ -45,8 +37,9 @@ class SAMPromptEncoder(BaseEncoder):
             input_image_size=(input_image_size, input_image_size),
             mask_in_chans=mask_in_chans)
         if checkpoint is not None:
-            _load_part(self.prompt_encoder, checkpoint, type(self).__name__,
-                       f'configured embed_dim={embed_dim}, grid {image_embedding_size}')
+            path, state_dict = read_weights(checkpoint)
+            load_strict(self.prompt_encoder, state_dict, path, type(self).__name__,
+                        hint=f'configured embed_dim={embed_dim}, grid {image_embedding_size}')
         self._apply_freeze()
 
     def forward(self, points: Optional[Tuple[Tensor, Tensor]], boxes: Optional[Tensor],
@@ -87,8 +80,9 @@ class SAMMaskDecoder(BaseEncoder):
             iou_head_depth=iou_head_depth,
             iou_head_hidden_dim=iou_head_hidden_dim)
         if checkpoint is not None:
-            _load_part(self.mask_decoder, checkpoint, type(self).__name__,
-                       f'configured transformer_dim={transformer_dim}, mlp_dim={mlp_dim}')
+            path, state_dict = read_weights(checkpoint)
+            load_strict(self.mask_decoder, state_dict, path, type(self).__name__,
+                        hint=f'configured transformer_dim={transformer_dim}, mlp_dim={mlp_dim}')
         self._apply_freeze()
 
     def forward(self, image_embeddings: Tensor, image_pe: Tensor, sparse: Tensor, dense: Tensor,

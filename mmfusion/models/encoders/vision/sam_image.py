@@ -5,7 +5,7 @@ from typing import Dict, List, Mapping, Optional, Union
 from torch import Tensor, nn
 
 from mmfusion.registry import MODELS
-from mmfusion.utils import load_state_dict_file, load_strict, select_prefix
+from mmfusion.utils import load_strict, read_weights, select_prefix
 from mmfusion.utils.dependency import require
 from mmfusion.models.encoders.base_encoder import BaseEncoder
 
@@ -140,10 +140,7 @@ class SAMImageEncoder(BaseEncoder):
                         prefix: Optional[str] = None) -> None:
         """Load SAM image-encoder weights strictly (formats: see class doc)."""
         owner = type(self).__name__
-        if isinstance(checkpoint, str):
-            path, state_dict = checkpoint, load_state_dict_file(checkpoint)
-        else:
-            path, state_dict = 'the given state dict', dict(checkpoint)
+        path, state_dict = read_weights(checkpoint)
         state_dict = select_prefix(state_dict, prefix, path, owner)
         # A full Sam (official release) or this wrapper's own state dict.
         if any(k.startswith(_SAM_PREFIX) for k in state_dict):
