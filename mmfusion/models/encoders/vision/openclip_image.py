@@ -214,6 +214,34 @@ class OpenCLIPImageEncoder(BaseEncoder):
             out['dense'] = head(x).permute(0, 3, 1, 2)
         return out
 
+    def embed_pooled(self, feats: Tensor) -> Tensor:
+        """CLIP's head on features pooled from the last map: ``(..., C)`` ->
+        ``(..., embed_dim)``.
+
+        This is ``encode_image`` with the tower's own pooling replaced by any
+        other (FrozenSeg / FC-CLIP pool the last map over each mask, then
+        apply the head): timm trunks with a norm/MLP head run the head's
+        norm, MLP and CLIP projection; ModifiedResNet the attention pool's
+        value and output projections (MaskCLIP, linear, so pooling before or
+        after them is the same); ViTs the final norm and projection on pooled
+        patch tokens.
+        """
+        if self.arch == 'timm':
+            if not self._has_dense_timm_head():
+                raise TypeError(f'{type(self).__name__}: this timm head pools inside it; it has '
+                                'no per-vector form to apply to pooled features')
+            t_head = self.visual.trunk.head
+            # LayerNorm2d normalises each vector over channels: apply it as (N, C, 1, 1)
+            shape = feats.shape
+            x = t_head.norm(feats.reshape(-1, shape[-1], 1, 1)).reshape(shape)
+            return self.visual.head(t_head.fc(t_head.drop(t_head.pre_logits(x))))
+        if self.arch == 'resnet':
+            pool = self.visual.attnpool
+            return pool.c_proj(pool.v_proj(feats))
+        visual = self.visual
+        x = visual.ln_post(feats)
+        return x @ visual.proj if visual.proj is not None else x
+
     def _has_dense_timm_head(self) -> bool:
         from timm.layers import NormMlpClassifierHead
         t_head = self.visual.trunk.head
