@@ -48,7 +48,7 @@ def max_over_synonyms(logits: Tensor, owner: Tensor, num_classes: int) -> Tensor
     return out.scatter_reduce(-1, index, logits, reduce='amax', include_self=True)
 
 
-def mask_pool(features: Tensor, mask_logits: Tensor) -> Tuple[Tensor, Tensor]:
+def binary_mask_pool(features: Tensor, mask_logits: Tensor) -> Tuple[Tensor, Tensor]:
     """Average of a dense map over each binarised mask.
 
     Args:
@@ -122,13 +122,13 @@ class OpenVocabEnsemble(nn.Module):
             is seen when its name (any synonym) is in this list. ``None``:
             every class is unseen.
         ensemble_on_valid_mask: masks that vanish at CLIP's resolution keep
-            the decoder's scores (FC-CLIP's option; on by default here, as
-            tiny objects are common on small images).
+            the decoder's scores (FC-CLIP's option; off in FrozenSeg's
+            ConvNeXt configs, where an empty mask pools to zeros).
     """
 
     def __init__(self, alpha: float = 0.4, beta: float = 0.8,
                  seen_classes: Optional[Sequence[str]] = None,
-                 ensemble_on_valid_mask: bool = True) -> None:
+                 ensemble_on_valid_mask: bool = False) -> None:
         super().__init__()
         for name, value in (('alpha', alpha), ('beta', beta)):
             if not 0 <= value <= 1:
@@ -163,7 +163,7 @@ class OpenVocabEnsemble(nn.Module):
         Returns:
             (B, Q, S) logits and (B, Q) valid flags.
         """
-        pooled, valid = mask_pool(dense_map, mask_logits)
+        pooled, valid = binary_mask_pool(dense_map, mask_logits)
         embeds = F.normalize(clip_encoder.embed_pooled(pooled).float(), dim=-1)
         return logit_scale * embeds @ class_embeds.float().t(), valid
 

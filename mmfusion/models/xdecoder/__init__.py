@@ -2,11 +2,11 @@
 instance and panoptic segmentation, referring segmentation, captioning and
 retrieval; and the region-text pretraining of its backbone."""
 from .attention_mask import xdecoder_layout, xdecoder_self_attn_mask
-from .postprocessor import SEG_TASKS, TASKS, XDecoderPostProcessor, resize_masks
+from .tasks import SEG_TASKS, TASKS
 from .region_text_pretrainer import RegionTextHead, RegionTextPretrainer, mask_pool
 from .xdecoder import XDecoder
 from .xdecoder_head import XDecoderHead
 
-__all__ = ['XDecoder', 'XDecoderHead', 'XDecoderPostProcessor', 'RegionTextPretrainer',
+__all__ = ['XDecoder', 'XDecoderHead', 'RegionTextPretrainer',
            'RegionTextHead', 'mask_pool', 'xdecoder_layout', 'xdecoder_self_attn_mask',
-           'resize_masks', 'SEG_TASKS', 'TASKS']
+           'SEG_TASKS', 'TASKS']

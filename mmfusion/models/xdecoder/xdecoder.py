@@ -16,7 +16,7 @@ from mmfusion.models.common.open_vocab_seg import OpenVocabSegMixin
 from mmfusion.models.encoders.feature_cache import sample_ids_of
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
-from .postprocessor import SEG_TASKS, TASKS
+from .tasks import SEG_TASKS, TASKS
 
 
 @MODELS.register_module()

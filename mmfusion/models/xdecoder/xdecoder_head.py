@@ -3,7 +3,7 @@ queries, the image query, grounding queries + sentence tokens and caption
 tokens; open-vocabulary class logits, the losses of every task, semantic /
 instance / panoptic post-processing, referring masks, greedy captions and
 retrieval embeddings. Segmentation outputs are formatted by
-:class:`XDecoderPostProcessor`."""
+the shared :class:`MaskPostProcessor`."""
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -14,10 +14,10 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from mmfusion.models.common.generation import greedy_decode
-from mmfusion.models.common.mask import per_layer_loss_name
+from mmfusion.models.common.mask import MaskPostProcessor, pad_class_logits, per_layer_loss_name
 from mmfusion.registry import MODELS
 from .attention_mask import xdecoder_layout, xdecoder_self_attn_mask
-from .postprocessor import TASKS, XDecoderPostProcessor
+from .tasks import TASKS
 # The paper's settings of each branch (X-Decoder's training config: grounding
 # on the top 6 layers with class 0.4 / mask 1 / Dice 1, captioning and
 # retrieval weight 8 on the top 3 layers; captions decoded greedily for up to
@@ -34,21 +34,6 @@ GROUNDING_DEFAULTS = dict(
                        reduction='mean', naive_dice=True, eps=1.0, loss_weight=1.0)))
 CAPTION_DEFAULTS = dict(max_len=50, num_layers=3, loss_weight=8.0)
 RETRIEVAL_DEFAULTS = dict(num_layers=3, loss_weight=8.0)
-
-
-def pad_class_logits(logits: Sequence[Tensor]) -> Tensor:
-    """Per-image ``(Q, C_b + 1)`` logits as one ``(B, Q, max C + 1)`` tensor.
-
-    Absent classes get ``-inf`` between the real classes and the last
-    (no-object) column, so softmax, matching and cross-entropy of an image do
-    not depend on the other images' class lists.
-    """
-    num_cls = max(x.shape[-1] for x in logits)
-    out = logits[0].new_full((len(logits), logits[0].shape[0], num_cls), float('-inf'))
-    for b, x in enumerate(logits):
-        out[b, :, :x.shape[-1] - 1] = x[:, :-1]
-        out[b, :, -1] = x[:, -1]
-    return out
 
 
 @MODELS.register_module()
@@ -150,7 +135,7 @@ class XDecoderHead(BaseModule):
         self.test_cfg.update(test_cfg or {})
         if self.test_cfg['task'] not in TASKS:
             raise ValueError(f'test_cfg task must be one of {TASKS}, got {self.test_cfg["task"]!r}')
-        self.postprocessor = XDecoderPostProcessor(self.test_cfg)
+        self.postprocessor = MaskPostProcessor(self.test_cfg)
 
     # -- decoding ----------------------------------------------------------
     def forward(self, feats: List[Tensor], batch_img_metas: Optional[Sequence[dict]] = None,

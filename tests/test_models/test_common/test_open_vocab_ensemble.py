@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mmfusion.models.common.open_vocab_ensemble import (OpenVocabEnsemble, geometric_ensemble,
-                                                        mask_pool, max_over_synonyms,
+                                                        binary_mask_pool, max_over_synonyms,
                                                         split_synonyms)
 
 
@@ -75,7 +75,7 @@ def test_mask_pool_equals_a_loop():
     feats = torch.randn(2, 5, 4, 4)
     masks = torch.randn(2, 3, 4, 4)
     masks[1, 2] = -1.0  # empty mask
-    pooled, valid = mask_pool(feats, masks)
+    pooled, valid = binary_mask_pool(feats, masks)
     for b in range(2):
         for q in range(3):
             m = masks[b, q] > 0

@@ -20,6 +20,21 @@ def per_layer_loss_name(name: str, index: int, num: int, first: int = 0) -> str:
     return name if index == num - 1 else f'd{first + index}.{name}'
 
 
+def pad_class_logits(logits: Sequence[Tensor]) -> Tensor:
+    """Per-image ``(Q, C_b + 1)`` logits as one ``(B, Q, max C + 1)`` tensor.
+
+    Absent classes get ``-inf`` between the real classes and the last
+    (no-object) column, so softmax, matching and cross-entropy of an image do
+    not depend on the other images' class lists.
+    """
+    num_cls = max(x.shape[-1] for x in logits)
+    out = logits[0].new_full((len(logits), logits[0].shape[0], num_cls), float('-inf'))
+    for b, x in enumerate(logits):
+        out[b, :, :x.shape[-1] - 1] = x[:, :-1]
+        out[b, :, -1] = x[:, -1]
+    return out
+
+
 @MODELS.register_module()
 class MaskCriterion(BaseModule):
     """Mask2Former's loss over the predictions of every decoder layer.

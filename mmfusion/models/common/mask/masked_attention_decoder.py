@@ -193,7 +193,8 @@ class MaskedAttentionDecoder(BaseModule):
                 self_attn_mask: Optional[Tensor] = None,
                 mask_extra_cross_attn: Union[bool, Tensor] = True,
                 extra_cross_attn: Union[bool, Tensor] = True,
-                cache: Optional[dict] = None) -> Dict[str, List[Tensor]]:
+                cache: Optional[dict] = None,
+                context: Optional[dict] = None) -> Dict[str, List[Tensor]]:
         """
         Args:
             multi_scale_features (list[Tensor]): ``num_feature_levels`` maps
@@ -221,6 +222,9 @@ class MaskedAttentionDecoder(BaseModule):
             cache (dict, optional): An empty dict to fill with what
                 :meth:`forward_appended` needs to continue the sequence (the
                 memories and every layer's self-attention input).
+            context (dict, optional): Extra inputs for subclasses'
+                :meth:`layer_memory` / :meth:`after_layer` (e.g. FrozenSeg's
+                SAM tokens).
 
         Returns:
             dict of lists, each with ``num_layers + 1`` entries:
@@ -278,18 +282,36 @@ class MaskedAttentionDecoder(BaseModule):
             attn_mask = record(self.forward_head(tokens, mask_features, sizes[0]))
             for i, layer in enumerate(self.layers):
                 level = i % self.num_feature_levels
-                args = (layer, tokens, pos, memories[level], memory_pos[level], attn_mask,
-                        self_attn_mask, cross_idx)
+                memory, level_pos = self.layer_memory(i, memories[level], memory_pos[level],
+                                                      context)
+                args = (layer, tokens, pos, memory, level_pos, attn_mask, self_attn_mask,
+                        cross_idx)
                 if self.with_cp and self.training and torch.is_grad_enabled():
                     tokens = checkpoint(self._run_layer, *args, use_reentrant=False)
                 else:
                     tokens = self._run_layer(*args)
                 next_size = sizes[(i + 1) % self.num_feature_levels]
                 attn_mask = record(self.forward_head(tokens, mask_features, next_size))
+                tokens = self.after_layer(i, tokens, outputs['mask_logits'][-1], context)
         finally:
             for hook in hooks:
                 hook.remove()
         return outputs
+
+    def layer_memory(self, index: int, memory: Tensor, memory_pos: Tensor,
+                     context: Optional[dict]) -> Tuple[Tensor, Tensor]:
+        """The memory (B, hw, C) and its position embedding that layer
+        ``index`` cross-attends to: its level's map here; subclasses may
+        replace it (FrozenSeg's feature injector)."""
+        return memory, memory_pos
+
+    def after_layer(self, index: int, tokens: Tensor, mask_logits: Tensor,
+                    context: Optional[dict]) -> Tensor:
+        """The tokens the layer after ``index`` starts from, given this
+        layer's output tokens and its predicted (B, L, H, W) mask logits:
+        unchanged here; subclasses may add to them (FrozenSeg's query
+        injector)."""
+        return tokens
 
     def memories(self, multi_scale_features: List[Tensor]) -> Tuple[List[Tensor], List[Tensor]]:
         """Per level the flattened, projected map with its level embedding

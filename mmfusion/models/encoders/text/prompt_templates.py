@@ -16,6 +16,25 @@ SYNTHSHAPES_TEMPLATES = (
     'a rendering of a {}.',
 )
 
+# ViLD's 14 prompts (Gu et al., ICLR 2022), which FC-CLIP and FrozenSeg average
+# per class name.
+VILD_TEMPLATES = (
+    'a photo of a {}.',
+    'This is a photo of a {}',
+    'There is a {} in the scene',
+    'There is the {} in the scene',
+    'a photo of a {} in the scene',
+    'a photo of a small {}.',
+    'a photo of a medium {}.',
+    'a photo of a large {}.',
+    'This is a photo of a small {}.',
+    'This is a photo of a medium {}.',
+    'This is a photo of a large {}.',
+    'There is a small {} in the scene.',
+    'There is a medium {} in the scene.',
+    'There is a large {} in the scene.',
+)
+
 
 def _imagenet_templates() -> List[Template]:
     from mmfusion.utils.dependency import require
@@ -28,6 +47,7 @@ TEMPLATE_SETS: Dict[str, Union[Sequence[Template], Callable[[], Sequence[Templat
     'simple': SIMPLE_TEMPLATES,
     'imagenet': _imagenet_templates,
     'synthshapes': SYNTHSHAPES_TEMPLATES,
+    'vild': VILD_TEMPLATES,
 }
 
 

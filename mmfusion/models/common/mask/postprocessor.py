@@ -1,9 +1,10 @@
-"""X-Decoder's task post-processing: the head's last-layer class and mask
-logits -> semantic, instance or panoptic results, and the referred mask.
+"""Mask-classification post-processing (MaskFormer / Mask2Former and the
+decoders built on them: X-Decoder, FrozenSeg): the last layer's class and mask
+logits -> semantic, instance or panoptic results, and a referred mask.
 
-Kept apart from :class:`XDecoderHead`, as mmdet keeps
-``MaskFormerFusionHead`` apart from ``MaskFormerHead``: the head decodes,
-this module turns decoded queries into each task's output format.
+Kept apart from the heads, as mmdet keeps ``MaskFormerFusionHead`` apart from
+``MaskFormerHead``: a head decodes, this module turns decoded queries into each
+task's output format.
 """
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -15,7 +16,6 @@ from mmengine.structures import InstanceData, PixelData
 from torch import Tensor
 
 SEG_TASKS = ('semantic', 'instance', 'panoptic')
-TASKS = SEG_TASKS + ('referring', 'caption', 'retrieval')
 
 
 def resize_masks(mask_logits: Tensor, meta: dict) -> Tensor:
@@ -28,7 +28,7 @@ def resize_masks(mask_logits: Tensor, meta: dict) -> Tensor:
     return F.interpolate(masks, size=ori_shape, mode='bilinear', align_corners=False)[0]
 
 
-class XDecoderPostProcessor:
+class MaskPostProcessor:
     """Per-image segmentation results from class probabilities and mask logits.
 
     Args:
@@ -53,7 +53,7 @@ class XDecoderPostProcessor:
         ``ori_shape``, from (N, C_b + 1) class logits and (B, N, h, w) mask
         logits."""
         if task not in self.seg_tasks:
-            raise ValueError(f'X-Decoder segmentation post-processing is for {SEG_TASKS}, '
+            raise ValueError(f'mask-classification post-processing is for {SEG_TASKS}, '
                              f'got {task!r}')
         field, process = self.seg_tasks[task]
         return [{field: process(cls_logits[b].float().softmax(-1),

@@ -1,0 +1,196 @@
+"""FrozenSeg (Chen et al., 2024): open-vocabulary segmentation from a frozen
+CLIP (semantics), a frozen SAM (spatial priors) and a light trainable decoder,
+with CLIP's own mask-pooled classification ensembled in at inference."""
+import math
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mmfusion.models.common.base_model import FusionBaseModel
+from mmfusion.models.common.open_vocab_ensemble import (OpenVocabEnsemble, max_over_synonyms,
+                                                        split_synonyms)
+from mmfusion.models.common.open_vocab_seg import OpenVocabSegMixin
+from mmfusion.models.encoders.feature_cache import sample_ids_of
+from mmfusion.registry import MODELS
+from mmfusion.structures import FusionDataSample
+from mmfusion.utils import load_state_dict_file
+
+
+@MODELS.register_module()
+class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
+    """Frozen CLIP + frozen SAM image encoders -> :class:`FrozenSegHead`.
+
+    Class names of an image come from its metainfo ``classes`` or the
+    model's ``classes``; a name may list synonyms separated by commas
+    (``'person, child'``), each embedded with the prompt templates and the
+    class scored by the best synonym. The text classifier ends with a
+    learnable void (no-object) embedding.
+
+    Args:
+        clip_encoder (dict): ``OpenCLIPImageEncoder`` with dense maps (a
+            ConvNeXt or ModifiedResNet tower), frozen. Its ``maps`` (high to
+            low resolution) feed the pixel decoder; its last map is mask
+            pooled for the out-of-vocabulary scores.
+        sam_encoder (dict): ``SAMImageEncoder``, frozen. It sees the padded
+            batch resized to its ``img_size`` square (aspect not kept, as the
+            official code), normalised with SAM's statistics.
+        text_encoder (dict): ``OpenCLIPTextEncoder`` of the same CLIP, frozen.
+        head (dict): :class:`FrozenSegHead` (``embed_dim`` defaults to the
+            text encoder's).
+        templates: prompt templates (``'vild'``, the official 14).
+        classes, thing_classes: default class names and which are things.
+        clip_in_indices (list[int], optional): Which CLIP maps feed the pixel
+            decoder (default all; the last one is always mask pooled).
+        clip_norm (dict, optional): ``mean``/``std`` (0-255 RGB) the CLIP
+            tower was trained with; default the encoder's ``mean``/``std``.
+        clip_logit_scale (float | str): CLIP's own temperature for the
+            out-of-vocabulary scores: a value (log scale), or a checkpoint to
+            read ``logit_scale`` from (an open_clip file, or an mmfusion CLIP
+            checkpoint, where the pretrainer stores it).
+        ensemble (dict, optional): ``OpenVocabEnsemble`` (alpha 0.4, beta
+            0.8, ``seen_classes`` = the classes trained on); ``None`` turns
+            the ensemble off (the decoder's scores alone).
+        data_preprocessor (dict): images must reach the model as 0-255 RGB
+            (no normalisation): each frozen tower normalises with its own
+            statistics.
+    """
+
+    def __init__(self,
+                 clip_encoder: dict,
+                 sam_encoder: dict,
+                 text_encoder: dict,
+                 head: dict,
+                 templates: Union[str, Sequence[str]] = 'vild',
+                 classes: Optional[Sequence[str]] = None,
+                 thing_classes: Optional[Sequence[str]] = None,
+                 clip_in_indices: Optional[Sequence[int]] = None,
+                 clip_norm: Optional[dict] = None,
+                 clip_logit_scale: Union[float, str] = math.log(1 / 0.07),
+                 ensemble: Optional[dict] = dict(type='OpenVocabEnsemble'),
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.clip_encoder = MODELS.build(dict(dict(frozen=True), **clip_encoder))
+        self.sam_encoder = MODELS.build(dict(dict(frozen=True), **sam_encoder))
+        self.text_encoder = MODELS.build(dict(dict(frozen=True), **text_encoder))
+        head = dict(head)
+        head.setdefault('embed_dim', self.text_encoder.embed_dim)
+        self.head = MODELS.build(head)
+        if self.head.embed_dim != self.clip_encoder.embed_dim:
+            raise ValueError(f'FrozenSeg: the head embeds into {self.head.embed_dim} dims, the '
+                             f'CLIP image tower into {self.clip_encoder.embed_dim}')
+        self.void_embedding = nn.Embedding(1, self.head.embed_dim)
+        self.clip_in_indices = list(clip_in_indices) if clip_in_indices is not None else None
+        self.init_class_names(templates, classes, thing_classes)
+        norm = clip_norm or dict(mean=self.clip_encoder.mean, std=self.clip_encoder.std)
+        for name, stats in (('clip', norm), ('sam', dict(mean=self.sam_encoder.mean,
+                                                        std=self.sam_encoder.std))):
+            self.register_buffer(f'{name}_mean', torch.tensor(stats['mean']).view(1, 3, 1, 1),
+                                 persistent=False)
+            self.register_buffer(f'{name}_std', torch.tensor(stats['std']).view(1, 3, 1, 1),
+                                 persistent=False)
+        self.register_buffer('clip_logit_scale',
+                             torch.tensor(self._read_logit_scale(clip_logit_scale)))
+        self.ensemble = MODELS.build(ensemble) if ensemble is not None else None
+
+    @staticmethod
+    def _read_logit_scale(value: Union[float, str]) -> float:
+        if not isinstance(value, str):
+            return float(value)
+        state = load_state_dict_file(value)
+        for prefix in ('', 'module.'):
+            if f'{prefix}logit_scale' in state:
+                return float(state[f'{prefix}logit_scale'])
+        raise KeyError(f'FrozenSeg clip_logit_scale: {value} has no "logit_scale" entry '
+                       '(an open_clip checkpoint or an mmfusion CLIPPretrainer checkpoint has)')
+
+    # -- features ----------------------------------------------------------
+    def extract_feat(self, img: Tensor, data_samples: Optional[Sequence[FusionDataSample]] = None
+                     ) -> Dict[str, Union[Tensor, List[Tensor]]]:
+        """The CLIP maps for the pixel decoder (high to low resolution),
+        CLIP's last map (``dense``) and the SAM embedding, through
+        the encoders' feature cache when a ``FeatureCacheHook`` attached one
+        (images must then be the same on every epoch: no random augmentation)."""
+        ids = sample_ids_of(data_samples)
+        clip_in = (img - self.clip_mean) / self.clip_std
+        maps = self.clip_encoder.forward_cached(clip_in, ids, keys=['maps'])['maps']
+        size = self.sam_encoder.img_size
+        sam_in = F.interpolate((img - self.sam_mean) / self.sam_std, size=(size, size),
+                               mode='bilinear', align_corners=False)
+        sam_embed = self.sam_encoder.forward_cached(sam_in, ids, keys=['embed'])['embed']
+        maps = list(maps)
+        used = maps if self.clip_in_indices is None else [maps[i] for i in self.clip_in_indices]
+        return dict(maps=used, dense=maps[-1], sam_embed=sam_embed)
+
+    def classifier(self, classes: Sequence[str]) -> dict:
+        """The text classifier of one class list: per synonym the
+        prompt-ensembled unit-norm text embedding, then the void embedding."""
+        names, owner = split_synonyms(classes)
+        for name in names:
+            if self.text_encoder.num_tokens(name) <= 2:  # only the start and end tokens
+                raise ValueError(f'FrozenSeg: class name {name!r} tokenises to nothing; give a '
+                                 'name the text encoder can read')
+        embeds = self.class_embeds(names)
+        if embeds.shape[-1] != self.head.embed_dim:
+            raise ValueError(f'FrozenSeg: text features have width {embeds.shape[-1]}, the head '
+                             f'expects {self.head.embed_dim}')
+        void = F.normalize(self.void_embedding.weight, dim=-1)
+        return dict(embeds=torch.cat([embeds.to(void), void]), owner=owner.to(void.device),
+                    num_classes=len(classes))
+
+    # -- forward -----------------------------------------------------------
+    def _forward(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None):
+        img = inputs['img']
+        feats = self.extract_feat(img, data_samples)
+        return self.head(feats['maps'], feats['sam_embed'])
+
+    def loss(self, inputs: Dict, data_samples: List[FusionDataSample]) -> Dict[str, Tensor]:
+        img = inputs['img']
+        feats = self.extract_feat(img, data_samples)
+        classifiers = [self.classifier(self.classes_of(s)) for s in data_samples]
+        gts = [self.gt_segments(s, self.classes_of(s)).to(img.device) for s in data_samples]
+        return self.head.loss(feats['maps'], feats['sam_embed'], classifiers, gts,
+                              self._metas(data_samples, img))
+
+    def out_of_vocab_logits(self, clip_map: Tensor, mask_logits: Tensor,
+                            classifier: dict) -> Dict[str, Tensor]:
+        """CLIP's own classification of each of one image's masks: (Q, C)
+        logits (max over synonyms; CLIP's temperature) and (Q,) valid flags."""
+        logits, valid = OpenVocabEnsemble.clip_logits(
+            self.clip_encoder, clip_map[None], mask_logits[None],
+            classifier['embeds'][:-1], self.clip_logit_scale.exp().clamp(max=100))
+        return dict(logits=max_over_synonyms(logits[0], classifier['owner'],
+                                             classifier['num_classes']), valid=valid[0])
+
+    @torch.no_grad()
+    def predict(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None,
+                task: Optional[str] = None) -> List[FusionDataSample]:
+        """``pred_sem_seg``, ``pred_panoptic_seg`` or ``pred_instances`` at
+        each sample's ``ori_shape`` (``task``, else ``head.test_cfg.task``)."""
+        img = inputs['img']
+        data_samples = self.fill_data_samples(data_samples, len(img))
+        task = task or self.head.test_cfg['task']
+        feats = self.extract_feat(img, data_samples)
+        out = self.head(feats['maps'], feats['sam_embed'])
+        mask_logits = out['mask_logits'][-1]
+        cls_logits, flags = [], []
+        for b, sample in enumerate(data_samples):
+            classes = self.classes_of(sample)
+            classifier = self.classifier(classes)
+            logits = self.head.class_logits(out['cls_embeds'][-1][b], classifier['embeds'],
+                                            classifier['owner'], classifier['num_classes'])
+            if self.ensemble is not None:
+                oov = self.out_of_vocab_logits(feats['dense'][b], mask_logits[b], classifier)
+                logits = self.ensemble(logits, oov['logits'], classes, oov['valid'])
+            cls_logits.append(logits)
+            flags.append(self.thing_flags_of(sample, classes))
+            if not sample.metainfo.get('classes'):  # so drawings can name the labels
+                sample.set_metainfo(dict(classes=list(classes)))
+        results = self.head.postprocessor(task, cls_logits, mask_logits,
+                                          self._metas(data_samples, img), flags)
+        for sample, result in zip(data_samples, results):
+            for key, value in result.items():
+                setattr(sample, key, value)
+        return data_samples
