@@ -16,10 +16,11 @@ model = dict(
     data_preprocessor=dict(
         type='MultiModalDataPreprocessor',
         img=dict(type='ImgDataPreprocessor', bgr_to_rgb=True, pad_size_divisor=32)),
+    # stages at strides 2/4/8 for the pixel decoder (the stride-1 stage is not used)
     clip_encoder=dict(type='OpenCLIPImageEncoder', model_cfg={{_base_.clip_cfg}},
-                      checkpoint=clip_checkpoint, prefix='image_encoder.', frozen=True),
+                      out_indices=(1, 2, 3), checkpoint=clip_checkpoint,
+                      prefix='image_encoder.', frozen=True),
     clip_norm=dict(mean=[127.5] * 3, std=[127.5] * 3),
-    clip_in_indices=[1, 2, 3],  # strides 2/4/8
     clip_logit_scale=clip_checkpoint,
     sam_encoder=dict(type='SAMImageEncoder',
                      arch=dict(embed_dim=96, depth=4, num_heads=3, global_attn_indexes=(1, 3),

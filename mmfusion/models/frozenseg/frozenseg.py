@@ -32,7 +32,8 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
         clip_encoder (dict): ``OpenCLIPImageEncoder`` with dense maps (a
             ConvNeXt or ModifiedResNet tower), frozen. Its ``maps`` (high to
             low resolution) feed the pixel decoder; its last map is mask
-            pooled for the out-of-vocabulary scores.
+            pooled for the out-of-vocabulary scores, so ``out_indices`` (the
+            stages given to the pixel decoder) must end with the last stage.
         sam_encoder (dict): ``SAMImageEncoder``, frozen. It sees the padded
             batch resized to its ``img_size`` square (aspect not kept, as the
             official code), normalised with SAM's statistics.
@@ -41,8 +42,6 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
             text encoder's).
         templates: prompt templates (``'vild'``, the official 14).
         classes, thing_classes: default class names and which are things.
-        clip_in_indices (list[int], optional): Which CLIP maps feed the pixel
-            decoder (default all; the last one is always mask pooled).
         clip_norm (dict, optional): ``mean``/``std`` (0-255 RGB) the CLIP
             tower was trained with; default the encoder's ``mean``/``std``.
         clip_logit_scale (float | str): CLIP's own temperature for the
@@ -65,7 +64,6 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
                  templates: Union[str, Sequence[str]] = 'vild',
                  classes: Optional[Sequence[str]] = None,
                  thing_classes: Optional[Sequence[str]] = None,
-                 clip_in_indices: Optional[Sequence[int]] = None,
                  clip_norm: Optional[dict] = None,
                  clip_logit_scale: Union[float, str] = math.log(1 / 0.07),
                  ensemble: Optional[dict] = dict(type='OpenVocabEnsemble'),
@@ -81,8 +79,13 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
         if self.head.embed_dim != self.clip_encoder.embed_dim:
             raise ValueError(f'FrozenSeg: the head embeds into {self.head.embed_dim} dims, the '
                              f'CLIP image tower into {self.clip_encoder.embed_dim}')
+        clip = self.clip_encoder
+        if clip.arch == 'vit' or clip.out_indices[-1] != clip.num_levels - 1:
+            raise ValueError('FrozenSeg: the CLIP tower must be a CNN (ConvNeXt, ModifiedResNet) '
+                             'whose out_indices end with its last stage (the map CLIP pools), '
+                             f'got arch {self.clip_encoder.arch!r}, out_indices '
+                             f'{self.clip_encoder.out_indices}')
         self.void_embedding = nn.Embedding(1, self.head.embed_dim)
-        self.clip_in_indices = list(clip_in_indices) if clip_in_indices is not None else None
         self.init_class_names(templates, classes, thing_classes)
         norm = clip_norm or dict(mean=self.clip_encoder.mean, std=self.clip_encoder.std)
         for name, stats in (('clip', norm), ('sam', dict(mean=self.sam_encoder.mean,
@@ -109,8 +112,8 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
     # -- features ----------------------------------------------------------
     def extract_feat(self, img: Tensor, data_samples: Optional[Sequence[FusionDataSample]] = None
                      ) -> Dict[str, Union[Tensor, List[Tensor]]]:
-        """The CLIP maps for the pixel decoder (high to low resolution),
-        CLIP's last map (``dense``) and the SAM embedding, through
+        """CLIP maps (high to low resolution; the last is the trunk's output)
+        and the SAM embedding, through
         the encoders' feature cache when a ``FeatureCacheHook`` attached one
         (images must then be the same on every epoch: no random augmentation)."""
         ids = sample_ids_of(data_samples)
@@ -120,9 +123,7 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
         sam_in = F.interpolate((img - self.sam_mean) / self.sam_std, size=(size, size),
                                mode='bilinear', align_corners=False)
         sam_embed = self.sam_encoder.forward_cached(sam_in, ids, keys=['embed'])['embed']
-        maps = list(maps)
-        used = maps if self.clip_in_indices is None else [maps[i] for i in self.clip_in_indices]
-        return dict(maps=used, dense=maps[-1], sam_embed=sam_embed)
+        return dict(maps=list(maps), sam_embed=sam_embed)
 
     def classifier(self, classes: Sequence[str]) -> dict:
         """The text classifier of one class list: per synonym the
@@ -182,7 +183,7 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
             logits = self.head.class_logits(out['cls_embeds'][-1][b], classifier['embeds'],
                                             classifier['owner'], classifier['num_classes'])
             if self.ensemble is not None:
-                oov = self.out_of_vocab_logits(feats['dense'][b], mask_logits[b], classifier)
+                oov = self.out_of_vocab_logits(feats['maps'][-1][b], mask_logits[b], classifier)
                 logits = self.ensemble(logits, oov['logits'], classes, oov['valid'])
             cls_logits.append(logits)
             flags.append(self.thing_flags_of(sample, classes))

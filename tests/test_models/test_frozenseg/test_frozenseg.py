@@ -27,8 +27,8 @@ def tiny_cfg(**overrides) -> dict:
     deform = dict(embed_dims=C, num_heads=4, num_points=2, batch_first=True)
     cfg = dict(
         type='FrozenSeg',
-        clip_encoder=dict(type='OpenCLIPImageEncoder', model_cfg=CLIP),
-        clip_norm=dict(mean=[127.5] * 3, std=[127.5] * 3), clip_in_indices=[1, 2, 3],
+        clip_encoder=dict(type='OpenCLIPImageEncoder', model_cfg=CLIP, out_indices=(1, 2, 3)),
+        clip_norm=dict(mean=[127.5] * 3, std=[127.5] * 3),
         sam_encoder=dict(type='SAMImageEncoder', img_size=32,
                          arch=dict(embed_dim=16, depth=1, num_heads=2, global_attn_indexes=(0, ),
                                    patch_size=4, window_size=4, out_chans=C)),
@@ -191,7 +191,7 @@ def test_out_of_vocab_logits_are_clip_on_the_pooled_last_map():
     masks[1, :, :8] = 1.  # left quarter
     masks[2] = -1.  # empty
     clf = model.classifier(CLASSES)
-    last = feats['dense'][0]  # (C, 4, 4) at stride 8
+    last = feats['maps'][-1][0]  # (C, 4, 4) at stride 8
     oov = model.out_of_vocab_logits(last, masks, clf)
     top = model.clip_encoder.embed_pooled(last[:, :2].mean((1, 2)))
     scale = model.clip_logit_scale.exp()

@@ -35,7 +35,9 @@ class OpenCLIPImageEncoder(BaseEncoder):
         prefix: keep only keys starting with this and strip it first, e.g.
             ``'image_encoder.'`` for an mmfusion checkpoint.
         out_indices: ViT blocks whose patch tokens are returned (negative
-            counts from the end). CNN trunks always return every stage.
+            counts from the end; default the last), or the stages of a timm
+            CNN trunk whose maps are returned (default every stage).
+            ModifiedResNet towers always return every stage.
         pretrained_tag: the open_clip pretrained tag the checkpoint comes from,
             for its mean/std (metadata only). Without it, the mean/std all tags
             of ``model_name`` share, else open_clip's default (OpenAI).
@@ -48,6 +50,8 @@ class OpenCLIPImageEncoder(BaseEncoder):
         embed_dim: width of the joint image-text embedding.
         image_size: ``(H, W)`` the tower was built for.
         arch: ``'vit'``, ``'resnet'`` (ModifiedResNet) or ``'timm'``.
+        num_levels: blocks (ViT) or stages (CNN, a ResNet's stem counted)
+            that ``out_indices`` index.
     """
 
     def __init__(self,
@@ -55,7 +59,7 @@ class OpenCLIPImageEncoder(BaseEncoder):
                  model_cfg: Optional[dict] = None,
                  checkpoint: Optional[str] = None,
                  prefix: Optional[str] = None,
-                 out_indices: Sequence[int] = (-1,),
+                 out_indices: Optional[Sequence[int]] = None,
                  pretrained_tag: Optional[str] = None,
                  **kwargs) -> None:
         super().__init__(**kwargs)
@@ -73,20 +77,26 @@ class OpenCLIPImageEncoder(BaseEncoder):
         from open_clip.transformer import VisionTransformer
         if isinstance(self.visual, VisionTransformer):
             self.arch = 'vit'
-            num_blocks = len(self.visual.transformer.resblocks)
-            self.out_indices = normalize_indices(out_indices, num_blocks, 'ViT blocks', name)
+            num_blocks = self.num_levels = len(self.visual.transformer.resblocks)
+            self.out_indices = normalize_indices(out_indices or (-1, ), num_blocks, 'ViT blocks',
+                                                 name)
         elif isinstance(self.visual, ModifiedResNet):
             self.arch = 'resnet'
             self.out_indices = [1, 2, 3, 4]  # layer1..layer4 (0 is the stem)
+            self.num_levels = 5
         elif isinstance(self.visual, TimmModel):
             self.arch = 'timm'
             trunk = self.visual.trunk
             # Transformer trunks have one reduction for every block: take the
-            # requested blocks; hierarchical (CNN) trunks give every stage.
+            # requested blocks; hierarchical (CNN) trunks the requested stages (all by default).
             self._timm_plain = len({f['reduction'] for f in trunk.feature_info}) == 1
-            num = len(trunk.feature_info)
-            self.out_indices = (normalize_indices(out_indices, num, 'timm blocks', name)
-                                if self._timm_plain else list(range(num)))
+            num = self.num_levels = len(trunk.feature_info)
+            if self._timm_plain:
+                self.out_indices = normalize_indices(out_indices or (-1, ), num, 'timm blocks', name)
+            elif out_indices is None:
+                self.out_indices = list(range(num))
+            else:
+                self.out_indices = normalize_indices(out_indices, num, 'timm stages', name)
         else:
             raise TypeError(f'{name}: unsupported open_clip image tower '
                             f'{type(self.visual).__name__}')
