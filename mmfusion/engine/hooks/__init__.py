@@ -1,6 +1,7 @@
+from .dataset_classes_hook import DatasetClassNamesHook
 from .feature_cache_hook import FeatureCacheHook
 from .rng_state_hook import TorchRNGStateHook
 from .throughput_hook import ThroughputHook
 from .visualization_hook import FusionVisualizationHook
 
-__all__ = ['FusionVisualizationHook', 'TorchRNGStateHook', 'FeatureCacheHook', 'ThroughputHook']
+__all__ = ['DatasetClassNamesHook', 'FusionVisualizationHook', 'TorchRNGStateHook', 'FeatureCacheHook', 'ThroughputHook']

@@ -42,6 +42,12 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
             text encoder's).
         templates: prompt templates (``'vild'``, the official 14).
         classes, thing_classes: default class names and which are things.
+        train_classes (list[str], optional): The classifier in training,
+            when it is not the dataset's class list: e.g. only the seen
+            classes of a dataset whose label space also names held-out ones
+            (which would otherwise be trained as negatives everywhere). Ground
+            truth labels are mapped to it by name; a segment of another class
+            is an error.
         clip_norm (dict, optional): ``mean``/``std`` (0-255 RGB) the CLIP
             tower was trained with; default the encoder's ``mean``/``std``.
         clip_logit_scale (float | str): CLIP's own temperature for the
@@ -64,6 +70,7 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
                  templates: Union[str, Sequence[str]] = 'vild',
                  classes: Optional[Sequence[str]] = None,
                  thing_classes: Optional[Sequence[str]] = None,
+                 train_classes: Optional[Sequence[str]] = None,
                  clip_norm: Optional[dict] = None,
                  clip_logit_scale: Union[float, str] = math.log(1 / 0.07),
                  ensemble: Optional[dict] = dict(type='OpenVocabEnsemble'),
@@ -87,6 +94,7 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
                              f'{self.clip_encoder.out_indices}')
         self.void_embedding = nn.Embedding(1, self.head.embed_dim)
         self.init_class_names(templates, classes, thing_classes)
+        self.train_classes = list(train_classes) if train_classes is not None else None
         norm = clip_norm or dict(mean=self.clip_encoder.mean, std=self.clip_encoder.std)
         for name, stats in (('clip', norm), ('sam', dict(mean=self.sam_encoder.mean,
                                                         std=self.sam_encoder.std))):
@@ -96,6 +104,10 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
                                  persistent=False)
         self.register_buffer('clip_logit_scale',
                              torch.tensor(self._read_logit_scale(clip_logit_scale)))
+        if ensemble is not None and self.train_classes is not None:
+            # the classes the decoder trained on are the seen ones
+            ensemble = dict(ensemble)
+            ensemble.setdefault('seen_classes', self.train_classes)
         self.ensemble = MODELS.build(ensemble) if ensemble is not None else None
 
     @staticmethod
@@ -150,10 +162,25 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
     def loss(self, inputs: Dict, data_samples: List[FusionDataSample]) -> Dict[str, Tensor]:
         img = inputs['img']
         feats = self.extract_feat(img, data_samples)
-        classifiers = [self.classifier(self.classes_of(s)) for s in data_samples]
-        gts = [self.gt_segments(s, self.classes_of(s)).to(img.device) for s in data_samples]
+        classifiers, gts = [], []
+        for sample in data_samples:
+            classes = self.classes_of(sample)
+            gt = self.gt_segments(sample, classes)
+            if self.train_classes is not None:
+                gt.labels = self._to_train_labels(gt.labels, classes, sample)
+            classifiers.append(self.classifier(self.train_classes or classes))
+            gts.append(gt.to(img.device))
         return self.head.loss(feats['maps'], feats['sam_embed'], classifiers, gts,
                               self._metas(data_samples, img))
+
+    def _to_train_labels(self, labels: Tensor, classes: Sequence[str],
+                         sample: FusionDataSample) -> Tensor:
+        index = {name: i for i, name in enumerate(self.train_classes)}
+        missing = sorted({classes[i] for i in labels.tolist() if classes[i] not in index})
+        if missing:
+            raise ValueError(f'FrozenSeg: {sample.metainfo.get("img_path")} has segments of '
+                             f'{missing}, which are not in train_classes')
+        return torch.tensor([index[classes[i]] for i in labels.tolist()], dtype=torch.long)
 
     def out_of_vocab_logits(self, clip_map: Tensor, mask_logits: Tensor,
                             classifier: dict) -> Dict[str, Tensor]:

@@ -50,8 +50,8 @@ class FrozenSegHead(BaseModule):
         self.logit_scale = nn.Parameter(torch.tensor(float(init_logit_scale)))
         self.max_log_scale = math.log(max_logit_scale)
         self.criterion = MODELS.build(criterion)
-        self.test_cfg = dict(task='semantic', object_mask_threshold=0.8, overlap_threshold=0.8,
-                             max_per_image=100, **(test_cfg or {}))
+        self.test_cfg = {**dict(task='semantic', object_mask_threshold=0.8,
+                                overlap_threshold=0.8, max_per_image=100), **(test_cfg or {})}
         if self.test_cfg['task'] not in SEG_TASKS:
             raise ValueError(f'FrozenSegHead test_cfg.task must be one of {SEG_TASKS}, got '
                              f'{self.test_cfg["task"]!r}')

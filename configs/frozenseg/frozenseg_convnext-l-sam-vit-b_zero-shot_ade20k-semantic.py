@@ -1,0 +1,25 @@
+# Zero-shot ADE20K-150 semantic segmentation (mIoU) of the COCO-trained model:
+# the 150 ADE20K names are the classifier; names also in COCO count as seen
+# (alpha 0.4), the others unseen (beta 0.8). Official files, unchanged:
+#   data/ade/ADEChallengeData2016/images/validation/*.jpg
+#   data/ade/ADEChallengeData2016/annotations/validation/*.png
+_base_ = ['./frozenseg_convnext-l-sam-vit-b_8xb2-368k_coco-panoptic.py']
+model = dict(head=dict(test_cfg=dict(task='semantic')))
+# the classifier: the evaluated dataset's class names
+custom_hooks = [dict(type='DatasetClassNamesHook')]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='mmdet.Resize', scale=(1333, 800), keep_ratio=True),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='PackFusionInputs'),
+]
+test_dataloader = dict(
+    _delete_=True, batch_size=1, num_workers=2,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='ADE20KSemanticDataset', data_root='data/ade/ADEChallengeData2016',
+                 data_prefix=dict(img_path='images/validation',
+                                  seg_map_path='annotations/validation'),
+                 pipeline=test_pipeline, test_mode=True))
+val_dataloader = test_dataloader
+test_evaluator = dict(_delete_=True, type='SemSegIoUMetric')
+val_evaluator = test_evaluator
