@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install data synthshapes synthshapes-32k clip xdecoder speech zipper mmmamba sam demo test clean-demo
+.PHONY: install data synthshapes synthshapes-32k clip clip-convnext xdecoder speech zipper mmmamba sam frozenseg demo test clean-demo
 
 install:
 	bash tools/install.sh
@@ -25,6 +25,11 @@ clip: synthshapes
 	$(PY) tools/train.py configs/clip/clip_vit-tiny_1xb128-1k_synthshapes.py
 	$(PY) tools/analysis_tools/benchmark_feature_cache.py configs/clip/linear-probe_clip-vit-tiny_1xb64-2e_synthshapes.py
 	$(PY) tools/analysis_tools/benchmark_feature_cache.py configs/clip/linear-probe_clip-vit-b32_1xb64-2e_synthshapes.py
+
+# The tiny ConvNeXt CLIP whose last map classifies every location (FrozenSeg's backbone).
+CLIP_CX := clip_convnext-s8_1xb128-600it_synthshapes
+clip-convnext: synthshapes
+	$(PY) tools/train.py configs/clip/$(CLIP_CX).py
 
 # Tiny X-Decoder (needs the tiny CLIP and SynthShapes-32k): region-text pretraining of the backbone and pixel
 # decoder, the X-Decoder training run, then every task's evaluation.
@@ -100,6 +105,30 @@ sam: install
 	  $(PY) tools/train.py configs/sam/$$name.py || exit 1; \
 	  $(PY) tools/test.py configs/sam/$$name.py work_dirs/$$name/iter_$$iters.pth \
 	    --work-dir work_dirs/$$name/test || exit 1; \
+	done
+
+# FrozenSeg (needs the tiny ConvNeXt CLIP and the tiny SAM): the recipe, its two
+# ablations, and every evaluation of configs/frozenseg/README.md's table.
+FZS := frozenseg_convnext-s8-sam-tiny_1xb8-3ep_synthshapes
+FZS_EVAL := configs/frozenseg/synthshapes_eval
+frozenseg:
+	test -f work_dirs/$(CLIP_CX)/iter_600.pth || $(MAKE) clip-convnext
+	test -f $(SAM_CKPT) || $(MAKE) sam
+	for name in $(FZS) frozenseg-no-feature-injector_convnext-s8-sam-tiny_1xb8-3ep_synthshapes \
+	    frozenseg-no-query-injector_convnext-s8-sam-tiny_1xb8-3ep_synthshapes; do \
+	  $(PY) tools/train.py configs/frozenseg/$$name.py || exit 1; \
+	  for eval in semantic_novel panoptic; do \
+	    $(PY) tools/test.py configs/frozenseg/synthshapes_eval/$$eval.py \
+	      work_dirs/$$name/epoch_3.pth --work-dir work_dirs/$$name/eval_$$eval \
+	      --cfg-options model.head.transformer_decoder.feature_fuse_level=$$( \
+	        case $$name in *no-feature*) echo None;; *) echo 0;; esac) \
+	      model.head.transformer_decoder.query_fuse_level=$$( \
+	        case $$name in *no-query*) echo None;; *) echo 2;; esac) || exit 1; \
+	  done; \
+	done
+	for eval in semantic_no-ensemble semantic_novel_no-ensemble panoptic_no-ensemble; do \
+	  $(PY) tools/test.py $(FZS_EVAL)/$$eval.py work_dirs/$(FZS)/epoch_3.pth \
+	    --work-dir work_dirs/$(FZS)/eval_$$eval || exit 1; \
 	done
 
 demo: data

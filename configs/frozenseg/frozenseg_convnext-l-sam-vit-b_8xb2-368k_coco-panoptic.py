@@ -42,6 +42,7 @@ model = dict(
             sam_encoder=dict(num_layers=6, layer_cfg=dict(
                 self_attn_cfg=dict(num_levels=1, **deform),
                 ffn_cfg=dict(embed_dims=hidden, feedforward_channels=1024))),
+            # the official sine embedding has no -0.5 offset (mmdet's default)
             positional_encoding=dict(num_feats=hidden // 2, normalize=True)),
         transformer_decoder=dict(
             type='FrozenSegDecoder', num_queries=250, hidden_dims=hidden, num_layers=9,

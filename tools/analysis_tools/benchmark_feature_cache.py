@@ -46,13 +46,14 @@ class EpochRecorder(Hook):
         self.epoch_times.append(time.perf_counter() - self._start)
 
 
-def run(cfg: Config, work_dir: str, cache_dir: Optional[str], encoder: str) -> EpochRecorder:
-    """Train ``cfg``; with ``cache_dir``, ``encoder``'s outputs are cached there."""
+def run(cfg: Config, work_dir: str, cache_dir: Optional[str],
+        encoders: List[str]) -> EpochRecorder:
+    """Train ``cfg``; with ``cache_dir``, the ``encoders``' outputs are cached there."""
     cfg = cfg.copy()
     cfg.work_dir = work_dir
     cfg.custom_hooks = [h for h in cfg.get('custom_hooks', []) if h['type'] != 'FeatureCacheHook']
     if cache_dir:
-        cfg.custom_hooks.append(dict(type='FeatureCacheHook', encoders=[encoder],
+        cfg.custom_hooks.append(dict(type='FeatureCacheHook', encoders=list(encoders),
                                      cache_dir=cache_dir))
     runner = Runner.from_cfg(cfg)
     recorder = EpochRecorder()
@@ -65,7 +66,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Feature-cache benchmark')
     parser.add_argument('config', nargs='?',
                         default='configs/clip/linear-probe_clip-vit-tiny_1xb64-2e_synthshapes.py')
-    parser.add_argument('--encoder', default='encoder', help='submodule name of the frozen encoder')
+    parser.add_argument('--encoder', nargs='+', default=['encoder'],
+                        help='submodule names of the frozen encoders')
+    parser.add_argument('--num-samples', type=int, default=None,
+                        help='train on the first N samples only (a shorter benchmark)')
     parser.add_argument('--epochs', type=int, default=2)
     parser.add_argument('--work-dir', default=None, help='default: a temporary folder')
     return parser.parse_args()
@@ -77,11 +81,15 @@ def main(args: argparse.Namespace) -> Dict:
     cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=args.epochs,
                          val_interval=args.epochs + 1)
     cfg.default_hooks.checkpoint = None  # time training only
-    encoder_cfg = cfg.model.get(args.encoder, {})
-    note = None
-    if encoder_cfg.get('checkpoint') and not osp.exists(encoder_cfg['checkpoint']):
-        note = f'{encoder_cfg["checkpoint"]} not found: the encoder keeps its random init'
-        encoder_cfg['checkpoint'] = None
+    if args.num_samples:
+        cfg.train_dataloader.dataset.indices = args.num_samples
+    notes = []
+    for encoder in args.encoder:
+        encoder_cfg = cfg.model.get(encoder, {})
+        if encoder_cfg.get('checkpoint') and not osp.exists(encoder_cfg['checkpoint']):
+            notes.append(f'{encoder_cfg["checkpoint"]} not found: {encoder} keeps its random '
+                         'init')
+            encoder_cfg['checkpoint'] = None
     root = args.work_dir or tempfile.mkdtemp(prefix='mmfusion_cache_bench_')
     cache_dir = osp.join(root, 'feature_cache')
     shutil.rmtree(cache_dir, ignore_errors=True)
@@ -98,8 +106,8 @@ def main(args: argparse.Namespace) -> Dict:
         total_speedup=round(sum(plain.epoch_times) / sum(cached.epoch_times), 2),
         max_abs_loss_diff=loss_diff,
         losses_identical=loss_diff == 0.0)
-    if note:
-        result['note'] = note
+    if notes:
+        result['note'] = '; '.join(notes)
     if not args.work_dir:
         shutil.rmtree(root, ignore_errors=True)
     print(json.dumps(result))

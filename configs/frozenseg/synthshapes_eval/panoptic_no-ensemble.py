@@ -1,0 +1,2 @@
+_base_ = ['./panoptic.py']
+model = dict(ensemble=None)
