@@ -44,5 +44,6 @@ param_scheduler = [
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
-default_hooks = dict(logger=dict(interval=25), checkpoint=dict(interval=1, max_keep_ckpts=1))
+default_hooks = dict(logger=dict(interval=25),
+                     checkpoint=dict(by_epoch=True, interval=1, max_keep_ckpts=1))
 auto_scale_lr = dict(enable=False, base_batch_size=8)
