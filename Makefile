@@ -109,17 +109,17 @@ sam: install
 
 # FrozenSeg (needs the tiny ConvNeXt CLIP and the tiny SAM): the recipe, its two
 # ablations, and every evaluation of configs/frozenseg/README.md's table.
-FZS := frozenseg_convnext-s8-sam-tiny_1xb8-3ep_synthshapes
+FZS := frozenseg_convnext-s8-sam-tiny_1xb8-5ep_synthshapes
 FZS_EVAL := configs/frozenseg/synthshapes_eval
 frozenseg:
 	test -f work_dirs/$(CLIP_CX)/iter_600.pth || $(MAKE) clip-convnext
 	test -f $(SAM_CKPT) || $(MAKE) sam
-	for name in $(FZS) frozenseg-no-feature-injector_convnext-s8-sam-tiny_1xb8-3ep_synthshapes \
-	    frozenseg-no-query-injector_convnext-s8-sam-tiny_1xb8-3ep_synthshapes; do \
+	for name in $(FZS) frozenseg-no-feature-injector_convnext-s8-sam-tiny_1xb8-5ep_synthshapes \
+	    frozenseg-no-query-injector_convnext-s8-sam-tiny_1xb8-5ep_synthshapes; do \
 	  $(PY) tools/train.py configs/frozenseg/$$name.py || exit 1; \
 	  for eval in semantic_novel panoptic; do \
 	    $(PY) tools/test.py configs/frozenseg/synthshapes_eval/$$eval.py \
-	      work_dirs/$$name/epoch_3.pth --work-dir work_dirs/$$name/eval_$$eval \
+	      work_dirs/$$name/epoch_5.pth --work-dir work_dirs/$$name/eval_$$eval \
 	      --cfg-options model.head.transformer_decoder.feature_fuse_level=$$( \
 	        case $$name in *no-feature*) echo None;; *) echo 0;; esac) \
 	      model.head.transformer_decoder.query_fuse_level=$$( \
@@ -127,7 +127,7 @@ frozenseg:
 	  done; \
 	done
 	for eval in semantic_no-ensemble semantic_novel_no-ensemble panoptic_no-ensemble; do \
-	  $(PY) tools/test.py $(FZS_EVAL)/$$eval.py work_dirs/$(FZS)/epoch_3.pth \
+	  $(PY) tools/test.py $(FZS_EVAL)/$$eval.py work_dirs/$(FZS)/epoch_5.pth \
 	    --work-dir work_dirs/$(FZS)/eval_$$eval || exit 1; \
 	done
 

@@ -9,6 +9,11 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 model = dict(classes={{_base_.classes}})
+# Region-text pairs of every panoptic segment: the shapes and, unlike the ViT
+# recipe, the backgrounds ("a photo of a striped background."), whose crop is
+# the whole scene. A segmentation backbone must know its stuff classes too.
+train_dataloader = dict(dataset=dict(format='coco_panoptic',
+                                     ann_file='annotations/panoptic_train.json'))
 max_iters = 600
 optim_wrapper = dict(optimizer=dict(lr=2e-3, weight_decay=0.1))
 param_scheduler = [

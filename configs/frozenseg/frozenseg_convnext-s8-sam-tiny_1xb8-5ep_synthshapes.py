@@ -28,7 +28,7 @@ train_dataloader = dict(batch_size=8, num_workers=1,
 custom_hooks = [dict(type='FeatureCacheHook', encoders=['clip_encoder', 'sam_encoder'],
                      cache_dir='work_dirs/feature_cache')]
 
-max_epochs = 3
+max_epochs = 5
 optim_wrapper = dict(
     type='OptimWrapper',
     constructor='FusionOptimWrapperConstructor',
