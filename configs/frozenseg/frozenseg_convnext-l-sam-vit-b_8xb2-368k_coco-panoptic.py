@@ -24,7 +24,6 @@ model = dict(
         img=dict(type='ImgDataPreprocessor', bgr_to_rgb=True, pad_size_divisor=32)),
     clip_encoder=dict(type='OpenCLIPImageEncoder', model_name=clip_name,
                       pretrained_tag='laion2b_s29b_b131k_ft_soup', checkpoint=clip_checkpoint),
-    clip_logit_scale=clip_checkpoint,
     sam_encoder=dict(type='SAMImageEncoder', arch='vit_b', img_size=1024,
                      checkpoint=sam_checkpoint),
     text_encoder=dict(type='OpenCLIPTextEncoder', model_name=clip_name,

@@ -60,3 +60,22 @@ def test_crop_to_box_pads_outside():
     assert (x1, y1) == (-1, -2)
     assert (out['img'][:2] == 0).all() and (out['img'][:, :1] == 0).all()
     np.testing.assert_array_equal(out['img'][2:, 1:], img[:4, :5])
+
+
+def test_panoptic_format_gives_every_segment(synthshapes_root):
+    ann_file = osp.join(synthshapes_root, 'annotations', 'panoptic_val.json')
+    dataset = CocoInstanceCropDataset(ann_file=ann_file, format='coco_panoptic',
+                                      data_prefix=dict(img_path=osp.join(synthshapes_root,
+                                                                         'images')))
+    with open(ann_file) as f:
+        pan = json.load(f)
+    segments = [s for a in pan['annotations'] for s in a['segments_info']]
+    assert len(dataset) == len(segments)
+    texts = {dataset.get_data_info(i)['text'] for i in range(len(dataset))}
+    assert 'striped background' in texts or 'plain background' in texts  # stuff crops too
+    assert texts & set(THING_CLASSES)
+    with pytest.raises(ValueError, match='format'):
+        CocoInstanceCropDataset(ann_file=ann_file, format='lvis')
+    with pytest.raises(KeyError, match='segments_info'):
+        CocoInstanceCropDataset(ann_file=osp.join(synthshapes_root, 'annotations',
+                                                  'instances_val.json'), format='coco_panoptic')

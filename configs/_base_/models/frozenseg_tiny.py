@@ -21,7 +21,6 @@ model = dict(
                       out_indices=(1, 2, 3), checkpoint=clip_checkpoint,
                       prefix='image_encoder.', frozen=True),
     clip_norm=dict(mean=[127.5] * 3, std=[127.5] * 3),
-    clip_logit_scale=clip_checkpoint,
     sam_encoder=dict(type='SAMImageEncoder',
                      arch=dict(embed_dim=96, depth=4, num_heads=3, global_attn_indexes=(1, 3),
                                patch_size=8, window_size=6, out_chans=64),

@@ -50,10 +50,11 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
             is an error.
         clip_norm (dict, optional): ``mean``/``std`` (0-255 RGB) the CLIP
             tower was trained with; default the encoder's ``mean``/``std``.
-        clip_logit_scale (float | str): CLIP's own temperature for the
-            out-of-vocabulary scores: a value (log scale), or a checkpoint to
-            read ``logit_scale`` from (an open_clip file, or an mmfusion CLIP
-            checkpoint, where the pretrainer stores it).
+        clip_logit_scale (float, optional): CLIP's own temperature (log
+            scale) for the out-of-vocabulary scores. By default it is read
+            from ``clip_encoder.checkpoint`` (``logit_scale`` of an open_clip
+            file, or of an mmfusion CLIP checkpoint, where the pretrainer
+            stores it), else ``log(1 / 0.07)``.
         ensemble (dict, optional): ``OpenVocabEnsemble`` (alpha 0.4, beta
             0.8, ``seen_classes`` = the classes trained on); ``None`` turns
             the ensemble off (the decoder's scores alone).
@@ -72,7 +73,7 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
                  thing_classes: Optional[Sequence[str]] = None,
                  train_classes: Optional[Sequence[str]] = None,
                  clip_norm: Optional[dict] = None,
-                 clip_logit_scale: Union[float, str] = math.log(1 / 0.07),
+                 clip_logit_scale: Optional[float] = None,
                  ensemble: Optional[dict] = dict(type='OpenVocabEnsemble'),
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -102,8 +103,11 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
                                  persistent=False)
             self.register_buffer(f'{name}_std', torch.tensor(stats['std']).view(1, 3, 1, 1),
                                  persistent=False)
-        self.register_buffer('clip_logit_scale',
-                             torch.tensor(self._read_logit_scale(clip_logit_scale)))
+        if clip_logit_scale is None:
+            checkpoint = clip_encoder.get('checkpoint')
+            clip_logit_scale = (self._read_logit_scale(checkpoint) if isinstance(checkpoint, str)
+                                else math.log(1 / 0.07))
+        self.register_buffer('clip_logit_scale', torch.tensor(float(clip_logit_scale)))
         if ensemble is not None and self.train_classes is not None:
             # the classes the decoder trained on are the seen ones
             ensemble = dict(ensemble)
@@ -111,15 +115,14 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
         self.ensemble = MODELS.build(ensemble) if ensemble is not None else None
 
     @staticmethod
-    def _read_logit_scale(value: Union[float, str]) -> float:
-        if not isinstance(value, str):
-            return float(value)
-        state = load_state_dict_file(value)
+    def _read_logit_scale(path: str) -> float:
+        state = load_state_dict_file(path)
         for prefix in ('', 'module.'):
             if f'{prefix}logit_scale' in state:
                 return float(state[f'{prefix}logit_scale'])
-        raise KeyError(f'FrozenSeg clip_logit_scale: {value} has no "logit_scale" entry '
-                       '(an open_clip checkpoint or an mmfusion CLIPPretrainer checkpoint has)')
+        raise KeyError(f'FrozenSeg: the CLIP checkpoint {path} has no "logit_scale" entry (an '
+                       'open_clip checkpoint or an mmfusion CLIPPretrainer checkpoint has); set '
+                       'clip_logit_scale')
 
     # -- features ----------------------------------------------------------
     def extract_feat(self, img: Tensor, data_samples: Optional[Sequence[FusionDataSample]] = None

@@ -211,3 +211,23 @@ def test_clear_errors():
     wide = dict(CLIP, embed_dim=24)
     with pytest.raises(ValueError, match='24'):
         build(text_encoder=dict(type='OpenCLIPTextEncoder', model_cfg=wide))
+
+
+def test_clip_temperature_comes_from_the_clip_checkpoint(tmp_path):
+    clip = MODELS.build(dict(type='OpenCLIPImageEncoder', model_cfg=CLIP, out_indices=(1, 2, 3)))
+    state = {f'image_encoder.{k}': v for k, v in clip.state_dict().items()}
+    state['logit_scale'] = torch.tensor(3.25)
+    path = str(tmp_path / 'clip.pth')
+    torch.save(dict(state_dict=state), path)
+    model = build(clip_encoder=dict(type='OpenCLIPImageEncoder', model_cfg=CLIP,
+                                    out_indices=(1, 2, 3), checkpoint=path,
+                                    prefix='image_encoder.'))
+    assert model.clip_logit_scale.item() == pytest.approx(3.25)
+    assert torch.equal(model.clip_encoder.state_dict()['visual.head.proj.weight'],
+                       clip.state_dict()['visual.head.proj.weight'])
+    del state['logit_scale']
+    torch.save(dict(state_dict=state), path)
+    with pytest.raises(KeyError, match='logit_scale'):
+        build(clip_encoder=dict(type='OpenCLIPImageEncoder', model_cfg=CLIP, out_indices=(1, 2, 3),
+                                checkpoint=path, prefix='image_encoder.'))
+    assert build(clip_logit_scale=2.0).clip_logit_scale.item() == 2.0
