@@ -97,8 +97,8 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
         self.init_class_names(templates, classes, thing_classes)
         self.train_classes = list(train_classes) if train_classes is not None else None
         norm = clip_norm or dict(mean=self.clip_encoder.mean, std=self.clip_encoder.std)
-        for name, stats in (('clip', norm), ('sam', dict(mean=self.sam_encoder.mean,
-                                                        std=self.sam_encoder.std))):
+        sam_norm = dict(mean=self.sam_encoder.mean, std=self.sam_encoder.std)
+        for name, stats in (('clip', norm), ('sam', sam_norm)):
             self.register_buffer(f'{name}_mean', torch.tensor(stats['mean']).view(1, 3, 1, 1),
                                  persistent=False)
             self.register_buffer(f'{name}_std', torch.tensor(stats['std']).view(1, 3, 1, 1),

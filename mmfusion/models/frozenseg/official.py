@@ -76,8 +76,10 @@ def official_rules(sam_levels: int = 3, num_points: int = 4) -> list:
         Rule(r'sam\.image_encoder\.(.*)', r'sam_encoder.image_encoder.\1'),
         Rule(r'void_embedding\.weight', r'void_embedding.weight'),
         # pixel decoder (detectron2 -> mmdet MSDeformAttnPixelDecoder)
-        Rule(_PD + r'input_proj\.(\d+)\.0\.(weight|bias)', r'head.pixel_decoder.input_convs.\1.conv.\2'),
-        Rule(_PD + r'input_proj\.(\d+)\.1\.(weight|bias)', r'head.pixel_decoder.input_convs.\1.gn.\2'),
+        Rule(_PD + r'input_proj\.(\d+)\.0\.(weight|bias)',
+             r'head.pixel_decoder.input_convs.\1.conv.\2'),
+        Rule(_PD + r'input_proj\.(\d+)\.1\.(weight|bias)',
+             r'head.pixel_decoder.input_convs.\1.gn.\2'),
         Rule(_PD + r'transformer\.level_embed', r'head.pixel_decoder.level_encoding.weight'),
         Rule(_PD + r'transformer\.encoder\.layers\.(\d+)\.self_attn\.'
              r'(sampling_offsets|attention_weights)\.(weight|bias)',

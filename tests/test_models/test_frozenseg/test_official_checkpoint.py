@@ -64,7 +64,8 @@ def test_converted_loads_strictly_into_the_paper_config(converted):
     pairs = {
         'head.decoder.layers.4.cross_attn.attn.in_proj_weight':
             p + 'transformer_cross_attention_layers.4.multihead_attn.in_proj_weight',
-        'head.decoder.layers.4.norms.1.weight': p + 'transformer_self_attention_layers.4.norm.weight',
+        'head.decoder.layers.4.norms.1.weight':
+            p + 'transformer_self_attention_layers.4.norm.weight',
         'head.decoder.layers.8.ffn.layers.1.weight': p + 'transformer_ffn_layers.8.linear2.weight',
         'head.decoder.feature_injectors.6.attn.attn.out_proj.weight':
             p + 'transformer_cross_attention_layers_sam.6.multihead_attn.out_proj.weight',
