@@ -4,4 +4,5 @@ from .rng_state_hook import TorchRNGStateHook
 from .throughput_hook import ThroughputHook
 from .visualization_hook import FusionVisualizationHook
 
-__all__ = ['DatasetClassNamesHook', 'FusionVisualizationHook', 'TorchRNGStateHook', 'FeatureCacheHook', 'ThroughputHook']
+__all__ = ['DatasetClassNamesHook', 'FusionVisualizationHook', 'TorchRNGStateHook',
+           'FeatureCacheHook', 'ThroughputHook']
