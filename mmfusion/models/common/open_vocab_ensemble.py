@@ -11,13 +11,16 @@ geometrically, leaning on CLIP for classes the decoder never trained on.
 Any mask decoder with class logits, mask logits and an ``OpenCLIPImageEncoder``
 can use it (FrozenSeg always; X-Decoder by its head's ``ensemble`` switch).
 """
-from typing import List, Optional, Sequence, Tuple
+import math
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmfusion.models.encoders.text.prompt_templates import get_templates
 from mmfusion.registry import MODELS
+from mmfusion.utils import load_state_dict_file
 
 _EPS = 1e-8
 
@@ -111,6 +114,33 @@ def geometric_ensemble(in_vocab_logits: Tensor, out_vocab_logits: Tensor, seen: 
     return torch.log(torch.cat([mixed * (1 - void), void], dim=-1) + _EPS)
 
 
+def clip_mask_logits(clip_encoder: nn.Module, text_encoder: nn.Module, templates: Sequence[str],
+                     dense_map: Tensor, mask_logits: Tensor, classes: Sequence[str],
+                     logit_scale: Tensor) -> Tuple[Tensor, Tensor]:
+    """CLIP's own classification of one image's masks.
+
+    Args:
+        clip_encoder: an ``OpenCLIPImageEncoder`` (its ``embed_pooled``
+            applies CLIP's head to pooled features of its last map).
+        text_encoder: the same CLIP's ``OpenCLIPTextEncoder``.
+        templates: prompt templates for the class names.
+        dense_map: (C, h, w) the tower's last map (before the head).
+        mask_logits: (Q, H, W), binarised at 0 after resizing to (h, w).
+        classes: C class names, synonyms comma-separated (a class scores
+            its best synonym).
+        logit_scale: CLIP's temperature (``exp`` applied).
+
+    Returns:
+        (Q, C) logits and (Q,) flags of the masks that cover a cell.
+    """
+    names, owner = split_synonyms(classes)
+    text = text_encoder.embed_class_names(names, templates)
+    pooled, valid = binary_mask_pool(dense_map[None], mask_logits[None])
+    embeds = F.normalize(clip_encoder.embed_pooled(pooled[0]).float(), dim=-1)
+    logits = logit_scale * embeds @ text.float().t()
+    return max_over_synonyms(logits, owner, len(classes)), valid[0]
+
+
 @MODELS.register_module()
 class OpenVocabEnsemble(nn.Module):
     """Mask-pooled frozen-CLIP classification + :func:`geometric_ensemble`.
@@ -146,27 +176,6 @@ class OpenVocabEnsemble(nn.Module):
         return torch.tensor([any(s in self.seen_names for s in split_synonyms([c])[0])
                              for c in classes], dtype=torch.bool)
 
-    @staticmethod
-    def clip_logits(clip_encoder: nn.Module, dense_map: Tensor, mask_logits: Tensor,
-                    class_embeds: Tensor, logit_scale: Tensor) -> Tuple[Tensor, Tensor]:
-        """CLIP's own classification of each mask.
-
-        Args:
-            clip_encoder: an ``OpenCLIPImageEncoder`` (its ``embed_pooled``
-                applies CLIP's head to pooled trunk features).
-            dense_map: (B, C, h, w) the trunk's last map (before the head).
-            mask_logits: (B, Q, H, W).
-            class_embeds: (S, D) unit-norm text embeddings (one row per
-                synonym), or per image a list of them.
-            logit_scale: CLIP's temperature (``exp`` already applied).
-
-        Returns:
-            (B, Q, S) logits and (B, Q) valid flags.
-        """
-        pooled, valid = binary_mask_pool(dense_map, mask_logits)
-        embeds = F.normalize(clip_encoder.embed_pooled(pooled).float(), dim=-1)
-        return logit_scale * embeds @ class_embeds.float().t(), valid
-
     def forward(self, in_vocab_logits: Tensor, out_vocab_logits: Tensor, classes: Sequence[str],
                 valid: Optional[Tensor] = None) -> Tensor:
         """(Q, C + 1) decoder logits, (Q, C) CLIP logits of one image's
@@ -174,3 +183,72 @@ class OpenVocabEnsemble(nn.Module):
         return geometric_ensemble(in_vocab_logits, out_vocab_logits, self.seen_flags(classes),
                                   self.alpha, self.beta,
                                   valid if self.ensemble_on_valid_mask else None)
+
+
+def read_clip_logit_scale(path: str) -> float:
+    """CLIP's temperature (log scale) from an open_clip checkpoint or an
+    mmfusion CLIP checkpoint (where ``CLIPPretrainer`` stores it)."""
+    state = load_state_dict_file(path)
+    for prefix in ('', 'module.'):
+        if f'{prefix}logit_scale' in state:
+            return float(state[f'{prefix}logit_scale'])
+    raise KeyError(f'the CLIP checkpoint {path} has no "logit_scale" entry (an open_clip '
+                   'checkpoint or an mmfusion CLIPPretrainer checkpoint has); set the logit '
+                   'scale explicitly')
+
+
+@MODELS.register_module()
+class CLIPMaskEnsemble(nn.Module):
+    """A frozen CLIP that classifies a mask decoder's masks, and the
+    geometric ensemble with the decoder's scores: the switch that gives
+    FrozenSeg's inference ensemble to a model without a CLIP image tower
+    (X-Decoder's ``clip_ensemble``).
+
+    Args:
+        clip_encoder (dict): ``OpenCLIPImageEncoder`` whose last map CLIP's
+            head classifies per location (ConvNeXt, ModifiedResNet), frozen.
+        text_encoder (dict): the same CLIP's ``OpenCLIPTextEncoder``, frozen.
+        templates: prompt templates for the class names.
+        clip_norm (dict, optional): ``mean``/``std`` (0-255 RGB) the CLIP was
+            trained with; default the encoder's.
+        clip_logit_scale (float, optional): CLIP's temperature (log scale);
+            default read from ``clip_encoder.checkpoint``.
+        ensemble (dict): :class:`OpenVocabEnsemble` (``seen_classes``: the
+            classes the host decoder trained on).
+    """
+
+    def __init__(self, clip_encoder: dict, text_encoder: dict,
+                 templates: Union[str, Sequence[str]] = 'vild',
+                 clip_norm: Optional[dict] = None, clip_logit_scale: Optional[float] = None,
+                 ensemble: dict = dict(type='OpenVocabEnsemble')) -> None:
+        super().__init__()
+        self.clip_encoder = MODELS.build(dict(dict(frozen=True), **clip_encoder))
+        self.text_encoder = MODELS.build(dict(dict(frozen=True), **text_encoder))
+        if self.clip_encoder.arch == 'vit':
+            raise ValueError('CLIPMaskEnsemble needs a CNN CLIP tower (ConvNeXt, '
+                             'ModifiedResNet): a ViT has no map its head classifies')
+        self.templates = get_templates(templates)
+        norm = clip_norm or dict(mean=self.clip_encoder.mean, std=self.clip_encoder.std)
+        self.register_buffer('mean', torch.tensor(norm['mean']).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer('std', torch.tensor(norm['std']).view(1, 3, 1, 1), persistent=False)
+        if clip_logit_scale is None:
+            checkpoint = clip_encoder.get('checkpoint')
+            clip_logit_scale = (read_clip_logit_scale(checkpoint) if isinstance(checkpoint, str)
+                                else math.log(1 / 0.07))
+        self.register_buffer('logit_scale', torch.tensor(float(clip_logit_scale)))
+        self.ensemble = MODELS.build(ensemble)
+
+    @torch.no_grad()
+    def forward(self, images: Tensor, in_vocab_logits: Sequence[Tensor], mask_logits: Tensor,
+                classes: Sequence[Sequence[str]]) -> List[Tensor]:
+        """(B, 3, H, W) 0-255 RGB images, per image (Q, C_b + 1) decoder
+        logits, (B, Q, h, w) mask logits and class names -> per image the
+        ensembled (Q, C_b + 1) log-probabilities."""
+        dense = self.clip_encoder((images - self.mean) / self.std)['maps'][-1]
+        scale = self.logit_scale.exp().clamp(max=100)
+        out = []
+        for b, names in enumerate(classes):
+            logits, valid = clip_mask_logits(self.clip_encoder, self.text_encoder, self.templates,
+                                             dense[b], mask_logits[b], names, scale)
+            out.append(self.ensemble(in_vocab_logits[b], logits, names, valid))
+        return out

@@ -9,13 +9,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmfusion.models.common.base_model import FusionBaseModel
-from mmfusion.models.common.open_vocab_ensemble import (OpenVocabEnsemble, max_over_synonyms,
+from mmfusion.models.common.open_vocab_ensemble import (clip_mask_logits, read_clip_logit_scale,
                                                         split_synonyms)
 from mmfusion.models.common.open_vocab_seg import OpenVocabSegMixin
 from mmfusion.models.encoders.feature_cache import sample_ids_of
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
-from mmfusion.utils import load_state_dict_file
 
 
 @MODELS.register_module()
@@ -105,7 +104,7 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
                                  persistent=False)
         if clip_logit_scale is None:
             checkpoint = clip_encoder.get('checkpoint')
-            clip_logit_scale = (self._read_logit_scale(checkpoint) if isinstance(checkpoint, str)
+            clip_logit_scale = (read_clip_logit_scale(checkpoint) if isinstance(checkpoint, str)
                                 else math.log(1 / 0.07))
         self.register_buffer('clip_logit_scale', torch.tensor(float(clip_logit_scale)))
         if ensemble is not None and self.train_classes is not None:
@@ -113,16 +112,6 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
             ensemble = dict(ensemble)
             ensemble.setdefault('seen_classes', self.train_classes)
         self.ensemble = MODELS.build(ensemble) if ensemble is not None else None
-
-    @staticmethod
-    def _read_logit_scale(path: str) -> float:
-        state = load_state_dict_file(path)
-        for prefix in ('', 'module.'):
-            if f'{prefix}logit_scale' in state:
-                return float(state[f'{prefix}logit_scale'])
-        raise KeyError(f'FrozenSeg: the CLIP checkpoint {path} has no "logit_scale" entry (an '
-                       'open_clip checkpoint or an mmfusion CLIPPretrainer checkpoint has); set '
-                       'clip_logit_scale')
 
     # -- features ----------------------------------------------------------
     def extract_feat(self, img: Tensor, data_samples: Optional[Sequence[FusionDataSample]] = None
@@ -186,14 +175,13 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
         return torch.tensor([index[classes[i]] for i in labels.tolist()], dtype=torch.long)
 
     def out_of_vocab_logits(self, clip_map: Tensor, mask_logits: Tensor,
-                            classifier: dict) -> Dict[str, Tensor]:
+                            classes: Sequence[str]) -> Dict[str, Tensor]:
         """CLIP's own classification of each of one image's masks: (Q, C)
         logits (max over synonyms; CLIP's temperature) and (Q,) valid flags."""
-        logits, valid = OpenVocabEnsemble.clip_logits(
-            self.clip_encoder, clip_map[None], mask_logits[None],
-            classifier['embeds'][:-1], self.clip_logit_scale.exp().clamp(max=100))
-        return dict(logits=max_over_synonyms(logits[0], classifier['owner'],
-                                             classifier['num_classes']), valid=valid[0])
+        logits, valid = clip_mask_logits(self.clip_encoder, self.text_encoder, self.templates,
+                                         clip_map, mask_logits, classes,
+                                         self.clip_logit_scale.exp().clamp(max=100))
+        return dict(logits=logits, valid=valid)
 
     @torch.no_grad()
     def predict(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None,
@@ -213,7 +201,7 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
             logits = self.head.class_logits(out['cls_embeds'][-1][b], classifier['embeds'],
                                             classifier['owner'], classifier['num_classes'])
             if self.ensemble is not None:
-                oov = self.out_of_vocab_logits(feats['maps'][-1][b], mask_logits[b], classifier)
+                oov = self.out_of_vocab_logits(feats['maps'][-1][b], mask_logits[b], classes)
                 logits = self.ensemble(logits, oov['logits'], classes, oov['valid'])
             cls_logits.append(logits)
             flags.append(self.thing_flags_of(sample, classes))

@@ -1,6 +1,7 @@
 """X-Decoder (Zou et al., 2023): open-vocabulary semantic, instance and
 panoptic segmentation with class names embedded by a text encoder, referring
 segmentation, captioning and image-text retrieval from one decoder."""
+import functools
 import logging
 import random
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -54,6 +55,12 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
         neck (dict, optional): Maps the backbone's maps to the pixel
             decoder's levels, e.g. ``mmseg.MultiLevelNeck`` turning a plain
             ViT's single stride into a pyramid.
+        clip_ensemble (dict, optional): ``CLIPMaskEnsemble`` arguments: a
+            frozen CNN CLIP classifies every predicted mask and its scores
+            are ensembled with the head's (FrozenSeg's inference ensemble;
+            alpha 0.4 for seen, beta 0.8 for unseen classes) in semantic,
+            instance and panoptic prediction. Needs the data preprocessor's
+            mean/std to recover the pixels.
         data_preprocessor (dict, optional): e.g. ``MultiModalDataPreprocessor``.
 
     Tasks beyond segmentation use the head's branches (``grounding``,
@@ -91,9 +98,12 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
                  thing_classes: Optional[Sequence[str]] = None,
                  caption_vocab: Optional[Sequence[str]] = None,
                  neck: Optional[dict] = None,
+                 clip_ensemble: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.clip_ensemble = (MODELS.build(dict(type='CLIPMaskEnsemble', **clip_ensemble))
+                              if clip_ensemble is not None else None)
         self.backbone = MODELS.build(backbone)
         self.neck = MODELS.build(neck) if neck is not None else None
         self.text_encoder = MODELS.build(text_encoder)
@@ -289,12 +299,24 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
                               feats: List[Tensor], metas: List[dict], task: str) -> List[dict]:
         classes = [self.classes_of(s) for s in data_samples]
         flags = [self.thing_flags_of(s, c) for s, c in zip(data_samples, classes)]
+        refine = None
+        if self.clip_ensemble is not None:  # (class logits, mask logits) -> ensembled logits
+            refine = functools.partial(self.clip_ensemble, self._pixels(inputs['img']),
+                                       classes=classes)
         results = self.head.predict(feats, self.batch_class_embeds(data_samples), metas,
-                                    flags, task=task)
+                                    flags, task=task, refine_logits=refine)
         for sample, names in zip(data_samples, classes):
             if not sample.metainfo.get('classes'):  # so drawings can name the labels
                 sample.set_metainfo(dict(classes=list(names)))
         return results
+
+    def _pixels(self, img: Tensor) -> Tensor:
+        """0-255 RGB pixels of the normalised batch (for the CLIP ensemble)."""
+        preprocessors = getattr(self.data_preprocessor, 'preprocessors', {})
+        pre = preprocessors['img'] if 'img' in preprocessors else None
+        if pre is None or not getattr(pre, '_enable_normalize', False):
+            return img
+        return img * pre.std + pre.mean
 
     def _predict_referring(self, inputs: Dict, data_samples: Sequence[FusionDataSample],
                            feats: List[Tensor], metas: List[dict], task: str) -> List[dict]:

@@ -5,7 +5,7 @@ instance / panoptic post-processing, referring masks, greedy captions and
 retrieval embeddings. Segmentation outputs are formatted by
 the shared :class:`MaskPostProcessor`."""
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -375,7 +375,9 @@ class XDecoderHead(BaseModule):
     # -- inference ---------------------------------------------------------
     def predict(self, feats: List[Tensor], class_embeds: Sequence[Tensor],
                 batch_img_metas: Sequence[dict], thing_flags: Sequence[Optional[Tensor]],
-                task: Optional[str] = None) -> List[Dict[str, object]]:
+                task: Optional[str] = None,
+                refine_logits: Optional[Callable[[List[Tensor], Tensor], List[Tensor]]] = None
+                ) -> List[Dict[str, object]]:
         """Per image a dict with ``pred_sem_seg``, ``pred_panoptic_seg`` or
         ``pred_instances`` (at ``ori_shape``) for segmentation ``task``.
 
@@ -384,10 +386,15 @@ class XDecoderHead(BaseModule):
                 classes are things (stuff is merged per class in panoptic
                 output, instance output keeps things only); ``None`` = all
                 things.
+            refine_logits (callable, optional): per-image (N, C_b + 1) class
+                logits and the (B, N, h, w) mask logits -> new class logits
+                (e.g. ``CLIPMaskEnsemble``'s out-of-vocabulary ensemble).
         """
         task = task or self.test_cfg['task']
         out = self(feats, batch_img_metas)
         cls_logits = self.batch_class_logits(out['cls_embeds'][-1], class_embeds)
+        if refine_logits is not None:
+            cls_logits = refine_logits(cls_logits, out['mask_logits'][-1])
         return self.postprocessor(task, cls_logits, out['mask_logits'][-1], batch_img_metas,
                                   thing_flags)
 

@@ -192,7 +192,7 @@ def test_out_of_vocab_logits_are_clip_on_the_pooled_last_map():
     masks[2] = -1.  # empty
     clf = model.classifier(CLASSES)
     last = feats['maps'][-1][0]  # (C, 4, 4) at stride 8
-    oov = model.out_of_vocab_logits(last, masks, clf)
+    oov = model.out_of_vocab_logits(last, masks, CLASSES)
     top = model.clip_encoder.embed_pooled(last[:, :2].mean((1, 2)))
     scale = model.clip_logit_scale.exp()
     expect = scale * torch.nn.functional.normalize(top, dim=-1) @ clf['embeds'][:-1].t()

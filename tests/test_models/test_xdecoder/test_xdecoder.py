@@ -549,3 +549,52 @@ def test_frozen_encoder_backbone_with_neck_serves_maps_from_the_feature_cache(tm
     cached = model.extract_feat(torch.zeros_like(inputs['img']), samples)
     for a, b in zip(maps, cached):
         torch.testing.assert_close(a, b)
+
+
+CNN_CLIP = dict(embed_dim=16,
+                vision_cfg=dict(timm_model_name='convnext_synth_s8', timm_model_pretrained=False,
+                                timm_pool='', timm_proj='linear', image_size=32),
+                text_cfg=dict(context_length=12, width=32, heads=2, layers=1))
+
+
+def test_clip_ensemble_switch_changes_only_the_class_scores():
+    """X-Decoder with FrozenSeg's inference ensemble (a config switch): the
+    same masks, class scores mixed with a frozen CLIP's mask classification."""
+    plain = build(task='semantic')
+    cfg = tiny_cfg(task='semantic')
+    cfg['clip_ensemble'] = dict(
+        clip_encoder=dict(type='OpenCLIPImageEncoder', model_cfg=CNN_CLIP),
+        text_encoder=dict(type='OpenCLIPTextEncoder', model_cfg=CNN_CLIP),
+        templates='simple', clip_norm=dict(mean=[127.5] * 3, std=[127.5] * 3),
+        ensemble=dict(type='OpenVocabEnsemble', seen_classes=CLASSES[:3]))
+    torch.manual_seed(0)
+    ens = MODELS.build(cfg)
+    ens.init_weights()
+    ens.load_state_dict(plain.state_dict(), strict=False)  # same decoder weights
+    assert not any(p.requires_grad for p in ens.clip_ensemble.parameters())
+    inputs, samples = batch(1)
+    plain.eval(), ens.eval()
+    a = plain.predict(inputs, [samples[0].clone()])[0].pred_sem_seg.seg_logits
+    b = ens.predict(inputs, [samples[0].clone()])[0].pred_sem_seg.seg_logits
+    assert a.shape == b.shape and not torch.allclose(a, b)
+    # the ensemble is exactly the shared geometric formula on the head's logits
+    from mmfusion.models.common.open_vocab_ensemble import clip_mask_logits
+    feats = ens.extract_feat(inputs['img'])
+    out = ens.head(feats, ens._metas(samples, inputs['img']))
+    head_logits = ens.head.class_logits(out['cls_embeds'][-1][0], ens.class_embeds(CLASSES))
+    pixels = ens._pixels(inputs['img'])
+    got = ens.clip_ensemble(pixels, [head_logits], out['mask_logits'][-1], [CLASSES])[0]
+    clip = ens.clip_ensemble
+    dense = clip.clip_encoder((pixels - clip.mean) / clip.std)['maps'][-1][0]
+    oov, valid = clip_mask_logits(clip.clip_encoder, clip.text_encoder, clip.templates, dense,
+                                  out['mask_logits'][-1][0], CLASSES, clip.logit_scale.exp())
+    assert torch.allclose(got, clip.ensemble(head_logits, oov, CLASSES, valid))
+
+
+def test_clip_ensemble_needs_a_cnn_tower():
+    cfg = tiny_cfg()
+    cfg['clip_ensemble'] = dict(
+        clip_encoder=dict(type='OpenCLIPImageEncoder', model_cfg=TINY_CLIP),
+        text_encoder=dict(type='OpenCLIPTextEncoder', model_cfg=TINY_CLIP))
+    with pytest.raises(ValueError, match='CNN CLIP tower'):
+        MODELS.build(cfg)
