@@ -54,4 +54,8 @@ model = dict(
                        matcher=dict(type='PointSampleHungarianMatcher', num_points=1024),
                        num_points=1024),
         test_cfg=dict(task='semantic', object_mask_threshold=0.8, overlap_threshold=0.8)),
+    # CLIP classifies each mask from a crop around it, as it was trained (the
+    # paper pools CLIP's dense map over the mask, oov_source='mask_pool'; this
+    # tiny CLIP's dense map does not transfer from crops to scenes: README).
+    oov_source='box_crop', clip_crop_size=32,
     ensemble=dict(type='OpenVocabEnsemble', alpha=0.4, beta=0.8))

@@ -185,6 +185,38 @@ class OpenVocabEnsemble(nn.Module):
                                   valid if self.ensemble_on_valid_mask else None)
 
 
+def clip_box_crop_logits(clip_encoder: nn.Module, text_encoder: nn.Module,
+                         templates: Sequence[str], image: Tensor, mean: Tensor, std: Tensor,
+                         mask_logits: Tensor, classes: Sequence[str], logit_scale: Tensor,
+                         crop_size: int, margin: float = 0.15) -> Tuple[Tensor, Tensor]:
+    """CLIP's classification of each mask from an image crop around it (the
+    mask's box, squared and widened by ``margin`` of its side per side, as
+    ``CropToBox`` crops CLIP's region-text training pairs, resized to
+    ``crop_size``): for a CLIP whose dense map does not transfer from crops to
+    whole images (configs/frozenseg/README.md). Same arguments and returns as
+    :func:`clip_mask_logits`, with ``image`` (3, H, W) 0-255 RGB and CLIP's
+    ``mean``/``std`` (3, 1, 1) instead of the dense map; outside the image a
+    crop is black, as ``CropToBox`` pads."""
+    from torchvision.ops import masks_to_boxes, roi_align
+    masks = F.interpolate(mask_logits[None].float(), size=image.shape[-2:], mode='bilinear',
+                          align_corners=False)[0] > 0
+    valid = masks.flatten(1).any(1)
+    names, owner = split_synonyms(classes)
+    text = text_encoder.embed_class_names(names, templates).float()
+    logits = image.new_zeros((len(masks), len(names)))
+    if valid.any():
+        boxes = masks_to_boxes(masks[valid]).float()
+        boxes[:, 2:] += 1  # pixel edges
+        centre, half = (boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2:] - boxes[:, :2]) / 2
+        half = half.max(1, keepdim=True).values * (1 + 2 * margin)
+        rois = torch.cat([boxes.new_zeros((len(boxes), 1)), centre - half, centre + half], 1)
+        crops = roi_align(image[None].float(), rois, crop_size, aligned=True)
+        crops = (crops - mean) / std
+        embeds = F.normalize(clip_encoder(crops)['pooled'].float(), dim=-1)
+        logits[valid] = logit_scale * embeds @ text.t()
+    return max_over_synonyms(logits, owner, len(classes)), valid
+
+
 def read_clip_logit_scale(path: str) -> float:
     """CLIP's temperature (log scale) from an open_clip checkpoint or an
     mmfusion CLIP checkpoint (where ``CLIPPretrainer`` stores it)."""

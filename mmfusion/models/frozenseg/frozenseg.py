@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmfusion.models.common.base_model import FusionBaseModel
-from mmfusion.models.common.open_vocab_ensemble import (clip_mask_logits, read_clip_logit_scale,
-                                                        split_synonyms)
+from mmfusion.models.common.open_vocab_ensemble import (clip_box_crop_logits, clip_mask_logits,
+                                                        read_clip_logit_scale, split_synonyms)
 from mmfusion.models.common.open_vocab_seg import OpenVocabSegMixin
 from mmfusion.models.encoders.feature_cache import sample_ids_of
 from mmfusion.registry import MODELS
@@ -54,6 +54,11 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
             from ``clip_encoder.checkpoint`` (``logit_scale`` of an open_clip
             file, or of an mmfusion CLIP checkpoint, where the pretrainer
             stores it), else ``log(1 / 0.07)``.
+        oov_source (str): how CLIP classifies a mask for the ensemble:
+            ``'mask_pool'`` (the paper: average its last map over the mask,
+            then CLIP's head) or ``'box_crop'`` (CLIP on an image crop around
+            the mask, as region-text pairs are cropped; for a tiny CLIP whose
+            dense map does not transfer to whole scenes: see the README).
         ensemble (dict, optional): ``OpenVocabEnsemble`` (alpha 0.4, beta
             0.8, ``seen_classes`` = the classes trained on); ``None`` turns
             the ensemble off (the decoder's scores alone).
@@ -73,6 +78,8 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
                  train_classes: Optional[Sequence[str]] = None,
                  clip_norm: Optional[dict] = None,
                  clip_logit_scale: Optional[float] = None,
+                 oov_source: str = 'mask_pool',
+                 clip_crop_size: int = 32,
                  ensemble: Optional[dict] = dict(type='OpenVocabEnsemble'),
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -107,6 +114,10 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
             clip_logit_scale = (read_clip_logit_scale(checkpoint) if isinstance(checkpoint, str)
                                 else math.log(1 / 0.07))
         self.register_buffer('clip_logit_scale', torch.tensor(float(clip_logit_scale)))
+        if oov_source not in ('mask_pool', 'box_crop'):
+            raise ValueError(f"FrozenSeg: oov_source must be 'mask_pool' or 'box_crop', got "
+                             f'{oov_source!r}')
+        self.oov_source, self.clip_crop_size = oov_source, clip_crop_size
         if ensemble is not None and self.train_classes is not None:
             # the classes the decoder trained on are the seen ones
             ensemble = dict(ensemble)
@@ -174,13 +185,22 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
                              f'{missing}, which are not in train_classes')
         return torch.tensor([index[classes[i]] for i in labels.tolist()], dtype=torch.long)
 
-    def out_of_vocab_logits(self, clip_map: Tensor, mask_logits: Tensor,
-                            classes: Sequence[str]) -> Dict[str, Tensor]:
-        """CLIP's own classification of each of one image's masks: (Q, C)
-        logits (max over synonyms; CLIP's temperature) and (Q,) valid flags."""
-        logits, valid = clip_mask_logits(self.clip_encoder, self.text_encoder, self.templates,
-                                         clip_map, mask_logits, classes,
-                                         self.clip_logit_scale.exp().clamp(max=100))
+    def out_of_vocab_logits(self, clip_map: Tensor, mask_logits: Tensor, classes: Sequence[str],
+                            image: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """CLIP's own classification of each of one image's masks (by
+        ``oov_source``; ``image``: the 0-255 RGB image, for ``'box_crop'``):
+        (Q, C) logits (max over synonyms; CLIP's temperature) and (Q,) valid
+        flags."""
+        scale = self.clip_logit_scale.exp().clamp(max=100)
+        if self.oov_source == 'box_crop':
+            logits, valid = clip_box_crop_logits(
+                self.clip_encoder, self.text_encoder, self.templates,
+                image, self.clip_mean[0], self.clip_std[0], mask_logits, classes, scale,
+                self.clip_crop_size)
+        else:
+            logits, valid = clip_mask_logits(self.clip_encoder, self.text_encoder,
+                                             self.templates, clip_map, mask_logits, classes,
+                                             scale)
         return dict(logits=logits, valid=valid)
 
     @torch.no_grad()
@@ -201,7 +221,8 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
             logits = self.head.class_logits(out['cls_embeds'][-1][b], classifier['embeds'],
                                             classifier['owner'], classifier['num_classes'])
             if self.ensemble is not None:
-                oov = self.out_of_vocab_logits(feats['maps'][-1][b], mask_logits[b], classes)
+                oov = self.out_of_vocab_logits(feats['maps'][-1][b], mask_logits[b], classes,
+                                               img[b])
                 logits = self.ensemble(logits, oov['logits'], classes, oov['valid'])
             cls_logits.append(logits)
             flags.append(self.thing_flags_of(sample, classes))
