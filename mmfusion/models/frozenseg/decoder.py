@@ -60,9 +60,11 @@ class FrozenSegDecoder(MaskedAttentionDecoder):
         feature_fuse_level, query_fuse_level (int or None): The level whose
             layers get the feature / query injector (None: no injector, the
             ablations).
-        sam_channels (int): Width of the SAM tokens and of the SAM embedding;
-            1x1 projections are added where it differs from ``hidden_dims``
-            (the official widths are equal: 256).
+        sam_channels (int): Width of the SAM image embedding the query
+            injector pools; a linear projection is added where it differs
+            from ``hidden_dims`` (the official widths are equal: 256). The
+            SAM branch's tokens have the pixel decoder's width
+            (``in_channels``), projected like the CLIP levels.
         resize_sam_at_test (bool): At inference the official code resizes
             the SAM token grid to the CLIP level's size before the feature
             injector (it does not in training).
@@ -84,8 +86,10 @@ class FrozenSegDecoder(MaskedAttentionDecoder):
         self.resize_sam_at_test = resize_sam_at_test
         self.cls_embed = MLP(hidden, hidden, self.cls_embed.out_features, 3)
         self.mask_pooling_proj = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, hidden))
-        self.sam_input_proj = (Conv2d(sam_channels, hidden, kernel_size=1)
-                               if sam_channels != hidden else nn.Identity())
+        # the SAM branch's tokens come at the pixel decoder's width, as the CLIP levels
+        in_channels = kwargs.get('in_channels', 256)
+        self.sam_input_proj = (Conv2d(in_channels, hidden, kernel_size=1)
+                               if in_channels != hidden else nn.Identity())
         self.sam_embed_proj = (nn.Linear(sam_channels, hidden)
                                if sam_channels != hidden and query_fuse_level is not None
                                else nn.Identity())

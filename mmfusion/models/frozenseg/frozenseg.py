@@ -138,7 +138,8 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
         sam_in = F.interpolate((img - self.sam_mean) / self.sam_std, size=(size, size),
                                mode='bilinear', align_corners=False)
         sam_embed = self.sam_encoder.forward_cached(sam_in, ids, keys=['embed'])['embed']
-        return dict(maps=list(maps), sam_embed=sam_embed)
+        # contiguous, as the cache stores them: the same kernels run on cached and live features
+        return dict(maps=[m.contiguous() for m in maps], sam_embed=sam_embed.contiguous())
 
     def classifier(self, classes: Sequence[str]) -> dict:
         """The text classifier of one class list: per synonym the
