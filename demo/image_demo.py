@@ -17,6 +17,14 @@ X-Decoder (``--task`` defaults to the config's ``test_cfg`` task)::
     python demo/image_demo.py CONFIG CKPT photo.jpg --task retrieval \\
         --texts "an astronaut portrait" "a dog on the grass"
 
+FrozenSeg (semantic / panoptic / instance, any class names; the overlay names
+each segment; NAME=frozenseg_convnext-s8-sam-tiny_1xb8-5ep_synthshapes,
+CFG=configs/frozenseg/$NAME.py)::
+
+    python demo/image_demo.py $CFG work_dirs/$NAME/epoch_5.pth \
+        data/synthshapes/images/val_novel/003200.png --task semantic \
+        --texts "red star" "green triangle" "dotted background" "striped background"
+
 SAM (coordinates in the image's pixels)::
 
     # one object per box
@@ -253,8 +261,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         return
 
     if args.task or args.texts:
-        parser.error(f'--task/--texts are for multi-task models (X-Decoder); {args.config} '
-                     f'builds a {type(model).__name__}')
+        parser.error(f'--task/--texts are for multi-task models (X-Decoder, FrozenSeg); '
+                     f'{args.config} builds a {type(model).__name__}')
     result = inference_model(model, image)
     visualizer = VISUALIZERS.build(dict(type='FusionVisualizer', name='image_demo',
                                         alpha=args.alpha))

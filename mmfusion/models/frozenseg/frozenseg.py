@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmfusion.models.common.base_model import FusionBaseModel
+from mmfusion.models.common.mask import SEG_TASKS
 from mmfusion.models.common.open_vocab_ensemble import (clip_box_crop_logits, clip_mask_logits,
                                                         read_clip_logit_scale, split_synonyms)
 from mmfusion.models.common.open_vocab_seg import OpenVocabSegMixin
@@ -124,6 +125,15 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
             ensemble.setdefault('seen_classes', self.train_classes)
         self.ensemble = MODELS.build(ensemble) if ensemble is not None else None
 
+    @property
+    def tasks(self) -> tuple:
+        """What :meth:`predict` can run (the demos and inferencers read it)."""
+        return SEG_TASKS
+
+    @property
+    def default_task(self) -> str:
+        return self.head.test_cfg['task']
+
     # -- features ----------------------------------------------------------
     def extract_feat(self, img: Tensor, data_samples: Optional[Sequence[FusionDataSample]] = None
                      ) -> Dict[str, Union[Tensor, List[Tensor]]]:
@@ -211,7 +221,9 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
         each sample's ``ori_shape`` (``task``, else ``head.test_cfg.task``)."""
         img = inputs['img']
         data_samples = self.fill_data_samples(data_samples, len(img))
-        task = task or self.head.test_cfg['task']
+        task = task or self.default_task
+        if task not in SEG_TASKS:
+            raise ValueError(f'FrozenSeg task must be one of {SEG_TASKS}, got {task!r}')
         feats = self.extract_feat(img, data_samples)
         out = self.head(feats['maps'], feats['sam_embed'])
         mask_logits = out['mask_logits'][-1]

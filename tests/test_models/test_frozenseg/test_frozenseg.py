@@ -173,6 +173,34 @@ def test_predict(task):
         assert out[0].pred_instances.masks.shape[-2:] == (SIZE, SIZE)
 
 
+def test_tasks_for_the_demo_and_bad_task():
+    model = build().eval()
+    assert model.tasks == ('semantic', 'instance', 'panoptic')
+    assert model.default_task == 'semantic'
+    with pytest.raises(ValueError, match='caption'):
+        model.predict(*batch(1), task='caption')
+
+
+def test_box_crop_scores_equal_clip_on_the_crop():
+    from mmfusion.models.common.open_vocab_ensemble import clip_box_crop_logits
+    model = build(oov_source='box_crop').eval()
+    img, _ = sample(0)
+    masks = torch.full((2, SIZE, SIZE), -1.0)
+    masks[0, 4:12, 8:16] = 1.0  # an 8 x 8 box: squared, widened by 15 % per side
+    logits, valid = clip_box_crop_logits(
+        model.clip_encoder, model.text_encoder, model.templates, img, model.clip_mean[0],
+        model.clip_std[0], masks, CLASSES, torch.tensor(10.0), crop_size=32)
+    assert valid.tolist() == [True, False] and torch.equal(logits[1], torch.zeros(4))
+    # by hand: the square of side 8 * 1.3 around the box centre (x 12, y 8), at 32 x 32
+    from torchvision.ops import roi_align
+    box = torch.tensor([[0, 12 - 5.2, 8 - 5.2, 12 + 5.2, 8 + 5.2]])
+    ref = roi_align(img[None], box, 32, aligned=True)
+    ref = (ref - model.clip_mean[0]) / model.clip_std[0]
+    embed = torch.nn.functional.normalize(model.clip_encoder(ref)['pooled'], dim=-1)
+    text = model.text_encoder.embed_class_names(CLASSES, model.templates)
+    assert torch.allclose(logits[0], 10.0 * embed[0] @ text.t(), atol=1e-4)
+
+
 def test_ensemble_changes_only_the_class_scores():
     model = build().eval()
     inputs, samples = batch(1)
