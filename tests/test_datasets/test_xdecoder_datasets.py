@@ -179,8 +179,11 @@ def test_refs_pickle_with_code_is_refused(tmp_path):
         RefCocoDataset(data_root=str(root), split_by='unc', split='train')
 
 
-def test_tiny_xdecoder_config_datasets_and_evaluators(synthshapes_root):
-    """The tiny X-Decoder config and its per-task evaluation configs read
+@pytest.mark.parametrize('family,recipe,count', [
+    ('xdecoder', 'xdecoder_r18-tiny_2xb8-2300it_synthshapes.py', 8),
+    ('frozenseg', 'frozenseg_convnext-s8-sam-tiny_1xb8-5ep_synthshapes.py', 6)])
+def test_tiny_config_datasets_and_evaluators(synthshapes_root, family, recipe, count):
+    """The tiny X-Decoder / FrozenSeg config and its evaluation configs read
     SynthShapes as written by the generator (data_root swapped for the test
     copy) and build their evaluators."""
     from mmengine.config import Config
@@ -189,11 +192,11 @@ def test_tiny_xdecoder_config_datasets_and_evaluators(synthshapes_root):
     from mmfusion.registry import DATASETS, METRICS
     from tests.conftest import REPO
     init_default_scope('mmfusion')
-    folder = osp.join(REPO, 'configs', 'xdecoder')
-    paths = [osp.join(folder, 'xdecoder_r18-tiny_2xb8-2300it_synthshapes.py')] + sorted(
+    folder = osp.join(REPO, 'configs', family)
+    paths = [osp.join(folder, recipe)] + sorted(
         osp.join(folder, 'synthshapes_eval', f) for f in os.listdir(
             osp.join(folder, 'synthshapes_eval')))
-    assert len(paths) == 7
+    assert len(paths) == count
     for path in paths:
         cfg = Config.fromfile(path)
         loaders = [cfg.test_dataloader] + ([cfg.train_dataloader] if 'eval' not in path else [])
