@@ -32,7 +32,8 @@ clip-convnext: synthshapes
 	$(PY) tools/train.py configs/clip/$(CLIP_CX).py
 
 # Tiny X-Decoder (needs the tiny CLIP and SynthShapes-32k): region-text pretraining of the backbone and pixel
-# decoder, the X-Decoder training run, then every task's evaluation.
+# decoder, the X-Decoder training run, then every task's evaluation, and the semantic and
+# panoptic ones again with FrozenSeg's CLIP ensemble (the tiny ConvNeXt CLIP).
 XDEC := xdecoder_r18-tiny_2xb8-2300it_synthshapes
 XDEC_PRE := region-text-pretrain_r18-tiny_2xb8-1000it_synthshapes
 xdecoder:
@@ -40,7 +41,9 @@ xdecoder:
 	test -f data/synthshapes-32k/meta.json || $(MAKE) synthshapes-32k
 	PYTHON=$(PY) bash tools/dist_train.sh configs/xdecoder/$(XDEC_PRE).py 2
 	PYTHON=$(PY) bash tools/dist_train.sh configs/xdecoder/$(XDEC).py 2
-	for task in semantic_novel panoptic instance referring caption retrieval; do \
+	test -f work_dirs/$(CLIP_CX)/iter_600.pth || $(MAKE) clip-convnext
+	for task in semantic_novel panoptic instance referring caption retrieval \
+	    semantic_clip-ensemble semantic_novel_clip-ensemble panoptic_clip-ensemble; do \
 	  $(PY) tools/test.py configs/xdecoder/synthshapes_eval/$$task.py \
 	    work_dirs/$(XDEC)/iter_2300.pth --work-dir work_dirs/$(XDEC)/eval_$$task || exit 1; \
 	done

@@ -65,9 +65,10 @@ optim_wrapper = dict(
     constructor='FusionOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05, betas=(0.9, 0.999)),
     clip_grad=dict(max_norm=0.01, norm_type=2),
+    # detectron2's WEIGHT_DECAY_EMBED = 0: every nn.Embedding, the void embedding included
     paramwise_cfg=dict(norm_decay_mult=0.0, custom_keys={
         'query_embed': dict(decay_mult=0.0), 'query_feat': dict(decay_mult=0.0),
-        'level_embed': dict(decay_mult=0.0)}))
+        'level_embed': dict(decay_mult=0.0), 'void_embedding': dict(decay_mult=0.0)}))
 max_iters = 368_750
 # detectron2's WarmupMultiStepLR as configured (warm-up factor 1.0: none)
 param_scheduler = [

@@ -9,7 +9,7 @@ head against the same class-name embeddings; the two distributions are mixed
 geometrically, leaning on CLIP for classes the decoder never trained on.
 
 Any mask decoder with class logits, mask logits and an ``OpenCLIPImageEncoder``
-can use it (FrozenSeg always; X-Decoder by its head's ``ensemble`` switch).
+can use it (FrozenSeg always; X-Decoder by its model's ``clip_ensemble`` switch).
 """
 import math
 from typing import List, Optional, Sequence, Tuple, Union
@@ -17,6 +17,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from mmengine.logging import print_log
 
 from mmfusion.models.encoders.text.prompt_templates import get_templates
 from mmfusion.registry import MODELS
@@ -229,6 +231,44 @@ def read_clip_logit_scale(path: str) -> float:
                    'scale explicitly')
 
 
+OOV_SOURCES = ('mask_pool', 'box_crop')
+
+
+def resolve_clip_logit_scale(clip_logit_scale: Optional[float], clip_encoder: dict,
+                             owner: str) -> float:
+    """CLIP's temperature (log scale): the given value, else the one stored in
+    ``clip_encoder['checkpoint']``; with neither (a randomly initialised
+    CLIP, as in unit tests) open_clip's initial ``log(1 / 0.07)``, with a
+    warning, since a trained CLIP's scale (up to 100) is much sharper."""
+    if clip_logit_scale is not None:
+        return float(clip_logit_scale)
+    checkpoint = clip_encoder.get('checkpoint')
+    if isinstance(checkpoint, str):
+        return read_clip_logit_scale(checkpoint)
+    print_log(f'{owner}: no CLIP checkpoint path and no clip_logit_scale; CLIP\'s '
+              'out-of-vocabulary scores use the initial temperature log(1/0.07)',
+              logger='current', level=30)
+    return math.log(1 / 0.07)
+
+
+def clip_oov_logits(oov_source: str, clip_encoder: nn.Module, text_encoder: nn.Module,
+                    templates: Sequence[str], mask_logits: Tensor, classes: Sequence[str],
+                    logit_scale: Tensor, dense_map: Optional[Tensor] = None,
+                    image: Optional[Tensor] = None, mean: Optional[Tensor] = None,
+                    std: Optional[Tensor] = None, crop_size: int = 32) -> Tuple[Tensor, Tensor]:
+    """CLIP's classification of one image's masks by ``oov_source``:
+    ``'mask_pool'`` (the paper; needs ``dense_map``, see
+    :func:`clip_mask_logits`) or ``'box_crop'`` (needs ``image``, ``mean``,
+    ``std``, ``crop_size``; see :func:`clip_box_crop_logits`)."""
+    if oov_source == 'box_crop':
+        return clip_box_crop_logits(clip_encoder, text_encoder, templates, image, mean, std,
+                                    mask_logits, classes, logit_scale, crop_size)
+    if oov_source == 'mask_pool':
+        return clip_mask_logits(clip_encoder, text_encoder, templates, dense_map, mask_logits,
+                                classes, logit_scale)
+    raise ValueError(f'oov_source must be one of {OOV_SOURCES}, got {oov_source!r}')
+
+
 @MODELS.register_module()
 class CLIPMaskEnsemble(nn.Module):
     """A frozen CLIP that classifies a mask decoder's masks, and the
@@ -245,6 +285,10 @@ class CLIPMaskEnsemble(nn.Module):
             trained with; default the encoder's.
         clip_logit_scale (float, optional): CLIP's temperature (log scale);
             default read from ``clip_encoder.checkpoint``.
+        oov_source (str): ``'mask_pool'`` (the paper: each mask pooled on
+            CLIP's last map) or ``'box_crop'`` (CLIP on a crop around each
+            mask, ``clip_crop_size`` pixels; FrozenSeg's tiny recipe).
+        clip_crop_size (int): crop side for ``'box_crop'``.
         ensemble (dict): :class:`OpenVocabEnsemble` (``seen_classes``: the
             classes the host decoder trained on).
     """
@@ -252,6 +296,7 @@ class CLIPMaskEnsemble(nn.Module):
     def __init__(self, clip_encoder: dict, text_encoder: dict,
                  templates: Union[str, Sequence[str]] = 'vild',
                  clip_norm: Optional[dict] = None, clip_logit_scale: Optional[float] = None,
+                 oov_source: str = 'mask_pool', clip_crop_size: int = 32,
                  ensemble: dict = dict(type='OpenVocabEnsemble')) -> None:
         super().__init__()
         self.clip_encoder = MODELS.build(dict(dict(frozen=True), **clip_encoder))
@@ -263,11 +308,12 @@ class CLIPMaskEnsemble(nn.Module):
         norm = clip_norm or dict(mean=self.clip_encoder.mean, std=self.clip_encoder.std)
         self.register_buffer('mean', torch.tensor(norm['mean']).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(norm['std']).view(1, 3, 1, 1), persistent=False)
-        if clip_logit_scale is None:
-            checkpoint = clip_encoder.get('checkpoint')
-            clip_logit_scale = (read_clip_logit_scale(checkpoint) if isinstance(checkpoint, str)
-                                else math.log(1 / 0.07))
-        self.register_buffer('logit_scale', torch.tensor(float(clip_logit_scale)))
+        self.register_buffer('logit_scale', torch.tensor(
+            resolve_clip_logit_scale(clip_logit_scale, clip_encoder, 'CLIPMaskEnsemble')))
+        if oov_source not in OOV_SOURCES:
+            raise ValueError(f'CLIPMaskEnsemble: oov_source must be one of {OOV_SOURCES}, got '
+                             f'{oov_source!r}')
+        self.oov_source, self.clip_crop_size = oov_source, clip_crop_size
         self.ensemble = MODELS.build(ensemble)
 
     @torch.no_grad()
@@ -276,11 +322,15 @@ class CLIPMaskEnsemble(nn.Module):
         """(B, 3, H, W) 0-255 RGB images, per image (Q, C_b + 1) decoder
         logits, (B, Q, h, w) mask logits and class names -> per image the
         ensembled (Q, C_b + 1) log-probabilities."""
-        dense = self.clip_encoder((images - self.mean) / self.std)['maps'][-1]
+        dense = None
+        if self.oov_source == 'mask_pool':
+            dense = self.clip_encoder((images - self.mean) / self.std)['maps'][-1]
         scale = self.logit_scale.exp().clamp(max=100)
         out = []
         for b, names in enumerate(classes):
-            logits, valid = clip_mask_logits(self.clip_encoder, self.text_encoder, self.templates,
-                                             dense[b], mask_logits[b], names, scale)
+            logits, valid = clip_oov_logits(
+                self.oov_source, self.clip_encoder, self.text_encoder, self.templates,
+                mask_logits[b], names, scale, dense_map=None if dense is None else dense[b],
+                image=images[b], mean=self.mean[0], std=self.std[0], crop_size=self.clip_crop_size)
             out.append(self.ensemble(in_vocab_logits[b], logits, names, valid))
         return out

@@ -87,9 +87,8 @@ class FrozenSegDecoder(MaskedAttentionDecoder):
         self.cls_embed = MLP(hidden, hidden, self.cls_embed.out_features, 3)
         self.mask_pooling_proj = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, hidden))
         # the SAM branch's tokens come at the pixel decoder's width, as the CLIP levels
-        in_channels = kwargs.get('in_channels', 256)
-        self.sam_input_proj = (Conv2d(in_channels, hidden, kernel_size=1)
-                               if in_channels != hidden else nn.Identity())
+        self.sam_input_proj = (Conv2d(self.in_channels, hidden, kernel_size=1)
+                               if self.in_channels != hidden else nn.Identity())
         self.sam_embed_proj = (nn.Linear(sam_channels, hidden)
                                if sam_channels != hidden and query_fuse_level is not None
                                else nn.Identity())

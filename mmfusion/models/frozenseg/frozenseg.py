@@ -1,17 +1,17 @@
 """FrozenSeg (Chen et al., 2024): open-vocabulary segmentation from a frozen
 CLIP (semantics), a frozen SAM (spatial priors) and a light trainable decoder,
 with CLIP's own mask-pooled classification ensembled in at inference."""
-import math
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
+from mmengine.logging import print_log
 from torch import Tensor, nn
 
 from mmfusion.models.common.base_model import FusionBaseModel
 from mmfusion.models.common.mask import SEG_TASKS
-from mmfusion.models.common.open_vocab_ensemble import (clip_box_crop_logits, clip_mask_logits,
-                                                        read_clip_logit_scale, split_synonyms)
+from mmfusion.models.common.open_vocab_ensemble import (OOV_SOURCES, clip_oov_logits,
+                                                        resolve_clip_logit_scale, split_synonyms)
 from mmfusion.models.common.open_vocab_seg import OpenVocabSegMixin
 from mmfusion.models.encoders.feature_cache import sample_ids_of
 from mmfusion.registry import MODELS
@@ -54,15 +54,18 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
             scale) for the out-of-vocabulary scores. By default it is read
             from ``clip_encoder.checkpoint`` (``logit_scale`` of an open_clip
             file, or of an mmfusion CLIP checkpoint, where the pretrainer
-            stores it), else ``log(1 / 0.07)``.
+            stores it), else ``log(1 / 0.07)`` with a warning.
         oov_source (str): how CLIP classifies a mask for the ensemble:
             ``'mask_pool'`` (the paper: average its last map over the mask,
             then CLIP's head) or ``'box_crop'`` (CLIP on an image crop around
             the mask, as region-text pairs are cropped; for a tiny CLIP whose
             dense map does not transfer to whole scenes: see the README).
         ensemble (dict, optional): ``OpenVocabEnsemble`` (alpha 0.4, beta
-            0.8, ``seen_classes`` = the classes trained on); ``None`` turns
-            the ensemble off (the decoder's scores alone).
+            0.8); its ``seen_classes`` default to ``train_classes``, else
+            ``classes`` (the classes trained on). A model trained on its
+            dataset's names without either must set them here, or every
+            class counts as unseen (a warning says so). ``None`` turns the
+            ensemble off (the decoder's scores alone).
         data_preprocessor (dict): images must reach the model as 0-255 RGB
             (no normalisation): each frozen tower normalises with its own
             statistics.
@@ -110,20 +113,22 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
                                  persistent=False)
             self.register_buffer(f'{name}_std', torch.tensor(stats['std']).view(1, 3, 1, 1),
                                  persistent=False)
-        if clip_logit_scale is None:
-            checkpoint = clip_encoder.get('checkpoint')
-            clip_logit_scale = (read_clip_logit_scale(checkpoint) if isinstance(checkpoint, str)
-                                else math.log(1 / 0.07))
-        self.register_buffer('clip_logit_scale', torch.tensor(float(clip_logit_scale)))
-        if oov_source not in ('mask_pool', 'box_crop'):
-            raise ValueError(f"FrozenSeg: oov_source must be 'mask_pool' or 'box_crop', got "
+        self.register_buffer('clip_logit_scale', torch.tensor(
+            resolve_clip_logit_scale(clip_logit_scale, clip_encoder, 'FrozenSeg')))
+        if oov_source not in OOV_SOURCES:
+            raise ValueError(f'FrozenSeg: oov_source must be one of {OOV_SOURCES}, got '
                              f'{oov_source!r}')
         self.oov_source, self.clip_crop_size = oov_source, clip_crop_size
-        if ensemble is not None and self.train_classes is not None:
+        self.ensemble = None
+        if ensemble is not None:
             # the classes the decoder trained on are the seen ones
             ensemble = dict(ensemble)
-            ensemble.setdefault('seen_classes', self.train_classes)
-        self.ensemble = MODELS.build(ensemble) if ensemble is not None else None
+            ensemble.setdefault('seen_classes', self.train_classes or classes)
+            if ensemble['seen_classes'] is None:
+                print_log('FrozenSeg: the ensemble knows no seen classes (no train_classes, '
+                          'classes or ensemble.seen_classes): every class is treated as unseen',
+                          logger='current', level=30)
+            self.ensemble = MODELS.build(ensemble)
 
     @property
     def tasks(self) -> tuple:
@@ -202,16 +207,10 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
         ``oov_source``; ``image``: the 0-255 RGB image, for ``'box_crop'``):
         (Q, C) logits (max over synonyms; CLIP's temperature) and (Q,) valid
         flags."""
-        scale = self.clip_logit_scale.exp().clamp(max=100)
-        if self.oov_source == 'box_crop':
-            logits, valid = clip_box_crop_logits(
-                self.clip_encoder, self.text_encoder, self.templates,
-                image, self.clip_mean[0], self.clip_std[0], mask_logits, classes, scale,
-                self.clip_crop_size)
-        else:
-            logits, valid = clip_mask_logits(self.clip_encoder, self.text_encoder,
-                                             self.templates, clip_map, mask_logits, classes,
-                                             scale)
+        logits, valid = clip_oov_logits(
+            self.oov_source, self.clip_encoder, self.text_encoder, self.templates, mask_logits,
+            classes, self.clip_logit_scale.exp().clamp(max=100), dense_map=clip_map, image=image,
+            mean=self.clip_mean[0], std=self.clip_std[0], crop_size=self.clip_crop_size)
         return dict(logits=logits, valid=valid)
 
     @torch.no_grad()

@@ -126,7 +126,10 @@ def official_rules(sam_levels: int = 3, num_points: int = 4) -> list:
              r'head.decoder.feature_injectors.\1.norm.\2'),
         Rule(_PR + r'(decoder_norm\.(?:weight|bias)|query_feat\.weight|query_embed\.weight|'
              r'level_embed\.weight)', r'head.decoder.\1'),
-        Rule(_PR + r'mask_embed\.layers\.(\d)\.(weight|bias)', r'head.decoder.mask_embed.\1.\2'),
+        # mmfusion's mask_embed is nn.Sequential(Linear, ReLU, Linear, ReLU, Linear):
+        # the official MLP's layer i is module 2i
+        *[Rule(_PR + rf'mask_embed\.layers\.{i}\.(weight|bias)',
+               rf'head.decoder.mask_embed.{2 * i}.\1') for i in range(3)],
         Rule(_PR + r'_mask_pooling_proj\.(\d)\.(weight|bias)',
              r'head.decoder.mask_pooling_proj.\1.\2'),
         Rule(_PR + r'class_embed\.layers\.(\d)\.(weight|bias)',
@@ -136,24 +139,10 @@ def official_rules(sam_levels: int = 3, num_points: int = 4) -> list:
     return rules
 
 
-# mmfusion's mask_embed is nn.Sequential(Linear, ReLU, Linear, ReLU, Linear):
-# the official MLP's layer i is module 2i.
-def _mask_embed_index(state: Dict[str, Tensor]) -> Dict[str, Tensor]:
-    out = {}
-    for key, value in state.items():
-        prefix = 'head.decoder.mask_embed.'
-        if key.startswith(prefix):
-            index, rest = key[len(prefix):].split('.', 1)
-            key = f'{prefix}{2 * int(index)}.{rest}'
-        out[key] = value
-    return out
-
-
 OFFICIAL_DROPS = (
     (r'sam\.(prompt_encoder|mask_decoder)\..*', "SAM's prompt encoder and mask decoder "
      '(FrozenSeg runs only the image encoder)'),
     (r'criterion\.empty_weight', 'a loss buffer (MaskCriterion rebuilds it from eos_coef)'),
-    (r'(sam\.)?pixel_(mean|std)', 'normalisation buffers (mmfusion normalises per tower)'),
 )
 
 
@@ -162,6 +151,5 @@ def convert_official_frozenseg(state_dict: Dict[str, Tensor]
     """Official ``{'model': ...}`` (or its inner state dict) -> mmfusion keys."""
     if 'model' in state_dict and isinstance(state_dict['model'], dict):
         state_dict = state_dict['model']
-    out, report = convert_keys(state_dict, official_rules(), OFFICIAL_DROPS,
-                               source='FrozenSeg checkpoint')
-    return _mask_embed_index(out), report
+    return convert_keys(state_dict, official_rules(), OFFICIAL_DROPS,
+                        source='FrozenSeg checkpoint')

@@ -204,10 +204,27 @@ def test_box_crop_scores_equal_clip_on_the_crop():
 def test_ensemble_changes_only_the_class_scores():
     model = build().eval()
     inputs, samples = batch(1)
+    seen = []  # what reaches the post-processor: (class logits, mask logits)
+    post = model.head.postprocessor
+    model.head.postprocessor = lambda task, cls, masks, *a: seen.append((cls, masks)) or post(
+        task, cls, masks, *a)
     with_ens = model.predict(inputs, copy.deepcopy(samples))[0].pred_sem_seg.seg_logits
     model.ensemble = None
     without = model.predict(inputs, copy.deepcopy(samples))[0].pred_sem_seg.seg_logits
     assert with_ens.shape == without.shape and not torch.allclose(with_ens, without)
+    (cls_ens, masks_ens), (cls_plain, masks_plain) = seen
+    torch.testing.assert_close(masks_ens, masks_plain)
+    assert not torch.allclose(cls_ens[0], cls_plain[0])
+
+
+def test_ensemble_seen_classes_default_to_the_trained_ones():
+    cfg = tiny_cfg(ensemble=dict(type='OpenVocabEnsemble'))
+    assert build(**cfg).ensemble.seen_flags(CLASSES).all()  # trained on `classes`
+    trained = build(**dict(cfg, train_classes=CLASSES[:2])).ensemble
+    assert trained.seen_flags(CLASSES).tolist() == [True, True, False, False]
+    explicit = build(**dict(cfg, train_classes=CLASSES[:2],
+                            ensemble=dict(type='OpenVocabEnsemble', seen_classes=['sky'])))
+    assert explicit.ensemble.seen_flags(CLASSES).tolist() == [False, False, True, False]
 
 
 def test_out_of_vocab_logits_are_clip_on_the_pooled_last_map():

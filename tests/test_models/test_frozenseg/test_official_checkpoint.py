@@ -46,6 +46,10 @@ def converted():
 
 def test_every_official_key_is_accounted_for(converted):
     src, state, report = converted
+    # the report names exactly the keys the converted state dict holds
+    targets = set(report.kept) | {dst for _, dst in report.renamed} | \
+        {dst for _, dst, _ in report.transformed}
+    assert targets == set(state)
     assert len(report.kept) + len(report.renamed) + len(report.transformed) + \
         len(report.dropped) == len(src)
     dropped = {k for k, _ in report.dropped}

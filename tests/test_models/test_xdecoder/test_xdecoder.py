@@ -581,6 +581,8 @@ def test_clip_ensemble_switch_changes_only_the_class_scores():
     from mmfusion.models.common.open_vocab_ensemble import clip_mask_logits
     feats = ens.extract_feat(inputs['img'])
     out = ens.head(feats, ens._metas(samples, inputs['img']))
+    plain_out = plain.head(plain.extract_feat(inputs['img']), plain._metas(samples, inputs['img']))
+    torch.testing.assert_close(out['mask_logits'][-1], plain_out['mask_logits'][-1])  # same masks
     head_logits = ens.head.class_logits(out['cls_embeds'][-1][0], ens.class_embeds(CLASSES))
     pixels = ens._pixels(inputs['img'])
     got = ens.clip_ensemble(pixels, [head_logits], out['mask_logits'][-1], [CLASSES])[0]
@@ -589,6 +591,36 @@ def test_clip_ensemble_switch_changes_only_the_class_scores():
     oov, valid = clip_mask_logits(clip.clip_encoder, clip.text_encoder, clip.templates, dense,
                                   out['mask_logits'][-1][0], CLASSES, clip.logit_scale.exp())
     assert torch.allclose(got, clip.ensemble(head_logits, oov, CLASSES, valid))
+
+
+def test_clip_ensemble_box_crop_source():
+    """oov_source='box_crop': CLIP classifies a crop around each mask (the
+    tiny recipes' source), then the same geometric ensemble."""
+    from mmfusion.models.common.open_vocab_ensemble import clip_box_crop_logits
+    torch.manual_seed(0)
+    ensemble = MODELS.build(dict(
+        type='CLIPMaskEnsemble',
+        clip_encoder=dict(type='OpenCLIPImageEncoder', model_cfg=CNN_CLIP),
+        text_encoder=dict(type='OpenCLIPTextEncoder', model_cfg=CNN_CLIP),
+        templates='simple', clip_norm=dict(mean=[127.5] * 3, std=[127.5] * 3),
+        oov_source='box_crop', clip_crop_size=32, clip_logit_scale=2.0,
+        ensemble=dict(type='OpenVocabEnsemble', seen_classes=CLASSES[:3]))).eval()
+    images = torch.rand(2, 3, 48, 48) * 255
+    masks = torch.full((2, 4, 12, 12), -5.0)
+    masks[:, 0, 2:6, 3:9] = 5.0
+    masks[:, 1, 6:, :] = 5.0  # masks 2 and 3 empty: CLIP abstains there
+    in_vocab = [torch.randn(4, len(CLASSES) + 1) for _ in range(2)]
+    got = ensemble(images, in_vocab, masks, [CLASSES, CLASSES])
+    for b in range(2):
+        oov, valid = clip_box_crop_logits(
+            ensemble.clip_encoder, ensemble.text_encoder, ensemble.templates, images[b],
+            ensemble.mean[0], ensemble.std[0], masks[b], CLASSES, torch.tensor(2.0).exp(), 32)
+        assert valid.tolist() == [True, True, False, False]
+        torch.testing.assert_close(got[b], ensemble.ensemble(in_vocab[b], oov, CLASSES, valid))
+    with pytest.raises(ValueError, match='oov_source'):
+        MODELS.build(dict(type='CLIPMaskEnsemble', oov_source='pixels',
+                          clip_encoder=dict(type='OpenCLIPImageEncoder', model_cfg=CNN_CLIP),
+                          text_encoder=dict(type='OpenCLIPTextEncoder', model_cfg=CNN_CLIP)))
 
 
 def test_clip_ensemble_needs_a_cnn_tower():

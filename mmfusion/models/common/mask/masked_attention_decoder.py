@@ -90,6 +90,7 @@ class MaskedAttentionDecoder(BaseModule):
             [Mask2FormerTransformerDecoderLayer(**layer_cfg) for _ in range(num_layers)])
         self.decoder_norm = nn.LayerNorm(hidden_dims)
 
+        self.in_channels = in_channels
         self.input_projs = ModuleList([
             Conv2d(in_channels, hidden_dims, kernel_size=1)
             if in_channels != hidden_dims or enforce_input_proj else nn.Identity()
