@@ -54,7 +54,10 @@ def max_over_synonyms(logits: Tensor, owner: Tensor, num_classes: int) -> Tensor
 
 
 def binary_mask_pool(features: Tensor, mask_logits: Tensor) -> Tuple[Tensor, Tensor]:
-    """Average of a dense map over each binarised mask.
+    """Average of a dense map over each binarised mask (FC-CLIP's and
+    FrozenSeg's pooling of predicted mask logits; the region-text
+    pretrainer's ``mask_pool`` instead weights ground-truth masks by their
+    area-resized coverage).
 
     Args:
         features: (B, C, h, w) dense map.

@@ -109,11 +109,7 @@ class FrozenSegDecoder(MaskedAttentionDecoder):
         # masks only select pixels: no gradient through them (official: detached)
         pooled = binary_mask_pool(mask_features, mask_logits.detach())[0]
         cls_embeds = self.cls_embed(self.mask_pooling_proj(pooled) + normed)
-        attn_mask = F.interpolate(mask_logits, attn_size, mode='bilinear', align_corners=False)
-        attn_mask = (attn_mask.flatten(2).sigmoid() < 0.5).detach()
-        attn_mask = attn_mask & ~attn_mask.all(dim=-1, keepdim=True)
-        attn_mask = attn_mask.repeat_interleave(self.num_heads, dim=0)
-        return normed, cls_embeds, mask_logits, attn_mask
+        return normed, cls_embeds, mask_logits, self.attention_mask(mask_logits, attn_size)
 
     def layer_memory(self, index: int, memory: Tensor, memory_pos: Tensor,
                      context: Optional[dict]) -> Tuple[Tensor, Tensor]:

@@ -141,13 +141,17 @@ class MaskedAttentionDecoder(BaseModule):
         normed = self.decoder_norm(tokens)
         cls_embeds = self.cls_embed(normed)
         mask_logits = torch.einsum('blc,bchw->blhw', self.mask_embed(normed), mask_features)
+        return normed, cls_embeds, mask_logits, self.attention_mask(mask_logits, attn_size)
+
+    def attention_mask(self, mask_logits: Tensor, attn_size: Tuple[int, int]) -> Tensor:
+        """(B, L, H, W) mask logits -> the next cross-attention's bool mask
+        (B * num_heads, L, h * w) at ``attn_size`` (see :meth:`forward_head`)."""
         attn_mask = F.interpolate(mask_logits, attn_size, mode='bilinear', align_corners=False)
         # Masks only steer attention; no gradient flows through them.
         attn_mask = (attn_mask.flatten(2).sigmoid() < 0.5).detach()
         attn_mask = attn_mask & ~attn_mask.all(dim=-1, keepdim=True)
         # (B, L, hw) -> (B * heads, L, hw), batch-major as nn.MultiheadAttention expects.
-        attn_mask = attn_mask.repeat_interleave(self.num_heads, dim=0)
-        return normed, cls_embeds, mask_logits, attn_mask
+        return attn_mask.repeat_interleave(self.num_heads, dim=0)
 
     def _run_layer(self, layer: nn.Module, tokens: Tensor, pos: Tensor, memory: Tensor,
                    memory_pos: Tensor, attn_mask: Tensor, self_attn_mask: Optional[Tensor],
@@ -238,8 +242,7 @@ class MaskedAttentionDecoder(BaseModule):
         sizes = [feat.shape[-2:] for feat in multi_scale_features]
         memories, memory_pos = self.memories(multi_scale_features)
         if cache is not None:
-            cache.update(memories=memories, memory_pos=memory_pos,
-                         layers=[dict() for _ in self.layers])
+            cache.update(layers=[dict() for _ in self.layers])
 
         tokens = self.query_feat.weight.unsqueeze(0).expand(batch_size, -1, -1)
         pos = self.query_embed.weight.unsqueeze(0).expand(batch_size, -1, -1)
@@ -285,6 +288,8 @@ class MaskedAttentionDecoder(BaseModule):
                 level = i % self.num_feature_levels
                 memory, level_pos = self.layer_memory(i, memories[level], memory_pos[level],
                                                       context)
+                if cache is not None:  # what appended tokens of this layer attend to
+                    cache['layers'][i].update(memory=memory, memory_pos=level_pos)
                 args = (layer, tokens, pos, memory, level_pos, attn_mask, self_attn_mask,
                         cross_idx)
                 if self.with_cp and self.training and torch.is_grad_enabled():
@@ -347,11 +352,10 @@ class MaskedAttentionDecoder(BaseModule):
             Tensor: (B, T, C) the new tokens after the output norm (as
             ``query_embeds[-1]`` of :meth:`forward`).
         """
-        for i, (layer, entry) in enumerate(zip(self.layers, cache['layers'])):
-            level = i % self.num_feature_levels
+        for layer, entry in zip(self.layers, cache['layers']):
             tokens = layer.norms[0](layer.cross_attn(
-                query=tokens, key=cache['memories'][level], value=cache['memories'][level],
-                query_pos=pos, key_pos=cache['memory_pos'][level], attn_mask=None,
+                query=tokens, key=entry['memory'], value=entry['memory'],
+                query_pos=pos, key_pos=entry['memory_pos'], attn_mask=None,
                 key_padding_mask=None))
             entry['tokens'] = torch.cat([entry['tokens'], tokens], dim=1)
             entry['pos'] = torch.cat([entry['pos'], pos], dim=1)
