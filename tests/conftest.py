@@ -23,12 +23,15 @@ register_all_modules()
 
 
 def _drop_missing_weights(cfg):
-    """Weights files produced by other runs or downloads are not here: random init."""
+    """Weights files produced by other runs or downloads are not here: random
+    init (and no ``prefix``, which selects keys of the missing file)."""
     if isinstance(cfg, dict):
         for key, value in cfg.items():
             if key in ('checkpoint', 'pretrained') and isinstance(value, str) \
                     and not osp.exists(value):
                 cfg[key] = None
+                if 'prefix' in cfg:
+                    cfg['prefix'] = None
             else:
                 _drop_missing_weights(value)
     elif isinstance(cfg, list):
