@@ -180,7 +180,7 @@ def test_refs_pickle_with_code_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize('family,recipe,count', [
-    ('xdecoder', 'xdecoder_r18-tiny_2xb8-2300it_synthshapes.py', 8),
+    ('xdecoder', 'xdecoder_r18-tiny_2xb8-2300it_synthshapes.py', 10),
     ('frozenseg', 'frozenseg_convnext-s8-sam-tiny_1xb8-5ep_synthshapes.py', 6)])
 def test_tiny_config_datasets_and_evaluators(synthshapes_root, family, recipe, count):
     """The tiny X-Decoder / FrozenSeg config and its evaluation configs read
