@@ -16,9 +16,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-
 from mmengine.logging import print_log
+from torch import Tensor, nn
 
 from mmfusion.models.encoders.text.prompt_templates import get_templates
 from mmfusion.registry import MODELS
