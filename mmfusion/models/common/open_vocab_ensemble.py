@@ -253,6 +253,23 @@ def resolve_clip_logit_scale(clip_logit_scale: Optional[float], clip_encoder: di
     return math.log(1 / 0.07)
 
 
+def clip_scoring_setup(owner: str, clip_encoder: nn.Module, clip_encoder_cfg: dict,
+                       clip_norm: Optional[dict], clip_logit_scale: Optional[float],
+                       oov_source: str) -> Tuple[Tensor, Tensor, Tensor]:
+    """What a model that lets a frozen CLIP score masks needs, checked once:
+    CLIP's input ``mean``/``std`` (1, 3, 1, 1) (``clip_norm``, else the
+    encoder's) and its temperature (log scale, see
+    :func:`resolve_clip_logit_scale`); ``oov_source`` must be one of
+    :data:`OOV_SOURCES`."""
+    if oov_source not in OOV_SOURCES:
+        raise ValueError(f'{owner}: oov_source must be one of {OOV_SOURCES}, got '
+                         f'{oov_source!r}')
+    norm = clip_norm or dict(mean=clip_encoder.mean, std=clip_encoder.std)
+    return (torch.tensor(norm['mean']).view(1, 3, 1, 1),
+            torch.tensor(norm['std']).view(1, 3, 1, 1),
+            torch.tensor(resolve_clip_logit_scale(clip_logit_scale, clip_encoder_cfg, owner)))
+
+
 def clip_oov_logits(oov_source: str, clip_encoder: nn.Module, text_encoder: nn.Module,
                     templates: Sequence[str], mask_logits: Tensor, classes: Sequence[str],
                     logit_scale: Tensor, dense_map: Optional[Tensor] = None,
@@ -307,14 +324,12 @@ class CLIPMaskEnsemble(nn.Module):
             raise ValueError('CLIPMaskEnsemble needs a CNN CLIP tower (ConvNeXt, '
                              'ModifiedResNet): a ViT has no map its head classifies')
         self.templates = get_templates(templates)
-        norm = clip_norm or dict(mean=self.clip_encoder.mean, std=self.clip_encoder.std)
-        self.register_buffer('mean', torch.tensor(norm['mean']).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer('std', torch.tensor(norm['std']).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer('logit_scale', torch.tensor(
-            resolve_clip_logit_scale(clip_logit_scale, clip_encoder, 'CLIPMaskEnsemble')))
-        if oov_source not in OOV_SOURCES:
-            raise ValueError(f'CLIPMaskEnsemble: oov_source must be one of {OOV_SOURCES}, got '
-                             f'{oov_source!r}')
+        mean, std, logit_scale = clip_scoring_setup('CLIPMaskEnsemble', self.clip_encoder,
+                                                    clip_encoder, clip_norm, clip_logit_scale,
+                                                    oov_source)
+        self.register_buffer('mean', mean, persistent=False)
+        self.register_buffer('std', std, persistent=False)
+        self.register_buffer('logit_scale', logit_scale)
         self.oov_source, self.clip_crop_size = oov_source, clip_crop_size
         self.ensemble = MODELS.build(ensemble)
 

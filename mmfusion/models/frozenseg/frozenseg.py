@@ -10,8 +10,8 @@ from torch import Tensor, nn
 
 from mmfusion.models.common.base_model import FusionBaseModel
 from mmfusion.models.common.mask import SEG_TASKS
-from mmfusion.models.common.open_vocab_ensemble import (OOV_SOURCES, clip_oov_logits,
-                                                        resolve_clip_logit_scale, split_synonyms)
+from mmfusion.models.common.open_vocab_ensemble import (clip_oov_logits, clip_scoring_setup,
+                                                        split_synonyms)
 from mmfusion.models.common.open_vocab_seg import OpenVocabSegMixin
 from mmfusion.models.encoders.feature_cache import sample_ids_of
 from mmfusion.registry import MODELS
@@ -106,18 +106,15 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
         self.void_embedding = nn.Embedding(1, self.head.embed_dim)
         self.init_class_names(templates, classes, thing_classes)
         self.train_classes = list(train_classes) if train_classes is not None else None
-        norm = clip_norm or dict(mean=self.clip_encoder.mean, std=self.clip_encoder.std)
-        sam_norm = dict(mean=self.sam_encoder.mean, std=self.sam_encoder.std)
-        for name, stats in (('clip', norm), ('sam', sam_norm)):
-            self.register_buffer(f'{name}_mean', torch.tensor(stats['mean']).view(1, 3, 1, 1),
-                                 persistent=False)
-            self.register_buffer(f'{name}_std', torch.tensor(stats['std']).view(1, 3, 1, 1),
-                                 persistent=False)
-        self.register_buffer('clip_logit_scale', torch.tensor(
-            resolve_clip_logit_scale(clip_logit_scale, clip_encoder, 'FrozenSeg')))
-        if oov_source not in OOV_SOURCES:
-            raise ValueError(f'FrozenSeg: oov_source must be one of {OOV_SOURCES}, got '
-                             f'{oov_source!r}')
+        clip_mean, clip_std, clip_logit_scale = clip_scoring_setup(
+            'FrozenSeg', self.clip_encoder, clip_encoder, clip_norm, clip_logit_scale,
+            oov_source)
+        self.register_buffer('clip_mean', clip_mean, persistent=False)
+        self.register_buffer('clip_std', clip_std, persistent=False)
+        self.register_buffer('clip_logit_scale', clip_logit_scale)
+        for stat in ('mean', 'std'):
+            self.register_buffer(f'sam_{stat}', torch.tensor(
+                getattr(self.sam_encoder, stat)).view(1, 3, 1, 1), persistent=False)
         self.oov_source, self.clip_crop_size = oov_source, clip_crop_size
         self.ensemble = None
         if ensemble is not None:
@@ -182,12 +179,16 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
         img = inputs['img']
         feats = self.extract_feat(img, data_samples)
         classifiers, gts = [], []
+        built = {}  # one classifier per distinct class list (usually one per batch)
         for sample in data_samples:
             classes = self.classes_of(sample)
             gt = self.gt_segments(sample, classes)
             if self.train_classes is not None:
                 gt.labels = self._to_train_labels(gt.labels, classes, sample)
-            classifiers.append(self.classifier(self.train_classes or classes))
+            names = tuple(self.train_classes or classes)
+            if names not in built:
+                built[names] = self.classifier(names)
+            classifiers.append(built[names])
             gts.append(gt.to(img.device))
         return self.head.loss(feats['maps'], feats['sam_embed'], classifiers, gts,
                               self._metas(data_samples, img))
