@@ -179,19 +179,24 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
         img = inputs['img']
         feats = self.extract_feat(img, data_samples)
         classifiers, gts = [], []
-        built = {}  # one classifier per distinct class list (usually one per batch)
+        built = {}
         for sample in data_samples:
             classes = self.classes_of(sample)
             gt = self.gt_segments(sample, classes)
             if self.train_classes is not None:
                 gt.labels = self._to_train_labels(gt.labels, classes, sample)
-            names = tuple(self.train_classes or classes)
-            if names not in built:
-                built[names] = self.classifier(names)
-            classifiers.append(built[names])
+            classifiers.append(self._classifier_once(built, self.train_classes or classes))
             gts.append(gt.to(img.device))
         return self.head.loss(feats['maps'], feats['sam_embed'], classifiers, gts,
                               self._metas(data_samples, img))
+
+    def _classifier_once(self, built: dict, classes: Sequence[str]) -> dict:
+        """:meth:`classifier` of ``classes``, built once per distinct list in
+        ``built`` (a batch usually shares one list)."""
+        names = tuple(classes)
+        if names not in built:
+            built[names] = self.classifier(names)
+        return built[names]
 
     def _to_train_labels(self, labels: Tensor, classes: Sequence[str],
                          sample: FusionDataSample) -> Tensor:
@@ -227,10 +232,10 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
         feats = self.extract_feat(img, data_samples)
         out = self.head(feats['maps'], feats['sam_embed'])
         mask_logits = out['mask_logits'][-1]
-        cls_logits, flags = [], []
+        cls_logits, flags, built = [], [], {}
         for b, sample in enumerate(data_samples):
             classes = self.classes_of(sample)
-            classifier = self.classifier(classes)
+            classifier = self._classifier_once(built, classes)
             logits = self.head.class_logits(out['cls_embeds'][-1][b], classifier['embeds'],
                                             classifier['owner'], classifier['num_classes'])
             if self.ensemble is not None:
