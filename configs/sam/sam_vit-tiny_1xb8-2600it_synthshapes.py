@@ -17,11 +17,14 @@ max_iters = 2600
 optim_wrapper = dict(
     type='OptimWrapper',
     constructor='FusionOptimWrapperConstructor',
-    # SAM: AdamW (0.9, 0.999), weight decay 0.1, linear warm-up, step decay.
-    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.1))
+    # SAM: AdamW (0.9, 0.999), weight decay 0.1, linear warm-up. The paper decays the
+    # lr in steps (x0.1 twice); here 2e-3 and cosine decay, which learn faster in a
+    # short schedule (README: measured).
+    optimizer=dict(type='AdamW', lr=2e-3, betas=(0.9, 0.999), weight_decay=0.1))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=150),
-    dict(type='MultiStepLR', by_epoch=False, milestones=[2100, 2450], gamma=0.1),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=150, end=max_iters, T_max=max_iters - 150,
+         eta_min=0),
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=1300)
 val_cfg = dict(type='ValLoop')
