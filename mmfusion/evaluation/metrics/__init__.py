@@ -1,5 +1,6 @@
 from .caption_metric import CaptionMetric, caption_scores
 from .coco_mask_ap_metric import CocoMaskAPMetric, coco_mask_ap
+from .matting_metric import MattingMetric, matting_errors
 from .open_vocab_accuracy import OpenVocabAccuracy
 from .promptable_seg_metric import PromptableSegMetric, number_of_clicks
 from .panoptic_quality_metric import PanopticQualityMetric, panoptic_matches, pq_from_stats
@@ -16,4 +17,4 @@ __all__ = ['BinarySegMetric', 'binary_overlap_scores', 'OpenVocabAccuracy', 'Sem
            'coco_mask_ap', 'ReferringSegMetric', 'CaptionMetric', 'caption_scores',
            'RetrievalRecallMetric', 'retrieval_recall', 'SpeechRecognitionMetric', 'error_rates',
            'UnitErrorRateMetric', 'TokenPerplexityMetric', 'PromptableSegMetric',
-           'number_of_clicks']
+           'number_of_clicks', 'MattingMetric', 'matting_errors']
