@@ -1,5 +1,5 @@
 from .formatting import PackFusionInputs
-from .loading import LoadBinaryMask, LoadImageFromFile
+from .loading import LoadBinaryMask, LoadImageFromFile, LoadMattingAnnotations
 from .loading_masks import (LoadPanopticAnnotations, LoadReferringMask,
                             SampleReferringExpression)
 from .loading_audio import LoadAudioFromFile
@@ -9,4 +9,5 @@ from .promptable import GeneratePrompts, LoadPromptableAnnotations
 
 __all__ = ['LoadImageFromFile', 'LoadBinaryMask', 'LoadAudioFromFile', 'LoadPointsFromFile',
            'PackFusionInputs', 'CropToBox', 'LoadPanopticAnnotations', 'LoadReferringMask',
-           'SampleReferringExpression', 'LoadPromptableAnnotations', 'GeneratePrompts']
+           'SampleReferringExpression', 'LoadPromptableAnnotations', 'GeneratePrompts',
+           'LoadMattingAnnotations']

@@ -35,7 +35,8 @@ class PackFusionInputs(BaseTransform):
     ``gt_ref_mask`` (a referred object's mask) becomes
     ``data_sample.gt_ref_mask`` (1xHxW bool) and ``prompts`` (a dict of
     per-object tensors, from ``GeneratePrompts``) becomes
-    ``data_sample.prompts`` (InstanceData).
+    ``data_sample.prompts`` (InstanceData); ``gt_alpha`` (float in [0, 1]) and
+    ``gt_trimap`` (0 / 128 / 255) become 1xHxW ``PixelData`` of the same names.
     """
 
     MODALITIES = ('img', 'audio', 'points', 'text')
@@ -45,7 +46,8 @@ class PackFusionInputs(BaseTransform):
                                              'ori_shape', 'img_shape', 'scale_factor', 'flip',
                                              'flip_direction', 'audio_path', 'sample_rate',
                                              'audio_length', 'points_path', 'num_points', 'img_id',
-                                             'segments_info', 'segm_file', 'ref_id')
+                                             'segments_info', 'segm_file', 'ref_id', 'alpha_path',
+                                             'trimap_path', 'alpha_box')
                  ) -> None:
         self.meta_keys = tuple(meta_keys)
 
@@ -88,6 +90,10 @@ class PackFusionInputs(BaseTransform):
                 data=torch.from_numpy(np.ascontiguousarray(results['gt_ref_mask'])).bool()[None])
         if 'prompts' in results:
             data_sample.prompts = InstanceData(**results['prompts'])
+        for key in ('gt_alpha', 'gt_trimap'):  # LoadMattingAnnotations
+            if key in results:
+                data_sample.set_field(
+                    PixelData(data=torch.from_numpy(np.ascontiguousarray(results[key]))[None]), key)
         if 'gt_caption' in results:
             data_sample.gt_caption = list(results['gt_caption'])
         if 'gt_label' in results:
