@@ -1,6 +1,7 @@
 """What several model families share: the base model, greedy decoding,
 token sequences, the causal LM stack, open-vocabulary segmentation and the
-mask-decoding parts (``mask/``). Nothing here imports a family folder."""
+mask-decoding parts (``mask/``) and the alpha-matting losses (``matting_losses``).
+Nothing here imports a family folder."""
 from .base_model import FusionBaseModel
 from .causal_lm import CausalDecoderTower, CausalLMStack
 from .generation import greedy_decode
