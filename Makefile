@@ -3,13 +3,18 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install data synthshapes synthshapes-32k clip clip-convnext xdecoder speech zipper mmmamba sam frozenseg demo test clean-demo
+.PHONY: install data synthshapes synthshapes-32k synthmatte clip clip-convnext xdecoder speech zipper mmmamba sam frozenseg demo test clean-demo
 
 install:
 	bash tools/install.sh
 
 data: install
 	$(PY) tools/dataset_converters/generate_synth_lesion.py --out data/synth_lesion
+
+# SynthMatte: hard alpha-matting composites (hair, fur, semi-transparency, blur) on real
+# photos, in the Composition-1k layout (train 1000 / val 100 / test 100, ~4 min).
+synthmatte: install
+	$(PY) tools/dataset_converters/generate_synthmatte.py --out data/synthmatte
 
 # SynthShapes (COCO instances/panoptic/captions, semantic PNGs, RefCOCO refs) in ~40 s.
 synthshapes: install
