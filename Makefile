@@ -12,7 +12,7 @@ data: install
 	$(PY) tools/dataset_converters/generate_synth_lesion.py --out data/synth_lesion
 
 # SynthMatte: hard alpha-matting composites (hair, fur, semi-transparency, blur) on real
-# photos, in the Composition-1k layout (train 1000 / val 100 / test 100, ~4 min).
+# photos, in the Composition-1k layout (train 1000 / val 100 / test 100, ~1.5 min).
 synthmatte: install
 	$(PY) tools/dataset_converters/generate_synthmatte.py --out data/synthmatte
 
