@@ -3,8 +3,8 @@
 SAD, MSE, MAD, Grad and Conn as in the Adobe Composition-1k evaluation code
 (Xu et al., *Deep Image Matting*, CVPR 2017; its MATLAB ``evaluate.m``) that
 mmagic/mmeval reimplement. mmagic cannot be a dependency here: importing its
-metrics pulls its whole model zoo, which fails with current diffusers
-(``../shared/DESIGN.md``), so the formulas are implemented on numpy/scipy.
+metrics pulls its whole model zoo, which fails with current diffusers (mmagic
+1.2), so the formulas are implemented on numpy/scipy.
 
 Alphas are in [0, 1]. Every metric is taken over a *region*: the trimap's
 unknown pixels (value 128; Composition-1k's protocol) or the whole image

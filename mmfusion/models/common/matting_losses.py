@@ -1,8 +1,9 @@
 """Alpha-matting losses (ViTMatte / SEMat family), on (N, 1, H, W) alphas in [0, 1].
 
-The official SEMat code releases inference only (its training loss assembly is
-removed); ``../shared/PAPERS.md`` records the loss terms its config names. Where
-the code is silent these follow ViTMatte, the matting code SEMat builds on:
+The official SEMat code (XiaRho/SEMat) releases inference only: its training
+loss assembly is removed, and only the loss names and weights of its config
+remain. Where the code is silent these follow ViTMatte, the matting code SEMat
+builds on:
 
 - unknown / known L1: summed |pred - gt| over the region divided by the
   region's area (ViTMatte's ``l1_loss * 512^2 / area`` for 512 crops);
