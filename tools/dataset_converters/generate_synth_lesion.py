@@ -44,7 +44,6 @@ Example::
     python tools/dataset_converters/generate_synth_lesion.py --out data/synth_lesion \\
         --num-train 400 --num-val 50 --num-test 100 --size 128 --seed 0
 """
-import argparse
 import json
 import os
 import os.path as osp
@@ -57,6 +56,10 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import distance_transform_edt, gaussian_filter
 from scipy.special import expit
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+from tools.dataset_converters.generated_dataset import (check_existing,  # noqa: E402
+                                                        parse_split_arguments)
 
 # Bump whenever the image model changes, so stale outputs are not reused.
 GENERATOR_VERSION = 1
@@ -279,44 +282,13 @@ attenuation); see the generator's docstring for the full image model.
 """
 
 
-def _check_existing(out: str, params: Dict[str, int]) -> bool:
-    """Return True when ``out`` already holds this exact dataset.
-
-    Exits with an error when ``out`` is non-empty but holds something else.
-    """
-    if not osp.isdir(out) or not os.listdir(out):
-        return False
-    meta_path = osp.join(out, 'meta.json')
-    if not osp.isfile(meta_path):
-        sys.exit(f'error: {out} is not empty and has no meta.json; '
-                 'choose another --out or pass --overwrite')
-    with open(meta_path) as f:
-        existing = json.load(f)
-    if existing != params:
-        sys.exit(f'error: {out} was generated with different parameters\n'
-                 f'  existing:  {json.dumps(existing, sort_keys=True)}\n'
-                 f'  requested: {json.dumps(params, sort_keys=True)}\n'
-                 'pass --overwrite to regenerate it')
-    return True
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--out', default='data/synth_lesion', help='output folder')
-    parser.add_argument('--num-train', type=int, default=400)
-    parser.add_argument('--num-val', type=int, default=50)
-    parser.add_argument('--num-test', type=int, default=100)
-    parser.add_argument('--size', type=int, default=128, help='image side in pixels')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--overwrite', action='store_true',
-                        help='regenerate even if OUT already holds a dataset')
-    args = parser.parse_args()
-    if min(args.num_train, args.num_val, args.num_test) < 0 or args.size < 32:
-        parser.error('counts must be >= 0 and --size >= 32')
+    args = parse_split_arguments(__doc__.split('\n')[0], 'data/synth_lesion',
+                                 dict(train=400, val=50, test=100))
 
     params = dict(version=GENERATOR_VERSION, seed=args.seed, size=args.size,
                   num_train=args.num_train, num_val=args.num_val, num_test=args.num_test)
-    if not args.overwrite and _check_existing(args.out, params):
+    if not args.overwrite and check_existing(args.out, params):
         print(f'{args.out}: already generated with these parameters, nothing to do')
         return
     for name in ('images', 'masks', 'splits'):

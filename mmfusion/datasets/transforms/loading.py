@@ -109,10 +109,9 @@ class LoadMattingAnnotations(BaseTransform):
         if alpha.shape != (h, w):
             raise ValueError(f'alpha {path} is {alpha.shape[1]}x{alpha.shape[0]} (WxH) but its '
                              f'image {img_path} is {w}x{h}')
-        if alpha.dtype != np.uint8:
-            if alpha.min() < 0 or alpha.max() > 255:
-                raise ValueError(f'alpha {path}: values must be in [0, 255] (8-bit), got '
-                                 f'[{alpha.min()}, {alpha.max()}] ({alpha.dtype})')
+        if alpha.dtype != np.uint8 and (alpha.min() < 0 or alpha.max() > 255):
+            raise ValueError(f'alpha {path}: values must be in [0, 255] (8-bit), got '
+                             f'[{alpha.min()}, {alpha.max()}] ({alpha.dtype})')
         if not alpha.any():
             raise ValueError(f'alpha {path} is empty (all zero): no foreground to matte')
         results['gt_alpha'] = alpha.astype(np.float32) / 255.0
