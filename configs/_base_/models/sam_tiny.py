@@ -1,5 +1,5 @@
 # A tiny SAM: segment_anything's ImageEncoderViT / PromptEncoder / MaskDecoder at
-# CPU scale (mmfusion.models.sam.SAM_ARCHS['tiny']: ViT 96-d x 4 blocks, patch 8,
+# CPU scale (mmfusion.models.encoders.vision.SAM_MODEL_ARCHS['tiny']: ViT 96-d x 4 blocks, patch 8,
 # decoder width 64), for 96-pixel inputs: a 12 x 12 token grid, 48 x 48 low-res masks.
 img_size = 96
 model = dict(

@@ -1,10 +1,7 @@
 """Segment Anything: promptable segmentation that trains, fine-tunes and
-generates masks (see ``configs/sam/README.md``)."""
+generates masks (see ``configs/sam/README.md``). Its parts (prompt encoder,
+mask decoder) live in ``models/encoders/vision`` where SEMat shares them."""
 from .automatic_mask_generator import SAMAutomaticMaskGenerator
-from .sam import SAM, SAM_ARCHS
-from .sam_parts import SAMMaskDecoder, SAMPromptEncoder, split_sam_checkpoint
+from .sam import SAM
 
-__all__ = [
-    'SAM', 'SAM_ARCHS', 'SAMAutomaticMaskGenerator', 'SAMMaskDecoder', 'SAMPromptEncoder',
-    'split_sam_checkpoint'
-]
+__all__ = ['SAM', 'SAMAutomaticMaskGenerator']

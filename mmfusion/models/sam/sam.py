@@ -8,28 +8,12 @@ from torch import Tensor
 from torchvision.ops import sigmoid_focal_loss
 
 from mmfusion.models.common import FusionBaseModel
-from mmfusion.models.encoders.vision import SAMImageEncoder
+from mmfusion.models.encoders.vision import SAMImageEncoder, build_sam_parts
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
 from mmfusion.structures.prompt_sampling import corrective_points, evaluation_click
-from mmfusion.utils import load_state_dict_file
 from mmfusion.utils.dependency import require
 from .automatic_mask_generator import SAMAutomaticMaskGenerator
-from .sam_parts import SAMMaskDecoder, SAMPromptEncoder, split_sam_checkpoint
-
-_OFFICIAL_DECODER = dict(embed_dim=256, mlp_dim=2048, num_heads=8, iou_head_hidden_dim=256)
-
-#: Sizes of the whole model. ``vit_b/l/h`` are ``segment_anything.build_sam``'s;
-#: ``tiny`` keeps the architecture at CPU scale (patch 8 so that small images
-#: still give a 12 x 12 token grid, decoder width 64).
-SAM_ARCHS: Dict[str, dict] = {
-    'vit_b': dict(image_encoder='vit_b', **_OFFICIAL_DECODER),
-    'vit_l': dict(image_encoder='vit_l', **_OFFICIAL_DECODER),
-    'vit_h': dict(image_encoder='vit_h', **_OFFICIAL_DECODER),
-    'tiny': dict(image_encoder=dict(embed_dim=96, depth=4, num_heads=3, global_attn_indexes=(1, 3),
-                                    patch_size=8, window_size=6, out_chans=64),
-                 embed_dim=64, mlp_dim=256, num_heads=4, iou_head_hidden_dim=64),
-}
 
 _TRAIN_DEFAULTS = dict(num_points=8, num_mask_only=2, max_objects=None,
                        multimask_for_point=True, focal_weight=20.0, dice_weight=1.0,
@@ -70,7 +54,7 @@ class SAM(FusionBaseModel):
     own ``ImageEncoderViT``, ``PromptEncoder`` and ``MaskDecoder``.
 
     Args:
-        arch: a key of :data:`SAM_ARCHS` (``'vit_b'``, ``'vit_l'``,
+        arch: a key of :data:`SAM_MODEL_ARCHS` (``'vit_b'``, ``'vit_l'``,
             ``'vit_h'``, ``'tiny'``).
         img_size: the image encoder's input side (1024 for the official
             weights). Images are resized so their longer side is
@@ -124,10 +108,7 @@ class SAM(FusionBaseModel):
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        if arch not in SAM_ARCHS:
-            raise ValueError(f'SAM: unknown arch {arch!r}; choose one of {sorted(SAM_ARCHS)}')
         self.arch = arch
-        spec = SAM_ARCHS[arch]
         unknown = set(train_cfg or {}) - set(_TRAIN_DEFAULTS)
         unknown |= set(test_cfg or {}) - set(_TEST_DEFAULTS)
         if unknown:
@@ -138,26 +119,12 @@ class SAM(FusionBaseModel):
         if self.test_cfg['mode'] not in ('prompt', 'auto'):
             raise ValueError(f"SAM: test_cfg.mode must be 'prompt' or 'auto', got "
                              f"{self.test_cfg['mode']!r}")
-        parts = {}
-        if checkpoint is not None:
-            try:
-                parts = split_sam_checkpoint(load_state_dict_file(checkpoint))
-            except KeyError as e:
-                raise KeyError(f'SAM: {checkpoint}: {e.args[0]}') from e
-        self.image_encoder = SAMImageEncoder(
-            arch=spec['image_encoder'], img_size=img_size,
-            checkpoint=parts.get('image_encoder'), **{'frozen': False, **(image_encoder or {})})
-        if self.image_encoder.out_chans != spec['embed_dim']:
-            raise ValueError('SAM: the image encoder neck width must equal the decoder width')
+        self.image_encoder, self.prompt_encoder, self.mask_decoder = build_sam_parts(
+            arch, img_size, checkpoint, owner='SAM',
+            image_encoder={'frozen': False, **(image_encoder or {})},
+            prompt_encoder=prompt_encoder, mask_decoder=mask_decoder)
         self.img_size = img_size
         self.grid = img_size // self.image_encoder.patch_size
-        self.prompt_encoder = SAMPromptEncoder(
-            embed_dim=spec['embed_dim'], image_embedding_size=self.grid, input_image_size=img_size,
-            checkpoint=parts.get('prompt_encoder'), **(prompt_encoder or {}))
-        self.mask_decoder = SAMMaskDecoder(
-            transformer_dim=spec['embed_dim'], mlp_dim=spec['mlp_dim'],
-            num_heads=spec['num_heads'], iou_head_hidden_dim=spec['iou_head_hidden_dim'],
-            checkpoint=parts.get('mask_decoder'), **(mask_decoder or {}))
 
     # -- shared pieces -------------------------------------------------------
     def as_segment_anything(self):

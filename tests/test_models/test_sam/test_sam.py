@@ -9,7 +9,8 @@ from mmengine.structures import InstanceData
 from torch import nn
 
 from mmfusion.models.encoders.feature_cache import FeatureCache
-from mmfusion.models.sam import SAM, SAMAutomaticMaskGenerator, split_sam_checkpoint
+from mmfusion.models.encoders.vision import split_sam_checkpoint
+from mmfusion.models.sam import SAM, SAMAutomaticMaskGenerator
 from mmfusion.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 from mmfusion.structures import FusionDataSample
 from mmfusion.structures.prompt_sampling import build_prompts

@@ -6,10 +6,26 @@ from typing import Dict, Mapping, Optional, Tuple, Union
 from torch import Tensor
 
 from mmfusion.models.encoders.base_encoder import BaseEncoder
-from mmfusion.utils import load_strict, read_weights
+from mmfusion.utils import load_state_dict_file, load_strict, read_weights
 from mmfusion.utils.dependency import require
+from .sam_image import SAMImageEncoder
 
 Checkpoint = Union[str, Mapping[str, Tensor], None]
+
+
+_OFFICIAL_DECODER = dict(embed_dim=256, mlp_dim=2048, num_heads=8, iou_head_hidden_dim=256)
+
+#: Sizes of the whole model. ``vit_b/l/h`` are ``segment_anything.build_sam``'s;
+#: ``tiny`` keeps the architecture at CPU scale (patch 8 so that small images
+#: still give a 12 x 12 token grid, decoder width 64).
+SAM_MODEL_ARCHS: Dict[str, dict] = {
+    'vit_b': dict(image_encoder='vit_b', **_OFFICIAL_DECODER),
+    'vit_l': dict(image_encoder='vit_l', **_OFFICIAL_DECODER),
+    'vit_h': dict(image_encoder='vit_h', **_OFFICIAL_DECODER),
+    'tiny': dict(image_encoder=dict(embed_dim=96, depth=4, num_heads=3, global_attn_indexes=(1, 3),
+                                    patch_size=8, window_size=6, out_chans=64),
+                 embed_dim=64, mlp_dim=256, num_heads=4, iou_head_hidden_dim=64),
+}
 
 
 class SAMPromptEncoder(BaseEncoder):
@@ -136,3 +152,37 @@ def split_sam_checkpoint(state_dict: Mapping[str, Tensor]) -> Dict[str, Dict[str
         raise KeyError(f'not a SAM checkpoint: missing parts {sorted(missing)}, '
                        f'keys of no part {unknown[:5]}')
     return parts
+
+
+def build_sam_parts(arch: str, img_size: int, checkpoint: Optional[str] = None, owner: str = 'SAM',
+                    image_encoder: Optional[dict] = None, prompt_encoder: Optional[dict] = None,
+                    mask_decoder: Optional[dict] = None
+                    ) -> Tuple[SAMImageEncoder, SAMPromptEncoder, SAMMaskDecoder]:
+    """The three parts of a SAM of size ``arch`` (a key of
+    :data:`SAM_MODEL_ARCHS`), each loaded strictly from ``checkpoint`` (an
+    official ``sam_vit_*.pth`` or an mmfusion SAM checkpoint) before its
+    freezing options (``image_encoder``/``prompt_encoder``/``mask_decoder``:
+    :class:`BaseEncoder` keyword arguments) apply. ``owner`` names the model
+    in errors."""
+    if arch not in SAM_MODEL_ARCHS:
+        raise ValueError(f'{owner}: unknown arch {arch!r}; choose one of {sorted(SAM_MODEL_ARCHS)}')
+    spec = SAM_MODEL_ARCHS[arch]
+    parts: Dict[str, Dict[str, Tensor]] = {}
+    if checkpoint is not None:
+        try:
+            parts = split_sam_checkpoint(load_state_dict_file(checkpoint))
+        except KeyError as e:
+            raise KeyError(f'{owner}: {checkpoint}: {e.args[0]}') from e
+    encoder = SAMImageEncoder(arch=spec['image_encoder'], img_size=img_size,
+                              checkpoint=parts.get('image_encoder'), **(image_encoder or {}))
+    if encoder.out_chans != spec['embed_dim']:
+        raise ValueError(f'{owner}: the image encoder neck width must equal the decoder width')
+    prompts = SAMPromptEncoder(
+        embed_dim=spec['embed_dim'], image_embedding_size=img_size // encoder.patch_size,
+        input_image_size=img_size, checkpoint=parts.get('prompt_encoder'),
+        **(prompt_encoder or {}))
+    decoder = SAMMaskDecoder(
+        transformer_dim=spec['embed_dim'], mlp_dim=spec['mlp_dim'], num_heads=spec['num_heads'],
+        iou_head_hidden_dim=spec['iou_head_hidden_dim'], checkpoint=parts.get('mask_decoder'),
+        **(mask_decoder or {}))
+    return encoder, prompts, decoder
