@@ -10,6 +10,7 @@ from .frozenseg import *  # noqa: F401,F403
 from .gms import *  # noqa: F401,F403
 from .mmmamba import *  # noqa: F401,F403
 from .sam import *  # noqa: F401,F403
+from .semat import *  # noqa: F401,F403
 from .xdecoder import *  # noqa: F401,F403
 from .zipper import *  # noqa: F401,F403
 from .wrappers import FusionFSDP, frozen_submodules  # noqa: F401

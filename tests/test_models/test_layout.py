@@ -12,7 +12,7 @@ from mmfusion.models.common import CausalLMStack, FusionBaseModel
 from tests.conftest import REPO
 
 MODELS_DIR = osp.join(REPO, 'mmfusion', 'models')
-FAMILIES = ('clip', 'frozenseg', 'gms', 'mmmamba', 'sam', 'xdecoder', 'zipper')
+FAMILIES = ('clip', 'frozenseg', 'gms', 'mmmamba', 'sam', 'semat', 'xdecoder', 'zipper')
 SHARED = ('common', 'layers', 'encoders', 'tokenizers', 'data_preprocessors')
 
 

@@ -4,10 +4,10 @@ from .loading_masks import (LoadPanopticAnnotations, LoadReferringMask,
                             SampleReferringExpression)
 from .loading_audio import LoadAudioFromFile
 from .loading_points import LoadPointsFromFile
-from .processing import CropToBox
+from .processing import CropToBox, MattingRandomFlip
 from .promptable import GeneratePrompts, LoadPromptableAnnotations
 
 __all__ = ['LoadImageFromFile', 'LoadBinaryMask', 'LoadAudioFromFile', 'LoadPointsFromFile',
            'PackFusionInputs', 'CropToBox', 'LoadPanopticAnnotations', 'LoadReferringMask',
            'SampleReferringExpression', 'LoadPromptableAnnotations', 'GeneratePrompts',
-           'LoadMattingAnnotations']
+           'LoadMattingAnnotations', 'MattingRandomFlip']

@@ -50,3 +50,35 @@ class CropToBox(BaseTransform):
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}(margin={self.margin}, square={self.square})'
+
+
+@TRANSFORMS.register_module()
+class MattingRandomFlip(BaseTransform):
+    """Flip a matting sample left-right with probability ``prob``: the image,
+    ``gt_alpha``, ``gt_trimap`` (and ``fg``/``bg`` when loaded) and the box
+    prompt ``alpha_box``. mmcv's ``RandomFlip`` knows none of the matting
+    keys, so it would leave the alpha unflipped under a flipped image.
+    """
+
+    def __init__(self, prob: float = 0.5) -> None:
+        if not 0 <= prob <= 1:
+            raise ValueError(f'MattingRandomFlip: prob must be in [0, 1], got {prob}')
+        self.prob = prob
+
+    def transform(self, results: dict) -> dict:
+        flip = bool(np.random.rand() < self.prob)
+        results['flip'] = flip
+        results['flip_direction'] = 'horizontal' if flip else None
+        if not flip:
+            return results
+        for key in ('img', 'gt_alpha', 'gt_trimap', 'fg', 'bg'):
+            if key in results:
+                results[key] = np.ascontiguousarray(results[key][:, ::-1])
+        if 'alpha_box' in results:
+            w = results['img'].shape[1]
+            x1, y1, x2, y2 = results['alpha_box']
+            results['alpha_box'] = np.array([w - x2, y1, w - x1, y2], np.float32)
+        return results
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(prob={self.prob})'
