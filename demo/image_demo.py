@@ -50,31 +50,13 @@ from mmengine.config import DictAction
 from mmengine.dataset import pseudo_collate
 from mmengine.utils import mkdir_or_exist
 
-from mmfusion.apis import XDecoderInferencer, inference_model, init_model
+from mmfusion.apis import XDecoderInferencer, inference_model, init_model, load_image
 from mmfusion.apis.inference import build_test_pipeline, prepare_inputs
 from mmfusion.models.sam import SAM
 from mmfusion.models.xdecoder import SEG_TASKS, TASKS
 from mmfusion.registry import VISUALIZERS
 from mmfusion.structures.prompt_sampling import build_prompts
 from mmfusion.utils import register_all_modules
-
-
-def load_image(spec: str) -> Union[str, np.ndarray]:
-    """A file path as is, or ``skimage:NAME`` as a BGR uint8 array."""
-    if not spec.startswith('skimage:'):
-        return spec
-    from skimage import data
-    name = spec.split(':', 1)[1]
-    loader = getattr(data, name, None)
-    if not callable(loader) or name.startswith('_'):
-        raise ValueError(f'skimage.data has no image {name!r}; e.g. skimage:astronaut, '
-                         'skimage:coffee, skimage:chelsea')
-    img = np.asarray(loader())
-    if img.dtype != np.uint8 or img.ndim not in (2, 3):
-        raise ValueError(f'skimage.data.{name}() is not an 8-bit image')
-    if img.ndim == 2:
-        return mmcv.gray2bgr(img)
-    return np.ascontiguousarray(img[..., 2::-1])  # RGB(A) -> BGR
 
 
 def parse_texts(task: str, values: Optional[List[str]]) -> Union[None, str, List[str]]:

@@ -1,6 +1,6 @@
-from .inference import (build_test_pipeline, inference_model, init_model, load_weights,
-                        prepare_inputs)
+from .inference import (build_test_pipeline, inference_model, init_model, load_image,
+                        load_weights, prepare_inputs)
 from .xdecoder_inferencer import XDecoderInferencer
 
-__all__ = ['init_model', 'inference_model', 'load_weights', 'build_test_pipeline',
+__all__ = ['init_model', 'inference_model', 'load_image', 'load_weights', 'build_test_pipeline',
            'prepare_inputs', 'XDecoderInferencer']

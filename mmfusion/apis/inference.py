@@ -18,7 +18,8 @@ ImageType = Union[str, np.ndarray]
 # Transforms that read annotations (or draw prompts from them); inference on a
 # bare image has none.
 ANNOTATION_LOADERS = ('LoadBinaryMask', 'LoadAnnotations', 'LoadPanopticAnnotations',
-                      'LoadReferringMask', 'LoadPromptableAnnotations', 'GeneratePrompts')
+                      'LoadReferringMask', 'LoadPromptableAnnotations', 'GeneratePrompts',
+                      'LoadMattingAnnotations')
 # Used for a model built without a config: read the image, pack it.
 DEFAULT_PIPELINE = [dict(type='LoadImageFromFile'), dict(type='PackFusionInputs')]
 
@@ -54,6 +55,25 @@ def load_weights(model: BaseModel, checkpoint: Optional[str]) -> None:
         return
     ckpt = load_checkpoint(model, checkpoint, map_location='cpu')
     model.dataset_meta = ckpt.get('meta', {}).get('dataset_meta', {}) or {}
+
+
+def load_image(spec: str) -> Union[str, np.ndarray]:
+    """A file path as is, or ``skimage:NAME`` (an image bundled with
+    scikit-image) as a BGR uint8 array."""
+    if not spec.startswith('skimage:'):
+        return spec
+    from skimage import data
+    name = spec.split(':', 1)[1]
+    loader = getattr(data, name, None)
+    if not callable(loader) or name.startswith('_'):
+        raise ValueError(f'skimage.data has no image {name!r}; e.g. skimage:astronaut, '
+                         'skimage:coffee, skimage:chelsea')
+    img = np.asarray(loader())
+    if img.dtype != np.uint8 or img.ndim not in (2, 3):
+        raise ValueError(f'skimage.data.{name}() is not an 8-bit image')
+    if img.ndim == 2:
+        return np.ascontiguousarray(np.repeat(img[..., None], 3, axis=2))
+    return np.ascontiguousarray(img[..., 2::-1])  # RGB(A) -> BGR
 
 
 def build_test_pipeline(cfg: Optional[Config]) -> Compose:
