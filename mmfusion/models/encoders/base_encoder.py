@@ -124,6 +124,11 @@ class BaseEncoder(BaseModule):
         if mode and self.frozen:
             for name in getattr(self, '_trainable_names', []):
                 self.get_submodule(name).train(True)
+            # LoRA's own dropout is part of what trains (peft's ``lora_dropout``);
+            # the frozen base layers around it stay in eval mode.
+            for name, module in self.named_modules():
+                if name.endswith('lora_dropout'):
+                    module.train(True)
         return self
 
     # -- low dtype ---------------------------------------------------------

@@ -183,9 +183,8 @@ class SEMat(FusionBaseModel):
                                '(LoadMattingAnnotations sets it from the alpha)')
             box = torch.as_tensor(sample.metainfo['alpha_box'], dtype=torch.float32).flatten()
             ori_h, ori_w = sample.metainfo.get('ori_shape', sample.metainfo['img_shape'])[:2]
-            x1, y1, x2, y2 = box.tolist()
-            if len(box) != 4 or x1 < 0 or y1 < 0 or x2 > ori_w or y2 > ori_h or x2 <= x1 \
-                    or y2 <= y1:
+            x1, y1, x2, y2 = box.tolist() if len(box) == 4 else (0, 0, 0, 0)
+            if x1 < 0 or y1 < 0 or x2 > ori_w or y2 > ori_h or x2 <= x1 or y2 <= y1:
                 raise ValueError(f'{name}: box prompt {box.tolist()} is empty or outside the '
                                  f'{ori_w}x{ori_h} image (x1 y1 x2 y2, pixels)')
             sx, sy = sample.metainfo.get('scale_factor', (1.0, 1.0))[:2]

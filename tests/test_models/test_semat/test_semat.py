@@ -250,3 +250,13 @@ def test_official_lora_is_rank_16_on_qkv_and_proj(sam_file):
     assert len(lora_a) == 2 * depth + 1
     assert math.isclose(next(m for m in model.modules() if hasattr(m, 'scaling')).scaling['default'],
                         1.0)
+
+
+def test_train_mode_runs_lora_dropout_and_keeps_the_frozen_layers_in_eval(sam_file):
+    model = make_semat(sam_file).train()
+    dropouts = [m for n, m in model.image_encoder.named_modules() if n.endswith('lora_dropout')]
+    assert dropouts and all(m.training for m in dropouts)
+    assert not model.image_encoder.image_encoder.blocks[0].norm1.training
+    assert not model.frozen_mask_decoder.training and model.matte_decoder.training
+    model.eval()
+    assert not any(m.training for m in dropouts)
