@@ -1,5 +1,6 @@
 from .formatting import PackFusionInputs
-from .loading import LoadBinaryMask, LoadImageFromFile, LoadMattingAnnotations
+from .loading import (LoadBinaryMask, LoadImageFromFile, LoadMattingAnnotations,
+                      LoadMattingPanels)
 from .loading_masks import (LoadPanopticAnnotations, LoadReferringMask,
                             SampleReferringExpression)
 from .loading_audio import LoadAudioFromFile
@@ -10,4 +11,4 @@ from .promptable import GeneratePrompts, LoadPromptableAnnotations
 __all__ = ['LoadImageFromFile', 'LoadBinaryMask', 'LoadAudioFromFile', 'LoadPointsFromFile',
            'PackFusionInputs', 'CropToBox', 'LoadPanopticAnnotations', 'LoadReferringMask',
            'SampleReferringExpression', 'LoadPromptableAnnotations', 'GeneratePrompts',
-           'LoadMattingAnnotations', 'MattingRandomFlip']
+           'LoadMattingAnnotations', 'LoadMattingPanels', 'MattingRandomFlip']

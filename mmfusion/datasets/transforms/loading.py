@@ -79,6 +79,17 @@ def _read_gray(path: str, what: str, backend_args: Optional[dict]) -> np.ndarray
     return arr[..., 0] if arr.ndim == 3 else arr
 
 
+def _set_alpha(results: dict, alpha: np.ndarray, path: str) -> None:
+    """``gt_alpha`` (float32 in [0, 1]) and ``alpha_box`` (x1 y1 x2 y2, the box
+    around the non-zero alpha) from an 8-bit alpha read from ``path``."""
+    if not alpha.any():
+        raise ValueError(f'alpha {path} is empty (all zero): no foreground to matte')
+    results['gt_alpha'] = alpha.astype(np.float32) / 255.0
+    ys, xs = np.nonzero(alpha)
+    results['alpha_box'] = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1],
+                                    np.float32)
+
+
 @TRANSFORMS.register_module()
 class LoadMattingAnnotations(BaseTransform):
     """Load an alpha matte (and a trimap) for ``MattingDataset`` samples.
@@ -112,12 +123,7 @@ class LoadMattingAnnotations(BaseTransform):
         if alpha.dtype != np.uint8 and (alpha.min() < 0 or alpha.max() > 255):
             raise ValueError(f'alpha {path}: values must be in [0, 255] (8-bit), got '
                              f'[{alpha.min()}, {alpha.max()}] ({alpha.dtype})')
-        if not alpha.any():
-            raise ValueError(f'alpha {path} is empty (all zero): no foreground to matte')
-        results['gt_alpha'] = alpha.astype(np.float32) / 255.0
-        ys, xs = np.nonzero(alpha)
-        results['alpha_box'] = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1],
-                                        np.float32)
+        _set_alpha(results, alpha, path)
         if results.get('trimap_path'):
             tpath = results['trimap_path']
             trimap = _read_gray(tpath, 'trimap', self.backend_args)
@@ -129,6 +135,73 @@ class LoadMattingAnnotations(BaseTransform):
                 raise ValueError(f'trimap {tpath}: values must be 0 / 128 / 255, found '
                                  f'{bad[:5].tolist()}')
             results['gt_trimap'] = trimap.astype(np.uint8)
+        return results
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(backend_args={self.backend_args})'
+
+
+@TRANSFORMS.register_module()
+class LoadMattingPanels(BaseTransform):
+    """Cut a side-by-side panel PNG (COCO-Matting) into the matting annotations.
+
+    Reads ``results['panel_path']``, an 8-bit image made of
+    ``len(results['panels'])`` equally wide panels concatenated along the
+    width, named left to right by ``results['panels']`` (see
+    :class:`~mmfusion.datasets.COCOMattingDataset`): ``'img'``, ``'trimap'``,
+    ``'alpha'``; other names (the coarse masks of the authors' internal
+    files) are skipped. Like the official reader, the file is decoded as 3
+    channels (BGR) and the trimap and alpha panels use their first channel.
+
+    Adds ``gt_alpha`` ((H, W) float32 in [0, 1]), ``alpha_box`` (as
+    :class:`LoadMattingAnnotations`) and ``gt_trimap`` ((H, W) uint8 0 / 128
+    / 255, quantised with the official thresholds: < 85 background, >= 170
+    foreground, unknown between). With an ``'img'`` panel it also sets
+    ``img``, ``img_shape`` and ``ori_shape``; without one the image must
+    already be loaded (``LoadImageFromFile`` before this transform) and have
+    the panels' size.
+
+    Raises:
+        ValueError: naming the file, for a panel file that cannot be decoded,
+            whose width is not a multiple of the panel count, whose panels
+            differ in size from the loaded image, or whose alpha is empty.
+        KeyError: without an ``'img'`` panel when no image is loaded.
+    """
+
+    def __init__(self, backend_args: Optional[dict] = None) -> None:
+        self.backend_args = backend_args
+
+    def transform(self, results: dict) -> dict:
+        path = results['panel_path']
+        names = tuple(results['panels'])
+        try:
+            combined = mmcv.imfrombytes(fileio.get(path, backend_args=self.backend_args),
+                                        flag='color', backend='cv2')
+        except Exception as e:
+            raise ValueError(f'cannot read panel file {path}: {e}') from e
+        if combined is None:
+            raise ValueError(f'cannot decode panel file {path}: not a valid image')
+        h, w = combined.shape[:2]
+        if w % len(names):
+            raise ValueError(f'panel file {path} is {w} pixels wide, not a multiple of its '
+                             f'{len(names)} panels {list(names)}')
+        pw = w // len(names)
+        panel = {name: combined[:, i * pw:(i + 1) * pw] for i, name in enumerate(names)}
+        if 'img' in panel:
+            results['img'] = np.ascontiguousarray(panel['img'])
+            results['img_shape'] = results['ori_shape'] = (h, pw)
+        elif 'img' not in results:
+            raise KeyError(f'panel file {path} has no image panel ({list(names)}): put '
+                           'LoadImageFromFile before LoadMattingPanels')
+        else:
+            ih, iw = results['img'].shape[:2]
+            if (ih, iw) != (h, pw):
+                raise ValueError(f'panels of {path} are {pw}x{h} (WxH) each but its image '
+                                 f'{results.get("img_path")} is {iw}x{ih}')
+        _set_alpha(results, np.ascontiguousarray(panel['alpha'][..., 0]), path)
+        trimap = panel['trimap'][..., 0]
+        results['gt_trimap'] = np.where(trimap < 85, 0,
+                                        np.where(trimap >= 170, 255, 128)).astype(np.uint8)
         return results
 
     def __repr__(self) -> str:
