@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install data synthshapes synthshapes-32k synthmatte voc_mattes clip clip-convnext xdecoder speech zipper mmmamba sam frozenseg demo test clean-demo
+.PHONY: install data synthshapes synthshapes-32k synthmatte voc_mattes clip clip-convnext xdecoder speech zipper mmmamba sam frozenseg semat demo test clean-demo
 
 install:
 	bash tools/install.sh
@@ -149,6 +149,29 @@ frozenseg:
 	  $(PY) tools/test.py $(FZS_EVAL)/$$eval.py work_dirs/$(FZS)/epoch_5.pth \
 	    --work-dir work_dirs/$(FZS)/eval_$$eval || exit 1; \
 	done
+
+# SEMat: tiny SEMat on SynthMatte from the tiny SAM; its test-split table against the
+# SAM-mask and closed-form baselines; the same on the real VOC photo's mattes; the
+# ablations (half schedule); the matting demo on the VOC photo (configs/semat/README.md).
+SEMAT := semat_sam-tiny_1xb8-1200it_synthmatte
+SEMAT_CKPT := work_dirs/$(SEMAT)/iter_1200.pth
+semat: install
+	test -f data/synthmatte/meta.json || $(MAKE) synthmatte
+	test -f data/voc_mattes/mattes.json || $(MAKE) voc_mattes
+	test -f $(SAM_CKPT) || $(MAKE) sam
+	$(PY) tools/train.py configs/semat/$(SEMAT).py
+	$(PY) tools/analysis_tools/matting_baselines.py configs/semat/$(SEMAT).py $(SEMAT_CKPT) \
+	  --out work_dirs/$(SEMAT)/baselines_synthmatte_test.json
+	$(PY) tools/analysis_tools/matting_baselines.py configs/semat/real_photo_eval/voc_mattes.py \
+	  $(SEMAT_CKPT) --out work_dirs/$(SEMAT)/baselines_voc_mattes.json
+	for v in full no-lora no-trimap-loss no-reg-loss; do \
+	  name=semat_sam-tiny_1xb8-600it_synthmatte_$$v; \
+	  $(PY) tools/train.py configs/semat/ablations/$$name.py || exit 1; \
+	  $(PY) tools/test.py configs/semat/ablations/$$name.py work_dirs/$$name/iter_600.pth \
+	    --work-dir work_dirs/$$name/test || exit 1; \
+	done
+	$(PY) demo/matting_demo.py data/voc_photo/images/voc_2011_000003.png --box 179 66 316 231 \
+	  --background skimage:coffee --out-dir outputs/semat_demo
 
 demo: data
 	bash tools/gms_demo.sh

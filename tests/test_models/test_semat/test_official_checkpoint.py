@@ -6,12 +6,15 @@ import os.path as osp
 
 import pytest
 import torch
+from mmengine.config import Config
 
 from mmfusion.models.semat import SEMat
+from mmfusion.registry import MODELS
 from mmfusion.models.semat.official import convert_official_semat
 from tests.conftest import REPO
 
 KEYS = osp.join(REPO, 'tests', 'data', 'semat_official_keys.json')
+PAPER = osp.join(REPO, 'configs', 'semat', 'semat_sam-vit-l_8xb2-60k_coco-matting.py')
 BIG = 2**18  # tensors with more elements are left uninitialised (only shapes matter)
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -34,14 +37,36 @@ def official_state_dict(big=torch.empty) -> dict:
 
 @pytest.fixture(scope='module')
 def paper_model():
-    """The paper-scale SEMat (SAM ViT-L, 1024 input, official LoRA, SyncBN
-    matte decoder) without SAM weights."""
+    """The paper-scale config's SEMat (SAM ViT-L, 1024 input, official LoRA,
+    SyncBN matte decoder) at its real size, without the SAM weight file."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return SEMat(arch='vit_l', img_size=1024)
+        cfg = Config.fromfile(PAPER).model
+        cfg.sam_checkpoint = None
+        return MODELS.build(cfg)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_paper_config_is_the_official_model(paper_model):
+    assert isinstance(paper_model, SEMat) and paper_model.img_size == 1024
+    assert paper_model.image_encoder.embed_dim == 1024
+    assert paper_model.image_encoder.global_attn_indexes == [5, 11, 17, 23]
+    trainable = {}
+    for name, p in paper_model.named_parameters():
+        if p.requires_grad:
+            part = 'lora' if 'lora_' in name else name.split('.')[0]
+            trainable[part] = trainable.get(part, 0) + p.numel()
+    assert set(trainable) == {'lora', 'condition_layer', 'matting_tokens', 'matte_decoder'}
+    # rank 16 on qkv (1024 -> 3072) and attn.proj (1024 -> 1024) of 24 blocks, and
+    # on the 16x16 patch-embedding conv (3 -> 1024)
+    assert trainable['lora'] == 24 * 16 * (1024 + 3072 + 1024 + 1024) + 16 * (3 * 256 + 1024)
+    decoder = paper_model.matte_decoder
+    assert [b.res_layer.out_channels for b in decoder.down_blks] == [32, 64, 128, 256]
+    assert isinstance(decoder.down_blks[0].basic_layer[0][1], torch.nn.SyncBatchNorm)
+    cfg = Config.fromfile(PAPER)
+    assert cfg.optim_wrapper.optimizer.lr == 5e-5 and cfg.train_cfg.max_iters == 60000
 
 
 @pytest.fixture(scope='module')
