@@ -2,11 +2,17 @@
 (``tools/model_converters/*``): ordered rename rules, optional per-tensor
 transforms (transposes, splits, slices), drops, and a report of what happened
 to every key."""
+import argparse
+import io
+import os.path as osp
 import re
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+import torch
 from torch import Tensor
+
+from mmfusion.utils.checkpoint import AtomicLocalBackend, safe_torch_load
 
 Transform = Callable[[Tensor], Tensor]
 
@@ -92,3 +98,21 @@ def convert_keys(state_dict: Dict[str, Tensor], rules: Sequence[Rule],
         raise KeyError(f'{source}: {len(unknown)} keys match no conversion rule (is it the '
                        f'expected checkpoint?), e.g. {unknown[:5]}')
     return out, report
+
+
+def converter_main(convert: Callable[[dict], Tuple[Dict[str, Tensor], ConversionReport]],
+                   description: str, argv: Optional[Sequence[str]] = None) -> None:
+    """The command line every ``tools/model_converters/*`` script shares:
+    ``SRC DST``; reads SRC safely, converts, prints the report and writes an
+    mmengine checkpoint (``state_dict`` + ``meta.converted_from``) atomically,
+    so a failure leaves no half-written DST."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('src', help='official checkpoint (.pth)')
+    parser.add_argument('dst', help='mmfusion checkpoint to write')
+    args = parser.parse_args(argv)
+    state, report = convert(safe_torch_load(args.src))
+    print(report.summary())
+    buffer = io.BytesIO()
+    torch.save(dict(state_dict=state, meta=dict(converted_from=osp.basename(args.src))), buffer)
+    AtomicLocalBackend().put(buffer.getvalue(), args.dst)
+    print(f'wrote {len(state)} tensors to {args.dst}')

@@ -1,6 +1,6 @@
-# SEMat ablation (configs/semat/README.md): the tiny recipe at half its schedule.
+# SEMat ablations (configs/semat/README.md): the tiny recipe at half its schedule; the
+# full model, the row the ablations (which inherit this file) compare with.
 _base_ = ['../semat_sam-tiny_1xb8-1200it_synthmatte.py']
-# the full model at the ablations' schedule (the row the others compare with)
 max_iters = 600
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=60),

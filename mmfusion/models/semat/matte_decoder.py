@@ -23,11 +23,23 @@ def _norm(kind: str, channels: int) -> nn.Module:
     return _NORMS[kind](channels)
 
 
-def _conv_pair(first: nn.Module, out_ch: int, kernel_size: int, norm: str) -> nn.Sequential:
-    """first conv -> norm -> GELU -> conv -> norm (one basic layer)."""
-    return nn.Sequential(first, _norm(norm, out_ch), nn.GELU(),
-                         nn.Conv2d(out_ch, out_ch, kernel_size, 1, kernel_size // 2),
-                         _norm(norm, out_ch))
+def _basic_layers(firsts: List[nn.Module], out_ch: int, kernel_size: int,
+                  norm: str) -> nn.ModuleList:
+    """One basic layer per first conv (first conv -> norm -> GELU -> conv ->
+    norm), a GELU between consecutive layers: the official block layout."""
+    layers: List[nn.Module] = []
+    for i, first in enumerate(firsts):
+        if i:
+            layers.append(nn.GELU())
+        layers.append(nn.Sequential(first, _norm(norm, out_ch), nn.GELU(),
+                                    nn.Conv2d(out_ch, out_ch, kernel_size, 1, kernel_size // 2),
+                                    _norm(norm, out_ch)))
+    return nn.ModuleList(layers)
+
+
+def _same_convs(channels: int, kernel_size: int, count: int) -> List[nn.Module]:
+    return [nn.Conv2d(channels, channels, kernel_size, 1, kernel_size // 2)
+            for _ in range(count)]
 
 
 class DownBlock(nn.Module):
@@ -37,14 +49,9 @@ class DownBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, block_num: int, kernel_size: int,
                  norm: str) -> None:
         super().__init__()
-        layers: List[nn.Module] = []
-        for i in range(block_num):
-            if i:
-                layers.append(nn.GELU())
-            first = nn.Conv2d(in_ch if i == 0 else out_ch, out_ch, kernel_size, 2 if i == 0 else 1,
-                              kernel_size // 2)
-            layers.append(_conv_pair(first, out_ch, kernel_size, norm))
-        self.basic_layer = nn.ModuleList(layers)
+        firsts = [nn.Conv2d(in_ch, out_ch, kernel_size, 2, kernel_size // 2)]
+        self.basic_layer = _basic_layers(
+            firsts + _same_convs(out_ch, kernel_size, block_num - 1), out_ch, kernel_size, norm)
         self.res_layer = nn.Conv2d(in_ch, out_ch, kernel_size, 2, kernel_size // 2)
         self.act = nn.GELU()
 
@@ -63,14 +70,9 @@ class UpBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, block_num: int, kernel_size: int,
                  norm: str) -> None:
         super().__init__()
-        layers: List[nn.Module] = []
-        for i in range(block_num):
-            if i:
-                layers.append(nn.GELU())
-            first = nn.ConvTranspose2d(in_ch, out_ch, 2, 2) if i == 0 else \
-                nn.Conv2d(out_ch, out_ch, kernel_size, 1, kernel_size // 2)
-            layers.append(_conv_pair(first, out_ch, kernel_size, norm))
-        self.basic_layer = nn.ModuleList(layers)
+        firsts = [nn.ConvTranspose2d(in_ch, out_ch, 2, 2)]
+        self.basic_layer = _basic_layers(
+            firsts + _same_convs(out_ch, kernel_size, block_num - 1), out_ch, kernel_size, norm)
         self.res_layer = nn.Conv2d(in_ch, out_ch, kernel_size, 1, kernel_size // 2)
         self.act = nn.GELU()
 
