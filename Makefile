@@ -164,7 +164,7 @@ semat: install
 	  --out work_dirs/$(SEMAT)/baselines_synthmatte_test.json
 	$(PY) tools/analysis_tools/matting_baselines.py configs/semat/real_photo_eval/voc_mattes.py \
 	  $(SEMAT_CKPT) --out work_dirs/$(SEMAT)/baselines_voc_mattes.json
-	for v in full no-lora no-trimap-loss no-reg-loss; do \
+	for v in full no-lora no-trimap-loss no-reg-loss official-lr; do \
 	  name=semat_sam-tiny_1xb8-600it_synthmatte_$$v; \
 	  $(PY) tools/train.py configs/semat/ablations/$$name.py || exit 1; \
 	  $(PY) tools/test.py configs/semat/ablations/$$name.py work_dirs/$$name/iter_600.pth \

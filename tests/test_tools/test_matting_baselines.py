@@ -41,3 +41,10 @@ def test_closed_form_recovers_a_soft_edge():
     # no unknown pixel: the trimap is the alpha
     hard = np.where(alpha > 0.5, 255, 0).astype(np.uint8)
     np.testing.assert_array_equal(baselines.closed_form(image, hard), hard / 255.0)
+
+
+def test_closed_form_without_a_seed_returns_none():
+    image = np.zeros((8, 8, 3), np.uint8)
+    trimap = np.full((8, 8), 128, np.uint8)
+    trimap[:, :2] = 0  # background seeds only
+    assert baselines.closed_form(image, trimap) is None

@@ -13,6 +13,10 @@ with the model of CONFIG + CHECKPOINT:
 * ``GT trimap -> closed-form``: closed-form matting with the ground-truth
   trimap, a reference row (it is given what the others must infer).
 
+Closed-form matting needs foreground and background seeds; where a trimap has
+none of one (a SAM mask thinner than the band, or empty), the row uses the hard
+mask for that image and counts it under ``fallbacks``.
+
 Errors are the matting community's (``MattingMetric``, whole image, the
 prediction rounded to 8 bits). Prints a Markdown table and writes JSON.
 
@@ -57,11 +61,15 @@ def mask_to_trimap(mask: np.ndarray, min_width: int = 2, width_div: float = 10.0
     return trimap
 
 
-def closed_form(image_rgb: np.ndarray, trimap: np.ndarray) -> np.ndarray:
+def closed_form(image_rgb: np.ndarray, trimap: np.ndarray) -> Optional[np.ndarray]:
     """Closed-form matting of an (H, W, 3) uint8 RGB image with a 0/128/255
-    trimap; a trimap without unknown pixels is returned as the alpha."""
+    trimap; a trimap without unknown pixels is returned as the alpha, and
+    None when it has no foreground or no background pixel (closed-form
+    matting needs both: e.g. a SAM mask thinner than the band)."""
     if not (trimap == 128).any():
         return (trimap == 255).astype(np.float64)
+    if not (trimap == 255).any() or not (trimap == 0).any():
+        return None
     pymatting = require('pymatting', 'closed-form matting baseline', 'pymatting')
     alpha = pymatting.estimate_alpha_cf(image_rgb.astype(np.float64) / 255.0,
                                         trimap.astype(np.float64) / 255.0)
@@ -79,6 +87,7 @@ def run(config: str, checkpoint: str, min_width: int = 2, width_div: float = 10.
     options = {k: v for k, v in evaluator.items() if k != 'type'}
     metrics = {row: MattingMetric(**options) for row in ROWS}
     seconds = {row: 0.0 for row in ROWS}
+    fallbacks = {row: 0 for row in ROWS}
     done = 0
     for batch in loader:
         outputs: Dict[str, List] = {}
@@ -92,12 +101,15 @@ def run(config: str, checkpoint: str, min_width: int = 2, width_div: float = 10.
             image = cv2.cvtColor(cv2.imread(semat.img_path), cv2.COLOR_BGR2RGB)
             mask = sam.pred_alpha.data[0].numpy() > 0.5
             gt_trimap = sam.gt_trimap.data[0].numpy().astype(np.uint8)
-            for row, trimap in (('SAM mask -> trimap -> closed-form',
-                                 mask_to_trimap(mask, min_width, width_div)),
-                                (ROWS[3], gt_trimap)):
+            for row, trimap, fallback in (
+                    ('SAM mask -> trimap -> closed-form', mask_to_trimap(mask, min_width, width_div),
+                     mask), (ROWS[3], gt_trimap, gt_trimap == 255)):
                 start = time.perf_counter()
                 alpha = closed_form(image, trimap)
                 seconds[row] += time.perf_counter() - start
+                if alpha is None:  # no foreground or background seed: the hard mask
+                    fallbacks[row] += 1
+                    alpha = fallback.astype(np.float64)
                 metrics[row].process({}, [dict(pred_alpha=dict(data=alpha[None]),
                                                gt_alpha=sam.gt_alpha.to_dict(),
                                                gt_trimap=sam.gt_trimap.to_dict(),
@@ -112,16 +124,18 @@ def run(config: str, checkpoint: str, min_width: int = 2, width_div: float = 10.
     for row in ROWS:
         table[row] = metrics[row].compute_metrics(metrics[row].results)
         table[row]['seconds_per_image'] = seconds[row] / max(done, 1)
+        table[row]['fallbacks'] = fallbacks[row]
     return table
 
 
 def to_markdown(table: Dict[str, Dict[str, float]]) -> str:
-    keys = [k for k in next(iter(table.values())) if k != 'seconds_per_image']
-    lines = ['| method | ' + ' | '.join(k.upper() for k in keys) + ' | s / image |',
-             '|---|' + '---|' * (len(keys) + 1)]
+    keys = [k for k in next(iter(table.values()))
+            if k not in ('seconds_per_image', 'fallbacks')]
+    lines = ['| method | ' + ' | '.join(k.upper() for k in keys) + ' | s / image | fallbacks |',
+             '|---|' + '---|' * (len(keys) + 2)]
     for row, values in table.items():
         lines.append(f'| {row} | ' + ' | '.join(f'{values[k]:.3f}' for k in keys)
-                     + f' | {values["seconds_per_image"]:.3f} |')
+                     + f' | {values["seconds_per_image"]:.3f} | {values["fallbacks"]} |')
     return '\n'.join(lines)
 
 
