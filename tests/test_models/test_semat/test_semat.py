@@ -2,7 +2,6 @@
 segment_anything's decoder, the losses as assembled, the box checks."""
 import copy
 import math
-from functools import partial
 
 import pytest
 import torch
@@ -248,8 +247,8 @@ def test_official_lora_is_rank_16_on_qkv_and_proj(sam_file):
     depth = len(model.image_encoder.image_encoder.blocks)
     # qkv and attn.proj per block, and the patch-embedding conv peft matches by name
     assert len(lora_a) == 2 * depth + 1
-    assert math.isclose(next(m for m in model.modules() if hasattr(m, 'scaling')).scaling['default'],
-                        1.0)
+    lora_layer = next(m for m in model.modules() if hasattr(m, 'scaling'))
+    assert math.isclose(lora_layer.scaling['default'], 1.0)  # alpha / r = 16 / 16
 
 
 def test_train_mode_runs_lora_dropout_and_keeps_the_frozen_layers_in_eval(sam_file):
