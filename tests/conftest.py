@@ -27,7 +27,7 @@ def _drop_missing_weights(cfg):
     init (and no ``prefix``, which selects keys of the missing file)."""
     if isinstance(cfg, dict):
         for key, value in cfg.items():
-            if key in ('checkpoint', 'pretrained') and isinstance(value, str) \
+            if key in ('checkpoint', 'pretrained', 'sam_checkpoint') and isinstance(value, str) \
                     and not osp.exists(value):
                 cfg[key] = None
                 if 'prefix' in cfg:
@@ -42,7 +42,8 @@ def _drop_missing_weights(cfg):
 def build_shrunk_model(cfg: Config, fitted_units: str) -> torch.nn.Module:
     """The config's model, shrunk where the config allows (checkpoints are
     produced by other runs): the tiny VAE and mapping net, the fitted test
-    speech units, random init instead of missing weight files."""
+    speech units, SEMat on the tiny SAM, random init instead of missing weight
+    files."""
     model_cfg = cfg.model
     if 'vae' in model_cfg:
         model_cfg.vae.update(pretrained=None, config=TINY_VAE)
@@ -50,6 +51,9 @@ def build_shrunk_model(cfg: Config, fitted_units: str) -> torch.nn.Module:
         model_cfg.mapping_net.update(TINY_MAPPING)
     if (model_cfg.get('unit_tokenizer') or {}).get('checkpoint'):
         model_cfg.unit_tokenizer.checkpoint = fitted_units
+    if model_cfg.get('type') == 'SEMat' and model_cfg.get('arch') != 'tiny':
+        # the SAM ViT-L SEMat at real size is built in test_semat/test_official_checkpoint
+        model_cfg.update(arch='tiny', img_size=96)
     _drop_missing_weights(model_cfg)
     return MODELS.build(model_cfg)
 

@@ -344,6 +344,12 @@ class SEMat(FusionBaseModel):
 
     def _forward(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None
                  ) -> Tensor:
-        """The alpha mattes (B, 1, H, W) at the input resolution."""
+        """The alpha mattes (B, 1, H, W) at the input resolution. Without data
+        samples the box is the whole image."""
         img = inputs['img']
-        return self.run(img, self.fill_data_samples(data_samples, len(img)))['alpha']
+        if data_samples is None:
+            h, w = img.shape[-2:]
+            data_samples = [FusionDataSample(metainfo=dict(
+                img_shape=(h, w), ori_shape=(h, w), alpha_box=[0.0, 0.0, float(w), float(h)]))
+                for _ in range(len(img))]
+        return self.run(img, data_samples)['alpha']

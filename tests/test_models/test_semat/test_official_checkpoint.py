@@ -161,8 +161,9 @@ def test_missing_frozen_decoder_is_sams_decoder(converted, paper_model):
     assert set(state) == set(paper_model.state_dict())
     copies = [k for k in state if k.startswith('frozen_mask_decoder.')]
     assert len(report.transformed) == len(copies) > 100
-    for key in copies:
-        assert torch.equal(state[key], state[key[len('frozen_'):]]), key
+    for key in copies:  # big tensors are uninitialised memory (may hold NaN): equal_nan
+        assert torch.allclose(state[key], state[key[len('frozen_'):]], rtol=0, atol=0,
+                              equal_nan=True), key
 
 
 def test_cli_writes_a_loadable_checkpoint(tmp_path, capsys, converted, paper_model):
