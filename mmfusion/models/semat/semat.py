@@ -257,15 +257,9 @@ class SEMat(FusionBaseModel):
             ``with_reference``, ``reference_logits``; plus ``scales`` and
             ``valid`` (the resize to SAM's input, the valid input sizes).
         """
-        divisor = self.matte_decoder.size_divisor
-        if img.shape[-1] % divisor or img.shape[-2] % divisor:
-            raise ValueError(f'SEMat: inputs must be padded to multiples of {divisor} (data '
-                             f'preprocessor pad_size_divisor), got {tuple(img.shape[-2:])}')
-        boxes = self.boxes_of(data_samples)
-        sam_img, scales, valid = self.to_sam_input(img, data_samples)
-        sam_boxes = boxes.to(img.device) * sam_img.new_tensor(scales)[:, None]
+        sam_img, scales, valid, sam_boxes, sparse, dense = self._sam_inputs(img, data_samples)
         feats = self.encode(sam_img, sam_boxes)
-        sparse, dense = self.prompt_encoder(points=None, boxes=sam_boxes[:, None], masks=None)
+        divisor = self.matte_decoder.size_divisor
         image_pe = self.prompt_encoder.get_dense_pe()
         sam_low, _, matting_low = self.matting_tokens(
             self.mask_decoder.mask_decoder, feats['embed'], image_pe, sparse, dense,
@@ -287,6 +281,20 @@ class SEMat(FusionBaseModel):
                 self.reference_logits(sam_img, sam_boxes, sparse, dense), size=size,
                 mode='bilinear', align_corners=False)
         return out
+
+    def _sam_inputs(self, img: Tensor, data_samples: Sequence[FusionDataSample]) -> tuple:
+        """What both the matting path and the frozen SAM start from: SAM's
+        input batch, the resize scales, the valid input sizes, the boxes in
+        SAM's pixels and their sparse / dense prompt embeddings."""
+        divisor = self.matte_decoder.size_divisor
+        if img.shape[-1] % divisor or img.shape[-2] % divisor:
+            raise ValueError(f'SEMat: inputs must be padded to multiples of {divisor} (data '
+                             f'preprocessor pad_size_divisor), got {tuple(img.shape[-2:])}')
+        boxes = self.boxes_of(data_samples)
+        sam_img, scales, valid = self.to_sam_input(img, data_samples)
+        sam_boxes = boxes.to(img.device) * sam_img.new_tensor(scales)[:, None]
+        sparse, dense = self.prompt_encoder(points=None, boxes=sam_boxes[:, None], masks=None)
+        return sam_img, scales, valid, sam_boxes, sparse, dense
 
     def _stack_gt(self, data_samples: Sequence[FusionDataSample], key: str,
                   hw: Tuple[int, int]) -> Tensor:
@@ -329,12 +337,17 @@ class SEMat(FusionBaseModel):
         img = inputs['img']
         samples = self.fill_data_samples(data_samples, len(img))
         sam_mask = self.test_cfg['output'] == 'sam_mask'
-        out = self.run(img, samples, with_reference=sam_mask)
-        maps = out['reference_logits'] if sam_mask else out['alpha']
-        if sam_mask:  # logits on SAM's input -> on the input image, thresholded at the end
-            maps = self.sam_to_input(maps, out['scales'], out['valid'], 1, tuple(img.shape[-2:]))
+        if sam_mask:  # only the frozen SAM runs; logits -> the input image, thresholded last
+            sam_img, scales, valid, sam_boxes, sparse, dense = self._sam_inputs(img, samples)
+            low = self.reference_logits(sam_img, sam_boxes, sparse, dense)
+            up = F.interpolate(low, size=(self.img_size, self.img_size), mode='bilinear',
+                               align_corners=False)
+            maps = self.sam_to_input(up, scales, valid, 1, tuple(img.shape[-2:]))
+        else:
+            out = self.run(img, samples)
+            maps, valid = out['alpha'], out['valid']
         for i, sample in enumerate(samples):
-            h, w = out['valid'][i]
+            h, w = valid[i]
             one = maps[i:i + 1, :, :h, :w]
             ori = tuple(sample.metainfo.get('ori_shape', (h, w))[:2])
             if ori != (h, w):
