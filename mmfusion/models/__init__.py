@@ -7,6 +7,7 @@ from .layers import *  # noqa: F401,F403
 from .tokenizers import *  # noqa: F401,F403
 from .clip import *  # noqa: F401,F403
 from .frozenseg import *  # noqa: F401,F403
+from .i2pmae import *  # noqa: F401,F403
 from .gms import *  # noqa: F401,F403
 from .mmmamba import *  # noqa: F401,F403
 from .sam import *  # noqa: F401,F403

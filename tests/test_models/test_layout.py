@@ -12,7 +12,8 @@ from mmfusion.models.common import CausalLMStack, FusionBaseModel
 from tests.conftest import REPO
 
 MODELS_DIR = osp.join(REPO, 'mmfusion', 'models')
-FAMILIES = ('clip', 'frozenseg', 'gms', 'mmmamba', 'sam', 'semat', 'xdecoder', 'zipper')
+FAMILIES = ('clip', 'frozenseg', 'gms', 'i2pmae', 'mmmamba', 'sam', 'semat', 'xdecoder',
+            'zipper')
 SHARED = ('common', 'layers', 'encoders', 'tokenizers', 'data_preprocessors')
 
 

@@ -4,7 +4,7 @@ Module names follow the upstream ``MaskTransformer`` / ``PointTransformer``
 (``encoder.first_conv``, ``pos_embed``, ``blocks.blocks.<i>``, ``norm``,
 ``cls_token``, ``cls_pos``), so upstream checkpoints load without renaming.
 """
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -24,20 +24,26 @@ class MiniPointNet(nn.Module):
 
     Stage 1 embeds each point; its max over the group is appended to every
     point (local + global context); stage 2 embeds again and max-pools.
+    ``hidden_channels = (h1, h2, h3)`` are the widths: stage 1 is
+    in -> h1 -> h2, stage 2 is 2 * h2 -> h3 -> out. Point-MAE's defaults
+    (128, 256, 512) embed xyz; I2P-MAE's upper stages embed groups of the
+    previous stage's tokens with (C, C, out).
     """
 
-    def __init__(self, out_channels: int, in_channels: int = 3) -> None:
+    def __init__(self, out_channels: int, in_channels: int = 3,
+                 hidden_channels: Tuple[int, int, int] = (128, 256, 512)) -> None:
         super().__init__()
         self.out_channels = out_channels
+        h1, h2, h3 = hidden_channels
         self.first_conv = nn.Sequential(
-            nn.Conv1d(in_channels, 128, 1), nn.BatchNorm1d(128), nn.ReLU(inplace=True),
-            nn.Conv1d(128, 256, 1))
+            nn.Conv1d(in_channels, h1, 1), nn.BatchNorm1d(h1), nn.ReLU(inplace=True),
+            nn.Conv1d(h1, h2, 1))
         self.second_conv = nn.Sequential(
-            nn.Conv1d(512, 512, 1), nn.BatchNorm1d(512), nn.ReLU(inplace=True),
-            nn.Conv1d(512, out_channels, 1))
+            nn.Conv1d(2 * h2, h3, 1), nn.BatchNorm1d(h3), nn.ReLU(inplace=True),
+            nn.Conv1d(h3, out_channels, 1))
 
     def forward(self, groups: Tensor) -> Tensor:
-        """(B, G, K, 3) centred groups -> (B, G, out_channels) tokens."""
+        """(B, G, K, C_in) groups -> (B, G, out_channels) tokens."""
         B, G, K, C = groups.shape
         x = self.first_conv(groups.reshape(B * G, K, C).transpose(1, 2))  # (BG, 256, K)
         x = torch.cat([x.max(dim=2, keepdim=True)[0].expand(-1, -1, K), x], dim=1)
@@ -73,12 +79,14 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, blocked: Optional[Tensor] = None) -> Tensor:
+        """``blocked``: optional (B, L, L) bool, True = query may not see key."""
         B, L, C = x.shape
         q, k, v = self.qkv(x).reshape(B, L, 3, self.num_heads, C // self.num_heads).permute(
             2, 0, 3, 1, 4)
         x = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
+            q, k, v, attn_mask=None if blocked is None else ~blocked[:, None],
+            dropout_p=self.attn_drop if self.training else 0.0)
         return self.proj_drop(self.proj(x.transpose(1, 2).reshape(B, L, C)))
 
 
@@ -107,8 +115,8 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
+    def forward(self, x: Tensor, blocked: Optional[Tensor] = None) -> Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), blocked))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
@@ -119,9 +127,9 @@ class TransformerEncoder(nn.Module):
         super().__init__()
         self.blocks = blocks
 
-    def forward(self, x: Tensor, pos: Tensor) -> Tensor:
+    def forward(self, x: Tensor, pos: Tensor, blocked: Optional[Tensor] = None) -> Tensor:
         for block in self.blocks:
-            x = block(x + pos)
+            x = block(x + pos, blocked)
         return x
 
 
