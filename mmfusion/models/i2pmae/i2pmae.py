@@ -89,8 +89,86 @@ class TokenPropagation(nn.Module):
         return self.extraction(F.gelu(self.fuse(x))).transpose(1, 2)
 
 
+class ImageToPointMixin:
+    """What the 2D teacher gives a point MAE, for any encoder whose tokens'
+    centres and members are input points (FPS picks points): saliency at
+    the centres, 2D-guided masking, and 2D feature targets of the members.
+    Needs ``self.teacher`` and ``self.feature_upsample``."""
+
+    def read_maps(self, maps: Tensor, pix: Tensor, point_idx: Tensor) -> Tensor:
+        """Per-view maps (B, V, C, h, w) read at the pixels of the points
+        ``point_idx`` (B, M) -> (B, V, M, C)."""
+        size = self.teacher.image_size
+        V = pix.shape[1]
+        pix = torch.gather(pix, 2, point_idx[:, None, :, None].expand(-1, V, -1, 2))
+        if self.feature_upsample == 'bicubic':
+            B = maps.shape[0]
+            maps = F.interpolate(maps.flatten(0, 1), size=(size, size), mode='bicubic',
+                                 align_corners=False).unflatten(0, (B, V))
+        return gather_pixel_features(maps, pix, size)
+
+    def centre_saliency(self, views: Dict[str, Tensor], centre_idx: Tensor) -> Tensor:
+        """(B, G) saliency of the token centres, averaged over the views."""
+        return self.read_maps(views['saliency'][:, :, None], views['pix'],
+                              centre_idx)[..., 0].mean(1)
+
+    def member_targets(self, views: Dict[str, Tensor], member_idx: Tensor) -> Tensor:
+        """(B, G, K) member point indices -> (B, G, K, V * C) 2D targets (the
+        views concatenated on channels, as the official code)."""
+        B, G, K = member_idx.shape
+        feats = self.read_maps(views['feats'], views['pix'], member_idx.flatten(1))
+        return feats.unflatten(2, (G, K)).permute(0, 2, 3, 1, 4).flatten(3)
+
+    @staticmethod
+    def guided_visible(saliency: Tensor, num_visible: int) -> Tensor:
+        """(B, G) saliency -> (B, G) bool visible.
+
+        softmax over the tokens, then a multinomial draw of all G without
+        replacement: the first ``num_visible`` drawn stay visible, so a
+        salient token is likely (not certain) to be visible.
+        """
+        order = torch.multinomial(saliency.float().softmax(-1), saliency.shape[1],
+                                  replacement=False)
+        visible = torch.zeros_like(saliency, dtype=torch.bool)
+        return visible.scatter(1, order[:, :num_visible], True)
+
+
+def check_masking(owner: str, masking: str, teacher, mask_ratio: float,
+                  feature_upsample: str) -> None:
+    if masking not in MASKINGS:
+        raise ValueError(f'{owner} masking must be one of {MASKINGS}, got {masking!r}')
+    if masking == '2d_guided' and teacher is None:
+        raise ValueError(f"{owner} masking='2d_guided' needs a 2D teacher; set teacher or "
+                         "masking='random'")
+    if not 0.0 < mask_ratio < 1.0:
+        raise ValueError(f'{owner} mask_ratio must be in (0, 1), got {mask_ratio}')
+    if feature_upsample not in ('bicubic', 'nearest'):
+        raise ValueError(f"{owner} feature_upsample must be 'bicubic' or 'nearest', got "
+                         f'{feature_upsample!r}')
+
+
+def build_teacher(owner: str, teacher) -> Optional[DepthViewTeacher]:
+    teacher = MODELS.build(teacher) if isinstance(teacher, dict) else teacher
+    if teacher is not None and not isinstance(teacher, DepthViewTeacher):
+        raise TypeError(f'{owner} teacher must be a DepthViewTeacher, got '
+                        f'{type(teacher).__name__}')
+    return teacher
+
+
+def init_trunc_normal(*modules: Optional[nn.Module]) -> None:
+    """Point-MAE / I2P-MAE init: truncated normal (std .02) linear/conv weights."""
+    for module in modules:
+        if module is None:
+            continue
+        for m in module.modules():
+            if isinstance(m, (nn.Linear, nn.Conv1d)):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+
 @MODELS.register_module()
-class I2PMAE(FusionBaseModel):
+class I2PMAE(ImageToPointMixin, FusionBaseModel):
     """Image-to-point masked autoencoder (pre-training model).
 
     One step: the frozen ``teacher`` renders the three depth views and
@@ -143,16 +221,7 @@ class I2PMAE(FusionBaseModel):
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        if masking not in MASKINGS:
-            raise ValueError(f'I2PMAE masking must be one of {MASKINGS}, got {masking!r}')
-        if masking == '2d_guided' and teacher is None:
-            raise ValueError("I2PMAE masking='2d_guided' needs a 2D teacher; set teacher or "
-                             "masking='random'")
-        if not 0.0 < mask_ratio < 1.0:
-            raise ValueError(f'I2PMAE mask_ratio must be in (0, 1), got {mask_ratio}')
-        if feature_upsample not in ('bicubic', 'nearest'):
-            raise ValueError(f"feature_upsample must be 'bicubic' or 'nearest', got "
-                             f'{feature_upsample!r}')
+        check_masking('I2PMAE', masking, teacher, mask_ratio, feature_upsample)
         self.h_encoder = MODELS.build(encoder)
         enc_dims = self.h_encoder.embed_dims
         levels = len(enc_dims)
@@ -188,53 +257,25 @@ class I2PMAE(FusionBaseModel):
         self.decoder_norm = nn.LayerNorm(decoder_dims[-1])
         members = self.h_encoder.group_sizes[self.rec_level]
         self.rec_head_3d = nn.Conv1d(decoder_dims[-1], 3 * members, 1)
-        self.teacher = MODELS.build(teacher) if isinstance(teacher, dict) else teacher
+        self.teacher = build_teacher('I2PMAE', teacher)
         if self.teacher is not None:
-            if not isinstance(self.teacher, DepthViewTeacher):
-                raise TypeError(f'I2PMAE teacher must be a DepthViewTeacher, got '
-                                f'{type(self.teacher).__name__}')
             self.target_channels = self.teacher.out_channels * len(self.teacher.views)
             self.rec_head_2d = nn.Conv1d(decoder_dims[-1], self.target_channels * members, 1)
         else:
             self.rec_head_2d = None
         nn.init.trunc_normal_(self.mask_token, std=0.02)
-        for m in [*self.h_decoder.modules(), *self.decoder_pos_embeds.modules(),
-                  *self.token_prop.modules(), self.rec_head_3d, self.rec_head_2d]:
-            if isinstance(m, (nn.Linear, nn.Conv1d)):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_trunc_normal(self.h_decoder, self.decoder_pos_embeds, self.token_prop,
+                          self.rec_head_3d, self.rec_head_2d)
 
     # -- masking -------------------------------------------------------------
     def num_visible(self) -> int:
         return self.h_encoder.num_groups[-1] - int(self.mask_ratio *
                                                    self.h_encoder.num_groups[-1])
 
-    def guided_visible(self, saliency: Tensor) -> Tensor:
-        """(B, G) saliency of the top centres -> (B, G) bool visible.
-
-        softmax over the centres, then a multinomial draw of all G without
-        replacement: the first ``num_visible()`` drawn stay visible, so a
-        salient token is likely (not certain) to be visible.
-        """
-        order = torch.multinomial(saliency.float().softmax(-1), saliency.shape[1],
-                                  replacement=False)
-        visible = torch.zeros_like(saliency, dtype=torch.bool)
-        return visible.scatter(1, order[:, :self.num_visible()], True)
-
     def random_visible(self, batch_size: int, device) -> Tensor:
         G = self.h_encoder.num_groups[-1]
         ranks = torch.rand(batch_size, G, device=device).argsort(1).argsort(1)
         return ranks < self.num_visible()
-
-    def _read_maps(self, maps: Tensor, pix: Tensor) -> Tensor:
-        """(B, V, C, h, w) maps read at (B, V, M, 2) pixels -> (B, V, M, C)."""
-        size = self.teacher.image_size
-        if self.feature_upsample == 'bicubic':
-            B, V = maps.shape[:2]
-            maps = F.interpolate(maps.flatten(0, 1), size=(size, size), mode='bicubic',
-                                 align_corners=False).unflatten(0, (B, V))
-        return gather_pixel_features(maps, pix, size)
 
     # -- model ---------------------------------------------------------------
     def _decode(self, enc: Dict, top_visible: Tensor) -> Tensor:
@@ -272,11 +313,8 @@ class I2PMAE(FusionBaseModel):
         if self.teacher is not None:
             views = self.teacher(points, lengths)
         if self.masking == '2d_guided':
-            pix_top = torch.gather(
-                views['pix'], 2, groups['point_idx'][-1][:, None, :, None].expand(
-                    -1, views['pix'].shape[1], -1, 2))
-            saliency = self._read_maps(views['saliency'][:, :, None], pix_top)[..., 0].mean(1)
-            top_visible = self.guided_visible(saliency)
+            top_visible = self.guided_visible(
+                self.centre_saliency(views, groups['point_idx'][-1]), self.num_visible())
         else:
             top_visible = self.random_visible(B, points.device)
         enc = self.h_encoder(points, lengths, top_visible=top_visible, groups=groups)
@@ -289,17 +327,12 @@ class I2PMAE(FusionBaseModel):
         losses['loss_3d'] = self.loss_3d_weight * chamfer_l2(pred, target)
         if self.teacher is not None and self.loss_2d_weight > 0:
             # Members of the reconstruction level's tokens are the level below's centres,
-            # i.e. raw points: their pixels are those of the projection itself.
-            below = groups['point_idx'][lvl - 1] if lvl > 0 else None
+            # i.e. input points: their pixels are those of the projection itself.
             member_idx = groups['idxs'][lvl]  # (B, G_rec, K) into the level below
-            point_idx = member_idx if below is None else torch.gather(
-                below, 1, member_idx.flatten(1)).view_as(member_idx)
-            V = views['pix'].shape[1]
-            pix = torch.gather(views['pix'], 2, point_idx.flatten(1)[:, None, :, None].expand(
-                -1, V, -1, 2))
-            feats = self._read_maps(views['feats'], pix)  # (B, V, G*K, C)
-            G = member_idx.shape[1]
-            target_2d = feats.unflatten(2, (G, members)).permute(0, 2, 3, 1, 4).flatten(3)
+            if lvl > 0:
+                below = groups['point_idx'][lvl - 1]
+                member_idx = torch.gather(below, 1, member_idx.flatten(1)).view_as(member_idx)
+            target_2d = self.member_targets(views, member_idx)
             pred_2d = self.rec_head_2d(x[visible][..., None])[..., 0]
             pred_2d = pred_2d.reshape(-1, members, self.target_channels)
             losses['loss_2d'] = self.loss_2d_weight * F.mse_loss(pred_2d.float(),

@@ -42,13 +42,26 @@ class MiniPointNet(nn.Module):
             nn.Conv1d(2 * h2, h3, 1), nn.BatchNorm1d(h3), nn.ReLU(inplace=True),
             nn.Conv1d(h3, out_channels, 1))
 
+    @staticmethod
+    def _shared_mlp(seq: nn.Sequential, x: Tensor) -> Tensor:
+        """``seq`` (Conv1d k=1, BN, ReLU, Conv1d k=1) on channels-last (M, C) rows.
+
+        The same maths as running the Conv1d stack on (BG, C, K), as matmuls:
+        oneDNN's 1x1 Conv1d backward is several times slower on CPU, and a
+        BatchNorm1d over (BG, C, K) normalises over exactly these M = BG*K rows.
+        """
+        conv1, bn, act, conv2 = seq
+        x = F.linear(x, conv1.weight[..., 0], conv1.bias)
+        x = act(bn(x))
+        return F.linear(x, conv2.weight[..., 0], conv2.bias)
+
     def forward(self, groups: Tensor) -> Tensor:
         """(B, G, K, C_in) groups -> (B, G, out_channels) tokens."""
         B, G, K, C = groups.shape
-        x = self.first_conv(groups.reshape(B * G, K, C).transpose(1, 2))  # (BG, 256, K)
-        x = torch.cat([x.max(dim=2, keepdim=True)[0].expand(-1, -1, K), x], dim=1)
-        x = self.second_conv(x).max(dim=2)[0]
-        return x.reshape(B, G, self.out_channels)
+        x = self._shared_mlp(self.first_conv, groups.reshape(B * G * K, C)).view(B * G, K, -1)
+        x = torch.cat([x.max(dim=1, keepdim=True)[0].expand(-1, K, -1), x], dim=2)
+        x = self._shared_mlp(self.second_conv, x.reshape(B * G * K, -1)).view(B * G, K, -1)
+        return x.max(dim=1)[0].reshape(B, G, self.out_channels)
 
 
 class DropPath(nn.Module):
@@ -266,16 +279,26 @@ class PointMAEEncoder(BaseEncoder):
                   f'{kept_init}', logger='current')
 
     # -- forward -------------------------------------------------------------
-    def group(self, points: Tensor, lengths: Optional[Tensor] = None):
+    def group(self, points: Tensor, lengths: Optional[Tensor] = None,
+              return_index: bool = False):
         """FPS centres and kNN groups relative to them.
 
         Returns:
-            ``(groups, centers)``: (B, G, K, 3) and (B, G, 3), float32.
+            ``(groups, centers)``: (B, G, K, 3) and (B, G, 3), float32; with
+            ``return_index`` also the (B, G) point index of each centre and
+            the (B, G, K) point indices of each group's members.
         """
         xyz = points[..., :3].float()
-        centers = gather_points(xyz, farthest_point_sample(xyz, self.num_group, lengths))
+        n_real = int(lengths.min()) if lengths is not None else xyz.shape[1]
+        if n_real < self.num_group:
+            raise ValueError(f'{type(self).__name__}: a cloud has {n_real} points, fewer than '
+                             f'its {self.num_group} groups; resample the clouds '
+                             '(PointDataPreprocessor num_points) or use fewer groups')
+        center_idx = farthest_point_sample(xyz, self.num_group, lengths)
+        centers = gather_points(xyz, center_idx)
         idx, _ = knn_group(xyz, centers, self.group_size, lengths)
-        return gather_points(xyz, idx) - centers.unsqueeze(2), centers
+        groups = gather_points(xyz, idx) - centers.unsqueeze(2)
+        return (groups, centers, center_idx, idx) if return_index else (groups, centers)
 
     def random_mask(self, batch_size: int, device: torch.device) -> Tensor:
         """(B, G) bool, True = hidden; exactly ``int(mask_ratio * G)`` per cloud."""
@@ -286,7 +309,8 @@ class PointMAEEncoder(BaseEncoder):
     def forward(self,
                 points: Tensor,
                 lengths: Optional[Tensor] = None,
-                masking: Optional[bool] = None) -> Dict[str, Tensor]:
+                masking: Optional[bool] = None,
+                hidden: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """Encode a padded batch of clouds.
 
         Args:
@@ -295,6 +319,9 @@ class PointMAEEncoder(BaseEncoder):
                 preprocessor); padded points are never grouped.
             masking: hide random groups; default: when ``mask_ratio > 0``
                 and in training mode (so evaluation is deterministic).
+            hidden: (B, G) bool, the groups to hide (True), chosen by the
+                caller (e.g. I2P-MAE's 2D-guided masking); the same count
+                per cloud. Overrides ``masking``.
 
         Returns:
             dict with
@@ -319,9 +346,12 @@ class PointMAEEncoder(BaseEncoder):
         tokens = self.encoder(groups.to(dtype))
         pos = self.pos_embed(centers.to(dtype))
         B, _, C = tokens.shape
-        hidden = None
-        if masking:
+        if hidden is None and masking:
             hidden = self.random_mask(B, tokens.device)
+        if hidden is not None:
+            if hidden.shape != (B, self.num_group) or len(set(hidden.sum(1).tolist())) != 1:
+                raise ValueError(f'hidden must be (B, {self.num_group}) bool with the same number '
+                                 f'of hidden groups per cloud, got {tuple(hidden.shape)}')
             tokens = tokens[~hidden].reshape(B, -1, C)
             pos = pos[~hidden].reshape(B, -1, C)
         if self.cls_token is not None:

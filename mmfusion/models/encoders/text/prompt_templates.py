@@ -42,11 +42,17 @@ def _imagenet_templates() -> List[Template]:
     return list(open_clip.OPENAI_IMAGENET_TEMPLATES)
 
 
+def _synthshapes3d_templates() -> List[Template]:
+    from mmfusion.datasets.synthshapes3d_meta import CAPTION_TEMPLATES
+    return list(CAPTION_TEMPLATES)
+
+
 # Values are template sequences, or functions returning them (lazy imports).
 TEMPLATE_SETS: Dict[str, Union[Sequence[Template], Callable[[], Sequence[Template]]]] = {
     'simple': SIMPLE_TEMPLATES,
     'imagenet': _imagenet_templates,
     'synthshapes': SYNTHSHAPES_TEMPLATES,
+    'synthshapes3d': _synthshapes3d_templates,
     'vild': VILD_TEMPLATES,
 }
 
