@@ -89,6 +89,11 @@ class I2PMAEEncoder(BaseEncoder):
         local_radius: per-level radius of local attention; 0 = global
             (pre-training uses 0; fine-tuning 0.24/0.48/0.96 on ModelNet40).
         drop_path_rate: stochastic depth, linear over all blocks.
+        embed_hidden: hidden widths (h1, h2, h3) of level 0's mini-PointNet
+            (official: Point-MAE's 128, 256, 512); the upper levels use
+            (C_prev, C_prev, C) as the official code. Level 0's embedding
+            runs on every point of every group, so it dominates the cost of
+            a small model on CPU.
         norms: a LayerNorm per level on its output (the pre-training
             encoder's ``encoder_norms``); the fine-tuning model has a single
             ``norm`` of its own instead.
@@ -108,6 +113,7 @@ class I2PMAEEncoder(BaseEncoder):
                  mlp_ratio: float = 4.0,
                  local_radius: Sequence[float] = (0.0, 0.0, 0.0),
                  drop_path_rate: float = 0.1,
+                 embed_hidden: Sequence[int] = (128, 256, 512),
                  norms: bool = True,
                  pool: str = 'max',
                  checkpoint: Optional[str] = None,
@@ -137,7 +143,7 @@ class I2PMAEEncoder(BaseEncoder):
         dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         for i, (dim, depth) in enumerate(zip(embed_dims, depths)):
             if i == 0:
-                self.token_embed.append(MiniPointNet(dim, 3))
+                self.token_embed.append(MiniPointNet(dim, 3, tuple(embed_hidden)))
             else:
                 prev = embed_dims[i - 1]
                 self.token_embed.append(MiniPointNet(dim, prev, (prev, prev, dim)))
