@@ -14,8 +14,10 @@ protocol).
    ``extract_feat`` (a classifier's head input) or ``_forward`` instead.
    Clouds go through the model's data preprocessor (evaluation mode:
    deterministic resampling).
-2. Data: the test split is ``test_dataloader.dataset`` (else
-   ``val_dataloader``'s); the train split is ``train_dataloader.dataset``
+2. Data: the test split is ``probe_dataloader.dataset`` (pre-training
+   configs have no test loop), else ``test_dataloader``'s or
+   ``val_dataloader``'s (``--data CONFIG`` takes all dataloaders from
+   another config, e.g. the real meshes); the train split is ``train_dataloader.dataset``
    with its pipeline replaced by the test one, so no random augmentation
    runs (dataset wrappers such as ``RepeatDataset`` are unwrapped). Batch
    size and workers come from each dataloader config.
@@ -58,6 +60,9 @@ from mmfusion.utils import register_all_modules  # noqa: E402
 from mmfusion.utils.dependency import require  # noqa: E402
 
 WEIGHT_KEYS = ('checkpoint', 'pretrained', 'sam_checkpoint')
+# Where the test split comes from, in order (pre-training configs, which have no test
+# loop, name theirs probe_dataloader), then the train split.
+LOADER_KEYS = ('probe_dataloader', 'test_dataloader', 'val_dataloader', 'train_dataloader')
 OFFICIAL_SVM_C = 0.01
 
 
@@ -182,7 +187,7 @@ def with_pipeline(dataset_cfg: dict, pipeline: list) -> dict:
 
 def split_cfgs(cfg: Config, cv: bool) -> Dict[str, Tuple[dict, dict]]:
     """``{'train': (dataset cfg, loader cfg), 'test': ...}`` with the test pipeline."""
-    _, test_loader = _loader_cfg(cfg, ('test_dataloader', 'val_dataloader'))
+    _, test_loader = _loader_cfg(cfg, LOADER_KEYS[:3])
     test_ds = test_loader['dataset']
     pipeline = test_ds.get('pipeline')
     inner = test_ds
@@ -324,6 +329,9 @@ def parse_args(argv=None):
     parser.add_argument('--workers', type=int, help='override the dataloaders\' num_workers')
     parser.add_argument('--seed', type=int, default=0, help='seed of the CV folds and of torch')
     parser.add_argument('--out', help='write the results as JSON here')
+    parser.add_argument('--data', metavar='CONFIG',
+                        help='take the dataloaders from this config instead (e.g. '
+                        'configs/_base_/datasets/cgal_meshes.py for the real meshes)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, as in tools/train.py')
     args = parser.parse_args(argv)
@@ -385,6 +393,10 @@ def run(cfg: Config, args) -> dict:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
+    if args.data:
+        data_cfg = Config.fromfile(args.data)
+        for key in LOADER_KEYS:
+            cfg[key] = data_cfg.get(key)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     return run(cfg, args)

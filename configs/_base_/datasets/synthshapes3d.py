@@ -7,6 +7,7 @@ data_root = 'data/synthshapes3d'
 _bases = ['sphere', 'cube', 'cylinder', 'cone', 'torus', 'pyramid']
 classes = [f'{m} {b}'.strip() for b in _bases for m in ('', 'tall', 'flat')]
 held_out = ['tall cone', 'flat cube', 'sphere', 'tall torus']
+seen_classes = [c for c in classes if c not in held_out]
 num_points = 1024
 
 # Clouds are normalised and resampled to num_points by PointDataPreprocessor.

@@ -29,3 +29,9 @@ model = dict(
     num_heads=4,
     mask_ratio=0.8,
     masking='2d_guided')
+
+# The pre-trained encoder for the downstream recipes (zero-shot alignment, fine-tuning), and
+# its fine-tuning form (the official fine-tuning model: no per-level norms, mean + max).
+i2pmae_ckpt = 'work_dirs/i2pmae_tiny_1xb32-300it_synthshapes3d/iter_300.pth'
+pretrained_encoder = dict(h_encoder, checkpoint=i2pmae_ckpt, prefix='h_encoder.')
+finetune_encoder = dict(pretrained_encoder, norms=False, pool='max+mean')

@@ -173,6 +173,8 @@ class PointMAEEncoder(BaseEncoder):
             ``'cls'`` (the cls token) or ``'cls+max'`` (concatenation of the
             cls token and the max, Point-MAE's classification feature, which
             is (B, 2C)).
+        embed_hidden: hidden widths (h1, h2, h3) of the mini-PointNet
+            (Point-MAE: 128, 256, 512).
         mask_ratio: fraction of groups hidden from the transformer for MAE
             pre-training (Point-MAE: 0.6); each cloud hides exactly
             ``int(mask_ratio * G)`` groups chosen uniformly at random. Only
@@ -204,6 +206,7 @@ class PointMAEEncoder(BaseEncoder):
                  drop_path_rate: float = 0.1,
                  cls_token: bool = False,
                  pool: str = 'max+mean',
+                 embed_hidden: Tuple[int, int, int] = (128, 256, 512),
                  mask_ratio: float = 0.0,
                  checkpoint: Optional[str] = None,
                  prefix: Optional[str] = None,
@@ -221,7 +224,7 @@ class PointMAEEncoder(BaseEncoder):
         self.pool = pool
         self.mask_ratio = mask_ratio
 
-        self.encoder = MiniPointNet(embed_dims)
+        self.encoder = MiniPointNet(embed_dims, 3, tuple(embed_hidden))
         self.pos_embed = nn.Sequential(nn.Linear(3, 128), nn.GELU(), nn.Linear(128, embed_dims))
         dpr = torch.linspace(0, drop_path_rate, depth).tolist()
         self.blocks = TransformerEncoder(nn.ModuleList([
@@ -237,6 +240,11 @@ class PointMAEEncoder(BaseEncoder):
         if checkpoint is not None:
             self.load_checkpoint(checkpoint, prefix)
         self._apply_freeze()
+
+    @property
+    def out_channels(self) -> int:
+        """Width of ``pooled``."""
+        return self.embed_dims * (2 if self.pool == 'cls+max' else 1)
 
     def _init_weights(self) -> None:
         # Point-MAE's init: truncated normal (std .02) for linear/conv weights.

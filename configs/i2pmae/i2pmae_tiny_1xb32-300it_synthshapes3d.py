@@ -6,7 +6,7 @@ _base_ = [
     '../_base_/datasets/synthshapes3d.py',
     '../_base_/default_runtime.py',
 ]
-max_iters = 600
+max_iters = 300
 # The paper's optimizer (AdamW 1e-3, wd 0.05, cosine after a warm-up), per iteration.
 optim_wrapper = dict(type='OptimWrapper',
                      optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
@@ -23,4 +23,6 @@ val_evaluator = None
 test_dataloader = None
 test_cfg = None
 test_evaluator = None
-default_hooks = dict(checkpoint=dict(interval=300), logger=dict(interval=20))
+default_hooks = dict(checkpoint=dict(interval=max_iters), logger=dict(interval=20))
+# The linear probe's test split (tools/analysis_tools/point_linear_probe.py): all 18 classes.
+probe_dataloader = {{_base_.test_dataloader}}

@@ -1,0 +1,41 @@
+# Zero-shot 3D classification, ULIP-style: the tiny I2P-MAE encoder (from its pre-training
+# checkpoint) plus a linear projection is aligned to the frozen tiny depth-view CLIP: its
+# text tower's embedding of each cloud's caption and its image tower's embedding of the
+# cloud's three depth views (averaged). Then clouds are classified by the 18 class names
+# in the 8 SynthShapes3D prompts; the 4 held-out classes were never seen by the point
+# encoder, its pre-training or the CLIP.
+_base_ = [
+    '../_base_/models/i2pmae_tiny.py',
+    '../_base_/datasets/synthshapes3d.py',
+    '../_base_/default_runtime.py',
+]
+model = dict(
+    _delete_=True,
+    type='PointCLIPAligner',
+    data_preprocessor={{_base_.point_preprocessor}},
+    point_encoder={{_base_.pretrained_encoder}},
+    teacher={{_base_.teacher}},
+    text_encoder=dict(type='OpenCLIPTextEncoder', model_cfg={{_base_.clip_cfg}},
+                      checkpoint={{_base_.clip_ckpt}}, prefix='text_encoder.'),
+    embed_dim=64,
+    classes={{_base_.classes}},
+    test_templates='synthshapes3d')
+train_dataloader = dict(dataset=dict(pipeline=[
+    dict(type='LoadPointsFromFile', use_dims=[0, 1, 2]),
+    dict(type='PointsScaleAndTranslate', scale=(0.9, 1.1), translate=0.2),
+    dict(type='SampleCaption'),
+    dict(type='PackFusionInputs'),
+]))
+val_evaluator = dict(type='OpenVocabAccuracy', topk=(1, 5), novel_classes={{_base_.held_out}})
+test_evaluator = val_evaluator
+max_iters = 300
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=5e-4, weight_decay=0.05),
+                     clip_grad=dict(max_norm=10.0))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=30),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=30, end=max_iters, eta_min=1e-6),
+]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+default_hooks = dict(checkpoint=dict(interval=max_iters), logger=dict(interval=20))
