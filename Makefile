@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install data synthshapes synthshapes-32k synthshapes3d synthmatte voc_mattes cgal_meshes clip clip-convnext xdecoder speech zipper mmmamba sam frozenseg semat demo test clean-demo
+.PHONY: i2pmae install data synthshapes synthshapes-32k synthshapes3d synthmatte voc_mattes cgal_meshes clip clip-convnext xdecoder speech zipper mmmamba sam frozenseg semat demo test clean-demo
 
 install:
 	bash tools/install.sh
@@ -184,6 +184,36 @@ semat: install
 	done
 	$(PY) demo/matting_demo.py data/voc_photo/images/voc_2011_000003.png --box 179 66 316 231 \
 	  --background skimage:coffee --out-dir outputs/semat_demo
+
+# I2P-MAE (configs/i2pmae/README.md): the depth-view CLIP teacher, I2P-MAE and the Point-MAE
+# baseline at one budget, the linear probes (SynthShapes3D test and the libcgal-demo real
+# meshes, random-init encoders included), zero-shot alignment and fine-tuning.
+I2P := configs/i2pmae
+I2P_TINY := i2pmae_tiny_1xb32-300it_synthshapes3d
+PMAE_TINY := pointmae_tiny_1xb32-300it_synthshapes3d
+I2P_ZS := zeroshot_i2pmae-tiny_1xb32-300it_synthshapes3d
+I2P_FT := finetune_i2pmae-tiny_1xb32-300it_synthshapes3d
+PROBE := $(PY) tools/analysis_tools/point_linear_probe.py
+i2pmae: install
+	test -f data/synthshapes3d/meta.json || $(MAKE) synthshapes3d
+	test -f data/cgal_meshes/meta.json || $(MAKE) cgal_meshes
+	$(PY) tools/train.py $(I2P)/clip_vit-tiny-depth_1xb96-400it_synthshapes3d.py
+	$(PY) tools/train.py $(I2P)/$(I2P_TINY).py
+	$(PY) tools/train.py $(I2P)/$(PMAE_TINY).py
+	for m in $(I2P_TINY) $(PMAE_TINY); do \
+	  ck=work_dirs/$$m/iter_300.pth; \
+	  $(PROBE) $(I2P)/$$m.py $$ck --out work_dirs/$$m/probe_synthshapes3d.json || exit 1; \
+	  $(PROBE) $(I2P)/$$m.py --random-init --out work_dirs/$$m/probe_random-init.json || exit 1; \
+	  $(PROBE) $(I2P)/$$m.py $$ck --data configs/_base_/datasets/cgal_meshes.py --cv 4 \
+	    --out work_dirs/$$m/probe_cgal.json || exit 1; \
+	  $(PROBE) $(I2P)/$$m.py --random-init --data configs/_base_/datasets/cgal_meshes.py \
+	    --cv 4 --out work_dirs/$$m/probe_cgal_random-init.json || exit 1; \
+	done
+	for m in $(I2P_ZS) $(I2P_FT); do \
+	  $(PY) tools/train.py $(I2P)/$$m.py || exit 1; \
+	  $(PY) tools/test.py $(I2P)/$$m.py work_dirs/$$m/iter_300.pth \
+	    --work-dir work_dirs/$$m/test || exit 1; \
+	done
 
 demo: data
 	bash tools/gms_demo.sh
