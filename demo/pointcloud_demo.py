@@ -37,11 +37,11 @@ from mmengine.config import Config
 from mmfusion.apis import init_model
 from mmfusion.datasets.transforms import LoadPointsFromFile
 from mmfusion.models.encoders.pointcloud.projection import gather_pixel_features
+from mmfusion.utils.config_weights import drop_weight_files
 
 NAME = 'zeroshot_i2pmae-tiny_1xb32-300it_synthshapes3d'
 DEFAULT_CONFIG = f'configs/i2pmae/{NAME}.py'
 DEFAULT_CHECKPOINT = f'work_dirs/{NAME}/iter_300.pth'
-WEIGHT_KEYS = ('checkpoint', 'pretrained')
 AXIS_NAMES = 'xyz'
 
 
@@ -55,31 +55,6 @@ def parse_texts(texts: str) -> List[str]:
     if repeated:
         raise ValueError(f'--texts names {repeated} more than once; give each class once')
     return names
-
-
-def drop_missing_weights(cfg, where: str = 'model') -> List[str]:
-    """Set weight-file keys (``checkpoint``, ``pretrained``, ``*_checkpoint``)
-    whose file does not exist to ``None`` (and their ``prefix``), in place;
-    ``init_cfg`` entries are left alone (never applied here). Returns the
-    dropped ``'model.x.checkpoint=PATH'`` entries."""
-    dropped = []
-    if isinstance(cfg, dict):
-        for key in list(cfg):
-            value = cfg[key]
-            if key == 'init_cfg':
-                continue
-            if (key in WEIGHT_KEYS or key.endswith('_checkpoint')) and isinstance(value, str):
-                if not osp.exists(value):
-                    cfg[key] = None
-                    if isinstance(cfg.get('prefix'), str):
-                        cfg['prefix'] = None
-                    dropped.append(f'{where}.{key}={value}')
-            else:
-                dropped += drop_missing_weights(value, f'{where}.{key}')
-    elif isinstance(cfg, (list, tuple)):
-        for i, value in enumerate(cfg):
-            dropped += drop_missing_weights(value, f'{where}[{i}]')
-    return dropped
 
 
 def point_preprocessor_cfg(cfg: Config) -> dict:
@@ -158,7 +133,7 @@ def run(path: str, texts: Sequence[str], config: str = DEFAULT_CONFIG,
     if num_points is not None:
         points_cfg['num_points'] = num_points
     num_points = points_cfg.get('num_points')
-    dropped = drop_missing_weights(cfg.model)
+    dropped = drop_weight_files(cfg.model, only_missing=True)
     if dropped:
         warnings.warn('weight files of the config not found, skipped (the trained checkpoint '
                       f'holds all weights): {"; ".join(dropped)}', stacklevel=2)

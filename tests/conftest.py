@@ -6,6 +6,7 @@ from mmengine.config import Config
 
 from mmfusion.registry import MODELS
 from mmfusion.utils import register_all_modules
+from mmfusion.utils.config_weights import drop_weight_files
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DATA = osp.join(REPO, 'tests', 'data')
@@ -20,23 +21,6 @@ TINY_VAE = dict(
 TINY_MAPPING = dict(base_channels=8, channel_mults=(1, 1, 2, 2), num_groups=4)
 
 register_all_modules()
-
-
-def _drop_missing_weights(cfg):
-    """Weights files produced by other runs or downloads are not here: random
-    init (and no ``prefix``, which selects keys of the missing file)."""
-    if isinstance(cfg, dict):
-        for key, value in cfg.items():
-            if key in ('checkpoint', 'pretrained', 'sam_checkpoint') and isinstance(value, str) \
-                    and not osp.exists(value):
-                cfg[key] = None
-                if 'prefix' in cfg:
-                    cfg['prefix'] = None
-            else:
-                _drop_missing_weights(value)
-    elif isinstance(cfg, list):
-        for value in cfg:
-            _drop_missing_weights(value)
 
 
 def build_shrunk_model(cfg: Config, fitted_units: str) -> torch.nn.Module:
@@ -54,7 +38,7 @@ def build_shrunk_model(cfg: Config, fitted_units: str) -> torch.nn.Module:
     if model_cfg.get('type') == 'SEMat' and model_cfg.get('arch') != 'tiny':
         # the SAM ViT-L SEMat at real size is built in test_semat/test_official_checkpoint
         model_cfg.update(arch='tiny', img_size=96)
-    _drop_missing_weights(model_cfg)
+    drop_weight_files(model_cfg, only_missing=True)
     return MODELS.build(model_cfg)
 
 

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from mmfusion.registry import MODELS
+from mmfusion.utils.config_weights import drop_weight_files
 from tests.conftest import REPO
 
 pytest.importorskip('open_clip')
@@ -76,7 +77,7 @@ def setup(tmp_path_factory):
         f.write(CONFIG.format(missing=str(work / 'no_such_weights.pth')))
     from mmengine.config import Config
     cfg = Config.fromfile(config)
-    dropped = demo.drop_missing_weights(cfg.model)
+    dropped = drop_weight_files(cfg.model, only_missing=True)
     assert len(dropped) == 2 and all(d.endswith('no_such_weights.pth') for d in dropped)
     assert cfg.model.teacher.encoder.checkpoint is None and cfg.model.teacher.encoder.prefix is None
     torch.manual_seed(0)

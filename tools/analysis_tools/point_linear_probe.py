@@ -57,9 +57,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmfusion.registry import DATASETS, FUNCTIONS, MODELS  # noqa: E402
 from mmfusion.utils import register_all_modules  # noqa: E402
+from mmfusion.utils.config_weights import drop_weight_files  # noqa: E402
 from mmfusion.utils.dependency import require  # noqa: E402
 
-WEIGHT_KEYS = ('checkpoint', 'pretrained', 'sam_checkpoint')
 # Where the test split comes from, in order (pre-training configs, which have no test
 # loop, name theirs probe_dataloader), then the train split.
 LOADER_KEYS = ('probe_dataloader', 'test_dataloader', 'val_dataloader', 'train_dataloader')
@@ -67,25 +67,6 @@ OFFICIAL_SVM_C = 0.01
 
 
 # -- model ---------------------------------------------------------------------
-def drop_weight_files(cfg):
-    """Remove every weight file (and its ``prefix``) from a model config, in place."""
-    if isinstance(cfg, dict):
-        for key in list(cfg):
-            if key in WEIGHT_KEYS and cfg[key] is not None:
-                cfg[key] = None
-                if 'prefix' in cfg:
-                    cfg['prefix'] = None
-            elif key == 'init_cfg' and isinstance(cfg[key], dict) and \
-                    cfg[key].get('type') == 'Pretrained':
-                cfg[key] = None
-            else:
-                drop_weight_files(cfg[key])
-    elif isinstance(cfg, list):
-        for value in cfg:
-            drop_weight_files(value)
-    return cfg
-
-
 def auto_prefix(path: str) -> Optional[str]:
     """``h_encoder.`` / ``encoder.`` for an mmengine checkpoint (``state_dict``
     at the top) of a model holding the encoder there; ``None`` otherwise
