@@ -28,6 +28,8 @@ protocol).
    scored on test. ``--cv K`` instead scores stratified K-fold
    cross-validation on the test split alone (small real sets that have only
    a test split, e.g. meshes in ``<root>/<category>/test/*.off``).
+   ``--shots K`` fits on K random train samples per class instead, averaged
+   over ``--draws`` seeded subsets (the same subsets for every model).
 
 Reported (table and ``--out`` JSON): overall accuracy, mean per-class
 accuracy, per-class accuracy and, when the dataset's metainfo has
@@ -249,14 +251,41 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str],
     return out
 
 
+def few_shot_indices(y: np.ndarray, shots: int, rng: np.random.Generator) -> np.ndarray:
+    """``shots`` random samples of every class present in ``y`` (all when fewer)."""
+    picked = [rng.permutation(np.flatnonzero(y == c))[:shots] for c in np.unique(y)]
+    return np.sort(np.concatenate(picked))
+
+
+def mean_scores(runs: Sequence[dict]) -> dict:
+    """Average the scalar scores of several fits; ``*_std`` next to each."""
+    out = {}
+    for key, value in runs[0].items():
+        if isinstance(value, float):
+            vals = [r[key] for r in runs]
+            out[key], out[f'{key}_std'] = float(np.mean(vals)), float(np.std(vals))
+    out['draws'] = len(runs)
+    return out
+
+
 def probe(feats: Dict[str, Tuple[np.ndarray, np.ndarray]], cs: Sequence[float],
           classes: Sequence[str], held_out: Sequence[str], cv: Optional[int] = None,
-          seed: int = 0) -> Dict[str, dict]:
+          seed: int = 0, shots: Optional[int] = None, draws: int = 10) -> Dict[str, dict]:
     results = {}
     x_test, y_test = feats['test']
     for name, make in classifiers(cs).items():
         start = time.time()
-        if cv:
+        if shots:
+            # Few-shot probe: the same `draws` seeded subsets for every classifier/model.
+            x_train, y_train = feats['train']
+            rng = np.random.default_rng(seed)
+            runs = []
+            for _ in range(draws):
+                idx = few_shot_indices(y_train, shots, rng)
+                pred = make().fit(x_train[idx], y_train[idx]).predict(x_test)
+                runs.append(scores(y_test, pred, classes, held_out))
+            results[name] = mean_scores(runs)
+        elif cv:
             from sklearn.model_selection import StratifiedKFold, cross_val_predict
             folds = StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
             pred = cross_val_predict(make(), x_test, y_test, cv=folds)
@@ -310,6 +339,10 @@ def parse_args(argv=None):
     parser.add_argument('--workers', type=int, help='override the dataloaders\' num_workers')
     parser.add_argument('--seed', type=int, default=0, help='seed of the CV folds and of torch')
     parser.add_argument('--out', help='write the results as JSON here')
+    parser.add_argument('--shots', type=int, default=None,
+                        help='few-shot probe: fit on this many train samples per class')
+    parser.add_argument('--draws', type=int, default=10,
+                        help='random few-shot subsets averaged (seeded by --seed)')
     parser.add_argument('--data', metavar='CONFIG',
                         help='take the dataloaders from this config instead (e.g. '
                         'configs/_base_/datasets/cgal_meshes.py for the real meshes)')
@@ -345,13 +378,16 @@ def run(cfg: Config, args) -> dict:
         if missing:
             print(f'note: {len(missing)} classes have no train sample, so no linear classifier '
                   f'can predict them: {missing}')
-    results = probe(feats, args.cs, classes, held_out, args.cv, args.seed)
+    results = probe(feats, args.cs, classes, held_out, args.cv, args.seed, args.shots,
+                    args.draws)
     report = dict(
         config=getattr(cfg, 'filename', None), checkpoint=args.checkpoint,
         random_init=bool(args.random_init), features=what,
         feature_dim=int(feats['test'][0].shape[1]),
         protocol=f'{args.cv}-fold stratified CV on the test split' if args.cv
-        else 'fit on train, score on test',
+        else (f'{args.shots}-shot: fit on {args.shots} train samples per class, score on '
+              f'test, mean of {args.draws} draws' if args.shots
+              else 'fit on train, score on test'),
         num_train=int(len(feats['train'][1])) if 'train' in feats else None,
         num_test=int(len(feats['test'][1])), classes=classes, held_out=held_out,
         results=results)
@@ -362,8 +398,9 @@ def run(cfg: Config, args) -> dict:
           + (f', {report["num_train"]} train' if report['num_train'] is not None else '')
           + f'; {report["feature_dim"]}-d features\n')
     print(table(results, bool(held_out)))
-    print(f'\nper class ({best}):\n')
-    print(per_class_table(results[best]))
+    if 'per_class' in results[best]:
+        print(f'\nper class ({best}):\n')
+        print(per_class_table(results[best]))
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(report, f, indent=2)
