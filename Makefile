@@ -204,6 +204,9 @@ i2pmae: install
 	  ck=work_dirs/$$m/iter_300.pth; \
 	  $(PROBE) $(I2P)/$$m.py $$ck --out work_dirs/$$m/probe_synthshapes3d.json || exit 1; \
 	  $(PROBE) $(I2P)/$$m.py --random-init --out work_dirs/$$m/probe_random-init.json || exit 1; \
+	  $(PROBE) $(I2P)/$$m.py $$ck --shots 10 --out work_dirs/$$m/probe_10shot.json || exit 1; \
+	  $(PROBE) $(I2P)/$$m.py --random-init --shots 10 \
+	    --out work_dirs/$$m/probe_10shot_random-init.json || exit 1; \
 	  $(PROBE) $(I2P)/$$m.py $$ck --data configs/_base_/datasets/cgal_meshes.py --cv 4 \
 	    --out work_dirs/$$m/probe_cgal.json || exit 1; \
 	  $(PROBE) $(I2P)/$$m.py --random-init --data configs/_base_/datasets/cgal_meshes.py \

@@ -247,3 +247,27 @@ def test_cross_validation_on_test_only_meshes(tmp_path):
     assert sorted(report['classes']) == ['cube', 'plate', 'rod']
     assert report['results']['SVC linear C=1']['accuracy'] >= 70, report['results']
     assert osp.isfile(osp.join(REPO, 'tools', 'analysis_tools', 'point_linear_probe.py'))
+
+
+def test_few_shot_probe_averages_seeded_draws():
+    rng = np.random.default_rng(0)
+    y_train = np.repeat(np.arange(3), 20)
+    x_train = np.eye(3)[y_train] * 3 + rng.normal(size=(60, 3))
+    y_test = np.repeat(np.arange(3), 10)
+    x_test = np.eye(3)[y_test] * 3 + rng.normal(size=(30, 3))
+    feats = dict(train=(x_train, y_train), test=(x_test, y_test))
+    idx = probe.few_shot_indices(y_train, 2, np.random.default_rng(1))
+    assert np.bincount(y_train[idx]).tolist() == [2, 2, 2]
+    out = probe.probe(feats, [1.0], ['a', 'b', 'c'], [], shots=2, draws=4, seed=1)
+    result = out['SVC linear C=1']
+    assert result['draws'] == 4 and 'accuracy_std' in result
+    # The reported accuracy is the mean over the same 4 seeded draws.
+    draws_rng = np.random.default_rng(1)
+    from sklearn.svm import SVC
+    accs = []
+    for _ in range(4):
+        i = probe.few_shot_indices(y_train, 2, draws_rng)
+        accs.append((SVC(kernel='linear', C=1.0).fit(x_train[i], y_train[i]).predict(x_test)
+                     == y_test).mean() * 100)
+    assert result['accuracy'] == pytest.approx(np.mean(accs))
+    assert result['accuracy_std'] == pytest.approx(np.std(accs))

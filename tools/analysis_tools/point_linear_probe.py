@@ -285,14 +285,15 @@ def probe(feats: Dict[str, Tuple[np.ndarray, np.ndarray]], cs: Sequence[float],
                 pred = make().fit(x_train[idx], y_train[idx]).predict(x_test)
                 runs.append(scores(y_test, pred, classes, held_out))
             results[name] = mean_scores(runs)
-        elif cv:
-            from sklearn.model_selection import StratifiedKFold, cross_val_predict
-            folds = StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
-            pred = cross_val_predict(make(), x_test, y_test, cv=folds)
         else:
-            x_train, y_train = feats['train']
-            pred = make().fit(x_train, y_train).predict(x_test)
-        results[name] = scores(y_test, pred, classes, held_out)
+            if cv:
+                from sklearn.model_selection import StratifiedKFold, cross_val_predict
+                folds = StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
+                pred = cross_val_predict(make(), x_test, y_test, cv=folds)
+            else:
+                x_train, y_train = feats['train']
+                pred = make().fit(x_train, y_train).predict(x_test)
+            results[name] = scores(y_test, pred, classes, held_out)
         results[name]['seconds'] = round(time.time() - start, 3)
     return results
 
