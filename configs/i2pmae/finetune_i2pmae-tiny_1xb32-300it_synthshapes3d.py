@@ -4,6 +4,7 @@
 _base_ = [
     '../_base_/models/i2pmae_tiny.py',
     '../_base_/datasets/synthshapes3d.py',
+    '../_base_/schedules/adamw_5e-4_cosine_300it.py',
     '../_base_/default_runtime.py',
 ]
 model = dict(
@@ -18,14 +19,4 @@ val_dataloader = dict(dataset=dict(metainfo=dict(classes={{_base_.seen_classes}}
 test_dataloader = val_dataloader
 val_evaluator = dict(type='OpenVocabAccuracy', topk=(1, 5))
 test_evaluator = val_evaluator
-max_iters = 300
-optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=5e-4, weight_decay=0.05),
-                     clip_grad=dict(max_norm=10.0))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=30),
-    dict(type='CosineAnnealingLR', by_epoch=False, begin=30, end=max_iters, eta_min=1e-6),
-]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-default_hooks = dict(checkpoint=dict(interval=max_iters), logger=dict(interval=20))
+default_hooks = dict(checkpoint=dict(interval=300), logger=dict(interval=20))
