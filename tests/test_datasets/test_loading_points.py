@@ -402,3 +402,11 @@ def test_real_cgal_meshes(tmp_path):
     assert _load(tmp_path / 'cactus.off')['points'].shape == (2048, 3)
     assert _load(tmp_path / 'P.off')['points'].shape == (2048, 3)
     _expect_error(tmp_path / 'kitten.off', 'has 5210 vertices and no faces')
+
+
+def test_fewer_points_than_min_points_names_the_file(tmp_path):
+    path = tmp_path / 'small.xyz'
+    path.write_text('0 0 0\n1 0 0\n0 1 0\n')
+    assert LoadPointsFromFile(min_points=3).transform(dict(points_path=str(path)))['num_points'] == 3
+    with pytest.raises(ValueError, match=r'small\.xyz holds 3 points, fewer than min_points=4'):
+        LoadPointsFromFile(min_points=4).transform(dict(points_path=str(path)))

@@ -212,6 +212,10 @@ class LoadPointsFromFile(BaseTransform):
         sample_mesh: sample the surface of ``.ply`` files that have faces
             (default: their vertices are returned, as for any ``.ply``). A
             ``.ply`` without faces returns its vertices either way.
+        min_points: reject a cloud with fewer points (e.g. the model's
+            groups of the first level, when clouds are not resampled to a
+            fixed size): the error names the file, which the model's own
+            check cannot.
 
     Adds:
         - ``points``: (N, C) float32 array;
@@ -222,7 +226,8 @@ class LoadPointsFromFile(BaseTransform):
 
     Raises:
         ValueError: naming the file, when it cannot be read or parsed, has
-            an unknown extension, holds no points, has a column count other
+            an unknown extension, holds no points (or fewer than
+            ``min_points``), has a column count other
             than ``num_features`` (or fewer than 3), or holds NaN/inf values;
             for a mesh, also when it has no vertices, NaN/inf vertices, no
             faces (e.g. a point set saved as ``.off``) or no surface area.
@@ -236,12 +241,14 @@ class LoadPointsFromFile(BaseTransform):
                  mesh_samples: int = 2048,
                  mesh_seed: int = 0,
                  mesh_normals: bool = False,
-                 sample_mesh: bool = False) -> None:
+                 sample_mesh: bool = False,
+                 min_points: int = 1) -> None:
         if num_features is not None and num_features < 3:
             raise ValueError(f'LoadPointsFromFile num_features must be >= 3 (x, y, z), '
                              f'got {num_features}')
         if int(mesh_samples) < 1:
             raise ValueError(f'LoadPointsFromFile mesh_samples must be >= 1, got {mesh_samples}')
+        self.min_points = max(1, int(min_points))
         self.mesh_samples = int(mesh_samples)
         self.mesh_seed = int(mesh_seed)
         self.mesh_normals = bool(mesh_normals)
@@ -413,6 +420,10 @@ class LoadPointsFromFile(BaseTransform):
             arr, fields = reader[suffix](data, path)
         if arr.shape[0] == 0:
             raise ValueError(f'point file {path} holds no points; expected at least one')
+        if arr.shape[0] < self.min_points:
+            raise ValueError(f'point file {path} holds {arr.shape[0]} points, fewer than '
+                             f'min_points={self.min_points} (e.g. the groups of the model\'s first '
+                             'level)')
         if self.num_features is not None and arr.shape[1] != self.num_features:
             raise ValueError(f'point file {path} has {arr.shape[1]} values per point '
                              f'({fields}); expected num_features={self.num_features}')

@@ -209,7 +209,8 @@ class I2PMAEEncoder(BaseEncoder):
         if n_real < self.num_groups[0]:
             raise ValueError(f'I2PMAEEncoder: a cloud has {n_real} points, fewer than the '
                              f'{self.num_groups[0]} groups of level 0; resample the clouds '
-                             '(PointDataPreprocessor num_points) or use fewer groups')
+                             '(PointDataPreprocessor num_points) or use fewer groups; '
+                             'LoadPointsFromFile(min_points=...) names such files')
         out = dict(centers=[], idxs=[], neighborhoods=[], point_idx=[])
         source, source_lengths = xyz, lengths
         for g, k in zip(self.num_groups, self.group_sizes):

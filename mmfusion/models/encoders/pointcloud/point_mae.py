@@ -301,7 +301,8 @@ class PointMAEEncoder(BaseEncoder):
         if n_real < self.num_group:
             raise ValueError(f'{type(self).__name__}: a cloud has {n_real} points, fewer than '
                              f'its {self.num_group} groups; resample the clouds '
-                             '(PointDataPreprocessor num_points) or use fewer groups')
+                             '(PointDataPreprocessor num_points) or use fewer groups; '
+                             'LoadPointsFromFile(min_points=...) names such files')
         center_idx = farthest_point_sample(xyz, self.num_group, lengths)
         centers = gather_points(xyz, center_idx)
         idx, _ = knn_group(xyz, centers, self.group_size, lengths)
