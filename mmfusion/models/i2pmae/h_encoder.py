@@ -40,7 +40,6 @@ def propagate_visible(top_visible: Tensor, idxs: Sequence[Tensor]) -> List[Tenso
         idx = idxs[level]
         B, G, K = idx.shape
         n_lower = idxs[level - 1].shape[1]
-        hits = (idx * masks[0][..., None]).new_zeros(B, n_lower, dtype=torch.long)
         members = torch.where(masks[0][..., None], idx, torch.full_like(idx, n_lower))
         hits = torch.zeros(B, n_lower + 1, dtype=torch.long, device=idx.device)
         hits.scatter_add_(1, members.reshape(B, -1), torch.ones_like(members.reshape(B, -1)))

@@ -62,10 +62,13 @@ class DepthViewTeacher(nn.Module):
 
     @property
     def out_channels(self) -> int:
+        """Channels of the 2D targets (``feats``)."""
         if self._vit:
             proj = self.encoder.visual.proj
             return proj.shape[1] if proj is not None else self.encoder.visual.transformer.width
-        raise AttributeError('out_channels is known only for an open_clip ViT teacher')
+        with torch.no_grad():  # other encoders: ask the last map of one blank view
+            blank = self.mean.new_zeros(1, 3, self.image_size, self.image_size)
+            return self.encoder(blank)['maps'][-1].shape[1]
 
     def render(self, points: Tensor, lengths: Optional[Tensor] = None):
         """(B, V, S, S) views in (0, 1) and the (B, V, N, 2) pixel of each point."""

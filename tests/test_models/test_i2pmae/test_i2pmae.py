@@ -247,3 +247,19 @@ def test_zero_shot_aligner_trains_only_the_point_side_and_ranks_class_names():
     pts = F.normalize(model.point_proj(model.point_encoder(_clouds(2, 128))['pooled']), dim=-1)
     assert torch.allclose(samples[1].pred_score, (model.scale() * pts @ text.t())[1].softmax(-1),
                           atol=1e-5)
+
+
+def test_a_convolutional_teacher_gives_its_last_map_and_a_norm_saliency():
+    cx = dict(embed_dim=16,
+              vision_cfg=dict(timm_model_name='convnext_synth_s8', timm_model_pretrained=False,
+                              timm_pool='', timm_proj='linear', image_size=32),
+              text_cfg=dict(context_length=12, width=32, heads=2, layers=1, mlp_ratio=2.0))
+    teacher = MODELS.build(dict(type='DepthViewTeacher', image_size=32, kernel=3,
+                                encoder=dict(type='OpenCLIPImageEncoder', model_cfg=cx)))
+    out = teacher(_clouds(2, 100))
+    C = teacher.out_channels
+    assert out['feats'].shape[:3] == (2, 3, C)
+    assert torch.allclose(out['saliency'].sum((-1, -2)), torch.ones(2, 3), atol=1e-5)
+    # the saliency ranks locations by the map's norm
+    norms = out['feats'].norm(dim=2)
+    assert torch.equal(out['saliency'].flatten(2).argmax(-1), norms.flatten(2).argmax(-1))
