@@ -217,6 +217,9 @@ i2pmae: install
 	  $(PY) tools/test.py $(I2P)/$$m.py work_dirs/$$m/iter_300.pth \
 	    --work-dir work_dirs/$$m/test || exit 1; \
 	done
+	$(PY) demo/pointcloud_demo.py data/cgal_meshes/sphere/test/ellipsoid.off \
+	  --texts "sphere,tall sphere,flat sphere,cube,cone,torus,cylinder,pyramid" \
+	  --out-file outputs/i2pmae_demo/ellipsoid.png
 
 demo: data
 	bash tools/gms_demo.sh

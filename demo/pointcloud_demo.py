@@ -25,6 +25,7 @@ so weight files named in the config (the CLIP and I2P-MAE ``checkpoint=``
 keys) that are not on disk are skipped with a warning.
 """
 import argparse
+import os
 import os.path as osp
 import warnings
 from typing import List, Optional, Sequence
@@ -164,9 +165,8 @@ def run(path: str, texts: Sequence[str], config: str = DEFAULT_CONFIG,
 
     if out_file is None:
         out_file = f'{osp.splitext(osp.basename(path))[0]}_pointcloud_demo.png'
-    out_dir = osp.dirname(out_file)
-    if out_dir and not osp.isdir(out_dir):
-        raise FileNotFoundError(f'--out-file directory does not exist: {out_dir}')
+    if osp.dirname(out_file):
+        os.makedirs(osp.dirname(out_file), exist_ok=True)
     pts = inputs['points'][0, :, :3].float().cpu().numpy()
     sal = saliency[0].cpu().numpy()
     best, prob = ranking[0]
