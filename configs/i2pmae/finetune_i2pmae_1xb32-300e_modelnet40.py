@@ -16,7 +16,7 @@
 # i2pmae_ckpt: an official I2P-MAE pre-training checkpoint or
 # work_dirs/i2pmae_1xb64-300e_shapenet55/epoch_300.pth (the encoder finds its h_encoder.* keys
 # in either; the decoder, teacher and per-level norms are left out).
-_base_ = ['../_base_/default_runtime.py']
+_base_ = ['../_base_/schedules/i2pmae_finetune_300e.py', '../_base_/default_runtime.py']
 i2pmae_ckpt = 'checkpoints/i2pmae_pretrain.pth'
 model = dict(
     type='PointCloudClassifier',
@@ -72,31 +72,8 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='OpenVocabAccuracy', topk=(1, ), prefix='cls')
 test_evaluator = val_evaluator
 
-max_epochs = 300
-warmup_epochs = 10
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=5e-4, weight_decay=0.05),
-    # The official add_weight_decay (used for fine-tuning too): no decay on 1-D parameters
-    # (norms, biases) and on names containing 'token'.
-    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0,
-                       custom_keys={'token': dict(decay_mult=0.0)}),
-    clip_grad=dict(max_norm=10.0))
-# The official timm CosineLRScheduler, stepped per epoch: lr(t) = 1e-6 + t (lr - 1e-6) / 10 for
-# t < 10, then the cosine of t / 300 (t counted from 0) down to 1e-6 at epoch 300. The two
-# schedulers below multiply (the cosine from epoch 0, the warm-up reaching 1 at epoch 10):
-# within 0.2% of timm's curve at every epoch.
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6 / 5e-4, by_epoch=True, begin=0, end=warmup_epochs + 1),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs, T_max=max_epochs,
-         eta_min=1e-6),
-]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
 default_hooks = dict(
     logger=dict(interval=50, log_metric_by_epoch=True),
     checkpoint=dict(by_epoch=True, interval=10, max_keep_ckpts=1, save_best='cls/top1',
                     rule='greater'))
 log_processor = dict(by_epoch=True)
-auto_scale_lr = dict(enable=False, base_batch_size=32)
