@@ -7,7 +7,7 @@ official ``I2P_MAE`` (``h_encoder``, ``mask_token``, ``h_decoder``,
 ``rec_head_2d``); the frozen 2D model is ``teacher`` (the official
 ``clip_model``, see ``tools/model_converters/i2pmae_to_mmfusion.py``).
 """
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -93,7 +93,42 @@ class ImageToPointMixin:
     """What the 2D teacher gives a point MAE, for any encoder whose tokens'
     centres and members are input points (FPS picks points): saliency at
     the centres, 2D-guided masking, and 2D feature targets of the members.
-    Needs ``self.teacher`` and ``self.feature_upsample``."""
+    A model calls :meth:`set_masking` and :meth:`build_2d_branch` in its
+    ``__init__``."""
+
+    def set_masking(self, masking: str, teacher, mask_ratio: float, loss_3d_weight: float,
+                    loss_2d_weight: float, feature_upsample: str) -> None:
+        """Validate and keep the masking and loss settings."""
+        owner = type(self).__name__
+        if masking not in MASKINGS:
+            raise ValueError(f'{owner} masking must be one of {MASKINGS}, got {masking!r}')
+        if masking == '2d_guided' and teacher is None:
+            raise ValueError(f"{owner} masking='2d_guided' needs a 2D teacher; set teacher or "
+                             "masking='random'")
+        if not 0.0 < mask_ratio < 1.0:
+            raise ValueError(f'{owner} mask_ratio must be in (0, 1), got {mask_ratio}')
+        if feature_upsample not in ('bicubic', 'nearest'):
+            raise ValueError(f"{owner} feature_upsample must be 'bicubic' or 'nearest', got "
+                             f'{feature_upsample!r}')
+        self.mask_ratio = mask_ratio
+        self.masking = masking
+        self.loss_3d_weight = loss_3d_weight
+        self.loss_2d_weight = loss_2d_weight
+        self.feature_upsample = feature_upsample
+
+    def build_2d_branch(self, teacher, width: int, members: int) -> None:
+        """``self.teacher`` (a :class:`DepthViewTeacher` or ``None``) and, with a
+        teacher, ``rec_head_2d``: a token of ``width`` channels predicts the
+        views' features (``target_channels``) of each of its ``members``."""
+        teacher = MODELS.build(teacher) if isinstance(teacher, dict) else teacher
+        if teacher is not None and not isinstance(teacher, DepthViewTeacher):
+            raise TypeError(f'{type(self).__name__} teacher must be a DepthViewTeacher, got '
+                            f'{type(teacher).__name__}')
+        self.teacher = teacher
+        self.rec_head_2d = None
+        if teacher is not None:
+            self.target_channels = teacher.out_channels * len(teacher.views)
+            self.rec_head_2d = nn.Conv1d(width, self.target_channels * members, 1)
 
     def read_maps(self, maps: Tensor, pix: Tensor, point_idx: Tensor) -> Tensor:
         """Per-view maps (B, V, C, h, w) read at the pixels of the points
@@ -131,28 +166,6 @@ class ImageToPointMixin:
                                   replacement=False)
         visible = torch.zeros_like(saliency, dtype=torch.bool)
         return visible.scatter(1, order[:, :num_visible], True)
-
-
-def check_masking(owner: str, masking: str, teacher, mask_ratio: float,
-                  feature_upsample: str) -> None:
-    if masking not in MASKINGS:
-        raise ValueError(f'{owner} masking must be one of {MASKINGS}, got {masking!r}')
-    if masking == '2d_guided' and teacher is None:
-        raise ValueError(f"{owner} masking='2d_guided' needs a 2D teacher; set teacher or "
-                         "masking='random'")
-    if not 0.0 < mask_ratio < 1.0:
-        raise ValueError(f'{owner} mask_ratio must be in (0, 1), got {mask_ratio}')
-    if feature_upsample not in ('bicubic', 'nearest'):
-        raise ValueError(f"{owner} feature_upsample must be 'bicubic' or 'nearest', got "
-                         f'{feature_upsample!r}')
-
-
-def build_teacher(owner: str, teacher) -> Optional[DepthViewTeacher]:
-    teacher = MODELS.build(teacher) if isinstance(teacher, dict) else teacher
-    if teacher is not None and not isinstance(teacher, DepthViewTeacher):
-        raise TypeError(f'{owner} teacher must be a DepthViewTeacher, got '
-                        f'{type(teacher).__name__}')
-    return teacher
 
 
 def init_trunc_normal(*modules: Optional[nn.Module]) -> None:
@@ -221,7 +234,8 @@ class I2PMAE(ImageToPointMixin, FusionBaseModel):
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        check_masking('I2PMAE', masking, teacher, mask_ratio, feature_upsample)
+        self.set_masking(masking, teacher, mask_ratio, loss_3d_weight, loss_2d_weight,
+                         feature_upsample)
         self.h_encoder = MODELS.build(encoder)
         enc_dims = self.h_encoder.embed_dims
         levels = len(enc_dims)
@@ -232,11 +246,6 @@ class I2PMAE(ImageToPointMixin, FusionBaseModel):
         if decoder_dims[0] != enc_dims[-1]:
             raise ValueError(f'I2PMAE decoder_dims[0] ({decoder_dims[0]}) must equal the '
                              f'encoder top width ({enc_dims[-1]})')
-        self.mask_ratio = mask_ratio
-        self.masking = masking
-        self.loss_3d_weight = loss_3d_weight
-        self.loss_2d_weight = loss_2d_weight
-        self.feature_upsample = feature_upsample
         # Decoder level j works on encoder level `levels - 1 - j`.
         self.rec_level = levels - len(decoder_dims)
         self.mask_token = nn.Parameter(torch.zeros(1, enc_dims[-1]))
@@ -257,12 +266,7 @@ class I2PMAE(ImageToPointMixin, FusionBaseModel):
         self.decoder_norm = nn.LayerNorm(decoder_dims[-1])
         members = self.h_encoder.group_sizes[self.rec_level]
         self.rec_head_3d = nn.Conv1d(decoder_dims[-1], 3 * members, 1)
-        self.teacher = build_teacher('I2PMAE', teacher)
-        if self.teacher is not None:
-            self.target_channels = self.teacher.out_channels * len(self.teacher.views)
-            self.rec_head_2d = nn.Conv1d(decoder_dims[-1], self.target_channels * members, 1)
-        else:
-            self.rec_head_2d = None
+        self.build_2d_branch(teacher, decoder_dims[-1], members)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
         init_trunc_normal(self.h_decoder, self.decoder_pos_embeds, self.token_prop,
                           self.rec_head_3d, self.rec_head_2d)

@@ -7,9 +7,8 @@ from torch import Tensor, nn
 
 from mmfusion.registry import MODELS
 from mmfusion.models.common import FusionBaseModel
-from mmfusion.models.encoders.pointcloud.ops import gather_points
 from mmfusion.models.encoders.pointcloud.point_mae import Block, PointMAEEncoder
-from .i2pmae import ImageToPointMixin, build_teacher, check_masking, chamfer_l2, init_trunc_normal
+from .i2pmae import ImageToPointMixin, chamfer_l2, init_trunc_normal
 
 
 class PointMAEDecoder(nn.Module):
@@ -69,28 +68,20 @@ class PointMAEPretrainer(ImageToPointMixin, FusionBaseModel):
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        check_masking('PointMAEPretrainer', masking, teacher, mask_ratio, feature_upsample)
+        self.set_masking(masking, teacher, mask_ratio, loss_3d_weight, loss_2d_weight,
+                         feature_upsample)
         self.MAE_encoder = MODELS.build(encoder)
         if not isinstance(self.MAE_encoder, PointMAEEncoder) or \
                 self.MAE_encoder.cls_token is not None:
             raise TypeError('PointMAEPretrainer encoder must be a PointMAEEncoder without '
                             'cls_token')
         dim = self.MAE_encoder.embed_dims
-        self.mask_ratio = mask_ratio
-        self.masking = masking
-        self.loss_3d_weight = loss_3d_weight
-        self.loss_2d_weight = loss_2d_weight
-        self.feature_upsample = feature_upsample
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.decoder_pos_embed = nn.Sequential(nn.Linear(3, 128), nn.GELU(), nn.Linear(128, dim))
         self.MAE_decoder = PointMAEDecoder(dim, decoder_depth, decoder_num_heads, drop_path_rate)
         group_size = self.MAE_encoder.group_size
         self.increase_dim = nn.Sequential(nn.Conv1d(dim, 3 * group_size, 1))
-        self.teacher = build_teacher('PointMAEPretrainer', teacher)
-        self.rec_head_2d = None
-        if self.teacher is not None:
-            self.target_channels = self.teacher.out_channels * len(self.teacher.views)
-            self.rec_head_2d = nn.Conv1d(dim, self.target_channels * group_size, 1)
+        self.build_2d_branch(teacher, dim, group_size)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
         init_trunc_normal(self.decoder_pos_embed, self.MAE_decoder, self.increase_dim,
                           self.rec_head_2d)
