@@ -101,7 +101,7 @@ class PointMAEPretrainer(ImageToPointMixin, FusionBaseModel):
         else:
             ranks = torch.rand(B, G, device=points.device).argsort(1).argsort(1)
             visible = ranks >= self.num_hidden()
-        out = enc(points, lengths, hidden=~visible)
+        out = enc(points, lengths, hidden=~visible, grouped=(groups, centers))
         x_vis = out['tokens']  # (B, G_vis, C), visible groups in index order
         C = x_vis.shape[-1]
         M = self.num_hidden()

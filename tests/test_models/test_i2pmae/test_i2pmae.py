@@ -263,3 +263,10 @@ def test_a_convolutional_teacher_gives_its_last_map_and_a_norm_saliency():
     # the saliency ranks locations by the map's norm
     norms = out['feats'].norm(dim=2)
     assert torch.equal(out['saliency'].flatten(2).argmax(-1), norms.flatten(2).argmax(-1))
+
+
+def test_pointmae_encoder_accepts_its_own_grouping():
+    enc = MODELS.build(dict(type='PointMAEEncoder', num_group=16, group_size=8, embed_dims=32,
+                            depth=1, num_heads=2, embed_hidden=(8, 16, 16))).eval()
+    pts = _clouds(2, 128)
+    assert torch.equal(enc(pts)['pooled'], enc(pts, grouped=enc.group(pts))['pooled'])

@@ -319,7 +319,8 @@ class PointMAEEncoder(BaseEncoder):
                 points: Tensor,
                 lengths: Optional[Tensor] = None,
                 masking: Optional[bool] = None,
-                hidden: Optional[Tensor] = None) -> Dict[str, Tensor]:
+                hidden: Optional[Tensor] = None,
+                grouped: Optional[Tuple[Tensor, Tensor]] = None) -> Dict[str, Tensor]:
         """Encode a padded batch of clouds.
 
         Args:
@@ -331,6 +332,8 @@ class PointMAEEncoder(BaseEncoder):
             hidden: (B, G) bool, the groups to hide (True), chosen by the
                 caller (e.g. I2P-MAE's 2D-guided masking); the same count
                 per cloud. Overrides ``masking``.
+            grouped: ``(groups, centers)`` from :meth:`group` when the caller
+                already grouped the clouds (FPS is not run twice).
 
         Returns:
             dict with
@@ -351,7 +354,7 @@ class PointMAEEncoder(BaseEncoder):
         if masking is None:
             masking = self.mask_ratio > 0 and self.training
         dtype = self.pos_embed[0].weight.dtype
-        groups, centers = self.group(points, lengths)
+        groups, centers = grouped if grouped is not None else self.group(points, lengths)
         tokens = self.encoder(groups.to(dtype))
         pos = self.pos_embed(centers.to(dtype))
         B, _, C = tokens.shape
