@@ -8,7 +8,10 @@ clip_cfg = dict(
     vision_cfg=dict(timm_model_name='convnext_synth_s8', timm_model_pretrained=False,
                     timm_pool='', timm_proj='linear', image_size=32),
     text_cfg=dict(context_length=20, width=128, heads=4, layers=3, mlp_ratio=2.0))
-model = dict(image_encoder=dict(model_cfg=clip_cfg), text_encoder=dict(model_cfg=clip_cfg))
+# Measured with the 3-layer text transformer (before the ViT teacher moved to bag-of-words).
+model = dict(image_encoder=dict(model_cfg=clip_cfg),
+             text_encoder=dict(_delete_=True, type='OpenCLIPTextEncoder', model_cfg=clip_cfg,
+                               frozen=False))
 _view = dict(type='PointsToDepthImage', image_size=32, kernel=3, num_points=1024)
 train_dataloader = dict(
     batch_size=128,

@@ -1,5 +1,6 @@
 # The 2D teacher: a tiny CLIP trained from scratch on depth views of SynthShapes3D's
-# seen classes with their captions (no CLIP weights can be downloaded here). One random
+# seen classes with their captions (no CLIP weights can be downloaded here), with CLIP's
+# bag-of-words text tower. One random
 # view of 1024 points per cloud, rendered exactly as I2P-MAE's teacher renders them.
 # Validation: zero-shot classification of the test clouds' side view among all 18 names.
 _base_ = [
@@ -15,7 +16,7 @@ model = dict(
         img=dict(type='ImgDataPreprocessor', mean={{_base_.view_mean_255}},
                  std={{_base_.view_std_255}})),
     image_encoder=dict(type='OpenCLIPImageEncoder', model_cfg={{_base_.clip_cfg}}, frozen=False),
-    text_encoder=dict(type='OpenCLIPTextEncoder', model_cfg={{_base_.clip_cfg}}, frozen=False),
+    text_encoder={{_base_.text_tower}},
     test_templates='synthshapes3d',
     classes={{_base_.classes}})
 _view = dict(type='PointsToDepthImage', image_size={{_base_.view_size}},

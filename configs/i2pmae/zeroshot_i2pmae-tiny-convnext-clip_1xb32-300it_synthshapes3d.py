@@ -12,4 +12,5 @@ model = dict(
     teacher=dict(_delete_=True, type='DepthViewTeacher', image_size=32, kernel=3,
                  encoder=dict(type='OpenCLIPImageEncoder', model_cfg=cx_cfg, checkpoint=cx_ckpt,
                               prefix='image_encoder.')),
-    text_encoder=dict(model_cfg=cx_cfg, checkpoint=cx_ckpt))
+    text_encoder=dict(_delete_=True, type='OpenCLIPTextEncoder', model_cfg=cx_cfg,
+                      checkpoint=cx_ckpt, prefix='text_encoder.'))

@@ -16,8 +16,7 @@ model = dict(
     data_preprocessor={{_base_.point_preprocessor}},
     point_encoder={{_base_.pretrained_encoder}},
     teacher={{_base_.teacher}},
-    text_encoder=dict(type='OpenCLIPTextEncoder', model_cfg={{_base_.clip_cfg}},
-                      checkpoint={{_base_.clip_ckpt}}, prefix='text_encoder.'),
+    text_encoder={{_base_.clip_text}},
     embed_dim=64,
     classes={{_base_.classes}},
     test_templates='synthshapes3d')

@@ -4,19 +4,19 @@
 # shape (top width and half of it, 1 block each); level 0's mini-PointNet is narrowed to
 # 32/64/64 (official 128/256/512: 18x the FLOPs, 28 s a step here), mask ratio 0.8 and loss weights 1/1.
 # The teacher is the tiny depth-view CLIP of
-# configs/i2pmae/clip_vit-tiny-depth_1xb96-400it_synthshapes3d.py (frozen).
+# configs/i2pmae/clip_vit-tiny-depth_1xb96-400it_synthshapes3d.py (frozen); its text tower is
+# what the zero-shot recipe aligns to.
+_base_ = ['./clip_vit-tiny-depth.py']
 clip_ckpt = 'work_dirs/clip_vit-tiny-depth_1xb96-400it_synthshapes3d/iter_400.pth'
-clip_cfg = dict(
-    embed_dim=64,
-    vision_cfg=dict(image_size=64, patch_size=8, width=128, layers=4, head_width=32,
-                    mlp_ratio=2.0),
-    text_cfg=dict(context_length=20, width=128, heads=4, layers=3, mlp_ratio=2.0))
+# The teacher's text tower (text_tower of the base), frozen, from the same checkpoint.
+clip_text = dict(type='BagOfWordsTextEncoder', embed_dim=64, width=128, context_length=20,
+                 checkpoint=clip_ckpt, prefix='text_encoder.')
 h_encoder = dict(type='I2PMAEEncoder', num_groups=(256, 128, 32), group_sizes=(16, 8, 8),
                  embed_dims=(64, 128, 256), depths=(2, 2, 2), num_heads=4, drop_path_rate=0.1,
                  embed_hidden=(32, 64, 64), frozen=False)
 teacher = dict(type='DepthViewTeacher', image_size=64, kernel=3,
-               encoder=dict(type='OpenCLIPImageEncoder', model_cfg=clip_cfg, out_indices=(-1, ),
-                            checkpoint=clip_ckpt, prefix='image_encoder.'))
+               encoder=dict(type='OpenCLIPImageEncoder', model_cfg={{_base_.clip_cfg}},
+                            out_indices=(-1, ), checkpoint=clip_ckpt, prefix='image_encoder.'))
 model = dict(
     type='I2PMAE',
     data_preprocessor=dict(

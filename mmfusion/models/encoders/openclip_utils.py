@@ -30,7 +30,8 @@ def import_open_clip(user: str) -> ModuleType:
 def resolve_model_cfg(user: str,
                       model_name: Optional[str] = None,
                       model_cfg: Optional[dict] = None,
-                      pretrained_tag: Optional[str] = None) -> Tuple[dict, dict]:
+                      pretrained_tag: Optional[str] = None,
+                      tower: Optional[str] = None) -> Tuple[dict, dict]:
     """Find the open_clip model config and its image preprocessing.
 
     Args:
@@ -42,6 +43,9 @@ def resolve_model_cfg(user: str,
         pretrained_tag: open_clip pretrained tag the weights come from (e.g.
             ``'laion2b_s34b_b79k'``); only its metadata (mean/std, QuickGELU)
             is read, nothing is downloaded. Needs ``model_name``.
+        tower: ``'visual'`` or ``'text'``: only that tower's config is
+            required (a CLIP trained with another text tower, e.g. mmfusion's
+            ``BagOfWordsTextEncoder``, has no ``text_cfg``); ``None``: both.
 
     Returns:
         ``(model_cfg, preprocess_cfg)``: a private copy of the model config and
@@ -71,12 +75,15 @@ def resolve_model_cfg(user: str,
         if 'model_cfg' in cfg:  # open_clip_config.json layout
             preprocess = dict(cfg.get('preprocess_cfg') or {})
             cfg = copy.deepcopy(dict(cfg['model_cfg']))
-    missing = [k for k in ('embed_dim', 'vision_cfg', 'text_cfg') if k not in cfg]
+    needed = {'visual': ('vision_cfg', ), 'text': ('text_cfg', )}.get(tower,
+                                                                     ('vision_cfg', 'text_cfg'))
+    missing = [k for k in ('embed_dim', ) + needed if k not in cfg]
     if missing:
         raise ValueError(f'{user}: model_cfg lacks the field(s) {missing}; it needs embed_dim, '
-                         'vision_cfg and text_cfg (see open_clip/model_configs/*.json)')
-    cfg['vision_cfg'] = dict(cfg['vision_cfg'])
-    cfg['text_cfg'] = dict(cfg['text_cfg'])
+                         f'{" and ".join(needed)} (see open_clip/model_configs/*.json)')
+    for key in ('vision_cfg', 'text_cfg'):
+        if key in cfg:
+            cfg[key] = dict(cfg[key])
     preprocess.setdefault('mean', _OPENAI_MEAN)
     preprocess.setdefault('std', _OPENAI_STD)
     return cfg, preprocess

@@ -354,3 +354,13 @@ def test_class_embedding_cache_follows_the_weights(vit, tmp_path):
     assert not enc._class_embed_cache
     fresh = enc.embed_class_names(names)
     assert fresh.requires_grad and fresh is not cached
+
+
+def test_model_cfg_needs_only_the_built_towers_config():
+    """An image tower builds from a config without text_cfg (a CLIP trained with
+    another text tower); a text tower without it is an error naming the field."""
+    vision_only = dict(embed_dim=VIT_CFG['embed_dim'], vision_cfg=VIT_CFG['vision_cfg'])
+    pooled = OpenCLIPImageEncoder(model_cfg=vision_only)(torch.randn(1, 3, 32, 32))['pooled']
+    assert pooled.shape == (1, VIT_CFG['embed_dim'])
+    with pytest.raises(ValueError, match=r"lacks the field\(s\) \['text_cfg'\]"):
+        OpenCLIPTextEncoder(model_cfg=vision_only)

@@ -2,7 +2,6 @@
 from typing import Dict, Optional, Sequence, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from mmfusion.registry import MODELS
@@ -10,7 +9,7 @@ from mmfusion.utils import load_strict
 from mmfusion.models.encoders.base_encoder import BaseEncoder
 from mmfusion.models.encoders.openclip_utils import (build_tower, import_open_clip, is_custom_text,
                                                      read_openclip_checkpoint, resolve_model_cfg)
-from .prompt_templates import Template, fill_templates, get_templates
+from .prompt_ensemble import PromptEnsembleMixin, valid_token_mask
 
 # Top-level names open_clip's CLIP class gives its text modules.
 _CLIP_TEXT_MODULES = ('transformer', 'token_embedding', 'positional_embedding', 'ln_final',
@@ -20,7 +19,7 @@ _NON_TEXT_PREFIXES = ('visual.', 'text_decoder.', 'logit_scale', 'logit_bias')
 
 
 @MODELS.register_module()
-class OpenCLIPTextEncoder(BaseEncoder):
+class OpenCLIPTextEncoder(PromptEnsembleMixin, BaseEncoder):
     """The text tower of an open_clip model, with its tokenizer.
 
     Keys are open_clip's: for a ``CLIP`` model the text modules sit at top
@@ -64,7 +63,8 @@ class OpenCLIPTextEncoder(BaseEncoder):
         super().__init__(**kwargs)
         name = type(self).__name__
         open_clip = import_open_clip(name)
-        cfg, _ = resolve_model_cfg(name, model_name, model_cfg, pretrained_tag)
+        cfg, _ = resolve_model_cfg(name, model_name, model_cfg, pretrained_tag,
+                                   tower='text')
         text_cfg = cfg['text_cfg']
         if context_length is not None:
             text_cfg['context_length'] = int(context_length)
@@ -84,12 +84,6 @@ class OpenCLIPTextEncoder(BaseEncoder):
         self.context_length = int(text_cfg.get('context_length', 77))
         self.tokenizer = self._build_tokenizer(open_clip, model_name, cfg)
         self.pad_id = self._pad_id_of(self.tokenizer)
-
-        # embed_class_names results while no gradient is needed, per
-        # (names, templates, device, dtype); cleared by weight loading and by
-        # train() when some weight is trainable. A frozen tower keeps them:
-        # mmengine's IterBasedTrainLoop calls model.train() every iteration.
-        self._class_embed_cache: Dict[tuple, Tensor] = {}
         if checkpoint is not None:
             self.load_checkpoint(checkpoint, prefix)
         self._apply_freeze()
@@ -191,11 +185,7 @@ class OpenCLIPTextEncoder(BaseEncoder):
             pooled, tokens = self.text(ids)
         else:
             pooled, tokens = self._encode_clip_layout(ids)
-        not_pad = ids != self.pad_id
-        # Valid = some non-pad token at or after this position (a BPE id equal
-        # to the pad id inside the text stays valid).
-        mask = not_pad.flip(-1).cummax(-1).values.flip(-1)
-        return dict(pooled=pooled, tokens=tokens, mask=mask)
+        return dict(pooled=pooled, tokens=tokens, mask=valid_token_mask(ids, self.pad_id))
 
     def _encode_clip_layout(self, ids: Tensor):
         """open_clip ``CLIP.encode_text``, also returning the hidden states."""
@@ -213,56 +203,3 @@ class OpenCLIPTextEncoder(BaseEncoder):
             else:
                 pooled = pooled @ self.text_projection
         return pooled, x
-
-    def embed_class_names(self,
-                          class_names: Sequence[str],
-                          templates: Union[str, Sequence[Template]] = 'simple',
-                          batch_size: Optional[int] = None) -> Tensor:
-        """Zero-shot class embeddings by prompt ensembling.
-
-        Every template is filled with every class name; the prompt embeddings
-        are L2-normalised, averaged over templates, and normalised again.
-
-        Args:
-            class_names: C names.
-            templates: a set name from ``TEMPLATE_SETS`` (``'simple'``,
-                ``'imagenet'``, ``'synthshapes'``) or a list of ``'...{}...'``
-                strings / callables.
-            batch_size: prompts per forward; ``None`` encodes all at once.
-
-        Returns:
-            ``(C, embed_dim)`` unit-norm class embeddings. Unless a gradient
-            is needed (grad mode on and trainable parameters), the result is
-            cached until a weight load, or the next ``train()``/``eval()``
-            call if some weight is trainable: zero-shot evaluation, and
-            training with a frozen tower, embed each class list once.
-        """
-        templates = get_templates(templates)
-        if torch.is_grad_enabled() and self._has_trainable_weights():
-            return self._ensemble(class_names, templates, batch_size)
-        param = next(self.parameters())
-        key = (tuple(class_names), tuple(templates), str(param.device), param.dtype)
-        if key not in self._class_embed_cache:
-            with torch.no_grad():
-                self._class_embed_cache[key] = self._ensemble(class_names, templates, batch_size)
-        return self._class_embed_cache[key]
-
-    def _ensemble(self, class_names: Sequence[str], templates: Sequence[str],
-                  batch_size: Optional[int]) -> Tensor:
-        prompts = fill_templates(templates, class_names)
-        step = batch_size or len(prompts)
-        emb = torch.cat([self(prompts[i:i + step])['pooled'] for i in range(0, len(prompts), step)])
-        emb = F.normalize(emb, dim=-1).reshape(len(class_names), len(templates), -1).mean(dim=1)
-        return F.normalize(emb, dim=-1)
-
-    def _has_trainable_weights(self) -> bool:
-        return any(p.requires_grad for p in self.parameters())
-
-    def train(self, mode: bool = True) -> 'OpenCLIPTextEncoder':
-        if self._has_trainable_weights():
-            self._class_embed_cache.clear()  # the weights may change from here on
-        return super().train(mode)
-
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
-        self._class_embed_cache.clear()
-        super()._load_from_state_dict(*args, **kwargs)

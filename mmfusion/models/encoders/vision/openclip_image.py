@@ -64,7 +64,8 @@ class OpenCLIPImageEncoder(BaseEncoder):
                  **kwargs) -> None:
         super().__init__(**kwargs)
         name = type(self).__name__
-        cfg, preprocess = resolve_model_cfg(name, model_name, model_cfg, pretrained_tag)
+        cfg, preprocess = resolve_model_cfg(name, model_name, model_cfg, pretrained_tag,
+                                            tower='visual')
         self.visual = build_tower(cfg, 'visual', name)
         self.embed_dim = int(cfg['embed_dim'])
         self.mean = [float(m) * 255 for m in preprocess['mean']]
