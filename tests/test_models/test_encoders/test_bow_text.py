@@ -1,4 +1,4 @@
-"""BagOfWordsTextEncoder: CLIP's bag-of-words contrastive text tower."""
+"""BagOfWordsTextEncoder: CLIP's bag-of-words contrastive text tower (+ positions)."""
 import open_clip
 import pytest
 import torch
@@ -19,27 +19,36 @@ def _encoder(**kwargs):
     return enc
 
 
-def test_pooled_is_projected_mean_of_normalised_word_embeddings():
-    enc = _encoder()
+@pytest.mark.parametrize('positions', [True, False])
+def test_pooled_is_projected_mean_of_normalised_token_embeddings(positions):
+    enc = _encoder(positions=positions)
     out = enc(TEXTS)
     ids = open_clip.tokenize(TEXTS, context_length=12)
     expected = []
     for row in ids:
         n = int(row.argmax()) + 1  # start .. end token (the end token has the largest id)
-        emb = F.layer_norm(enc.token_embedding.weight[row[:n]], (16, ), enc.ln_final.weight,
-                           enc.ln_final.bias)
+        emb = enc.token_embedding.weight[row[:n]]
+        if positions:
+            emb = emb + enc.positional_embedding[:n]
+        emb = F.layer_norm(emb, (16, ), enc.ln_final.weight, enc.ln_final.bias)
         expected.append(emb.mean(0) @ enc.text_projection)
     assert torch.allclose(out['pooled'], torch.stack(expected), atol=1e-6)
     assert out['tokens'].shape == (3, 12, 16)
     assert out['mask'].sum(1).tolist() == [int(r.argmax()) + 1 for r in ids]
 
 
-def test_word_order_does_not_matter_words_do():
+def test_tokens_do_not_interact():
+    """No attention: changing one word moves the embedding by that word's own
+    term, whatever the other words are; without positions order is ignored."""
     enc = _encoder()
     with torch.no_grad():
-        a, b, c = enc(['a tall cone', 'a cone tall', 'a flat cone'])['pooled']
-    assert torch.allclose(a, b, atol=1e-6)
-    assert not torch.allclose(a, c, atol=1e-3)
+        tall_cone, flat_cone, tall_cube, flat_cube = enc(
+            ['a tall cone', 'a flat cone', 'a tall cube', 'a flat cube'])['pooled']
+        assert torch.allclose(tall_cone - flat_cone, tall_cube - flat_cube, atol=1e-6)
+        assert not torch.allclose(tall_cone, flat_cone, atol=1e-3)
+        bag = _encoder(positions=False)
+        a, b = bag(['a tall cone', 'a cone tall'])['pooled']
+        assert torch.allclose(a, b, atol=1e-6)
 
 
 def test_gradients_reach_every_weight_when_trainable():
