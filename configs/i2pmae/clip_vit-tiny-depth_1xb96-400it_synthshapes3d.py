@@ -1,7 +1,7 @@
 # The 2D teacher: a tiny CLIP trained from scratch on depth views of SynthShapes3D's
 # seen classes with their captions (no CLIP weights can be downloaded here), with CLIP's
-# bag-of-words text tower. One random
-# view of 1024 points per cloud, rendered exactly as I2P-MAE's teacher renders them.
+# bag-of-words text tower plus learned positions. One random view of 1024 points per cloud,
+# rendered exactly as I2P-MAE's teacher renders them.
 # Validation: zero-shot classification of the test clouds' side view among all 18 names.
 _base_ = [
     '../_base_/models/clip_vit-tiny-depth.py',

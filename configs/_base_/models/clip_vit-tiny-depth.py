@@ -1,7 +1,8 @@
 # A tiny CLIP for depth views (the 2D teacher of the I2P-MAE recipes): open_clip ViT on
 # 64x64 views with 8x8 patches (an 8x8 patch grid), 4 layers of width 128, and CLIP's
-# bag-of-words text tower of width 128 over open_clip's bundled BPE vocabulary (a 3-layer
-# text transformer mapped the held-out compositions onto seen phrases: configs/i2pmae/README).
+# bag-of-words text tower with learned positions, width 128, over open_clip's bundled BPE
+# vocabulary (a 3-layer text transformer mapped the held-out compositions onto seen phrases:
+# configs/i2pmae/README.md).
 clip_cfg = dict(
     embed_dim=64,
     vision_cfg=dict(image_size=64, patch_size=8, width=128, layers=4, head_width=32,
