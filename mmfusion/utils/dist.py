@@ -126,3 +126,24 @@ def shutdown_launcher() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def all_gather_list(x: torch.Tensor) -> list:
+    """Every rank's ``x`` (same shape on all ranks), in rank order; ``[x]``
+    outside distributed runs. The other ranks' tensors carry no gradient."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [x]
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.detach().contiguous())
+    return parts
+
+
+def all_gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """(B, ...) on every rank -> (world * B, ...) in rank order, this rank's
+    rows being ``x`` itself (so its gradient flows) and the others constants:
+    the batch a contrastive loss sees across ranks (mmengine's ``all_gather``
+    detaches everything, which would stop the local gradient too)."""
+    parts = all_gather_list(x)
+    if len(parts) > 1:
+        parts[dist.get_rank()] = x
+    return torch.cat(parts, dim=0)

@@ -1,7 +1,7 @@
 """FrozenSeg's masked-attention decoder: Mask2Former's, with SAM injected into
 the memory (feature injector) and into the queries (query injector), and the
 class embedding computed from mask-pooled pixel features."""
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -103,8 +103,12 @@ class FrozenSegDecoder(MaskedAttentionDecoder):
                 if i % self.num_feature_levels == self.feature_fuse_level]
 
     def forward_head(self, tokens: Tensor, mask_features: Tensor,
-                     attn_size: Tuple[int, int]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+                     attn_size: Tuple[int, int],
+                     transform_normed: Optional[Callable[[Tensor], Tensor]] = None
+                     ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         normed = self.decoder_norm(tokens)
+        if transform_normed is not None:
+            normed = transform_normed(normed)
         mask_logits = torch.einsum('blc,bchw->blhw', self.mask_embed(normed), mask_features)
         # masks only select pixels: no gradient through them (official: detached)
         pooled = binary_mask_pool(mask_features, mask_logits.detach())[0]

@@ -62,6 +62,19 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
             instance and panoptic prediction. Needs the data preprocessor's
             mean/std to recover the pixels.
         data_preprocessor (dict, optional): e.g. ``MultiModalDataPreprocessor``.
+        no_object_text (str): The sentence whose text embedding is the
+            no-object class when the head's ``no_object='text'`` (official:
+            ``'A background in coco.'``, embedded without templates).
+        project_text_tokens (bool): Grounding and caption inputs are the text
+            encoder's token features times its text projection (official:
+            ``token_x @ lang_proj``) rather than the features alone.
+        class_name_suffixes (list[str]): Removed from class names before
+            they are embedded (official: ``'-other'``, ``'-merged'``,
+            ``'-stuff'``, so COCO's ``'wall-other-merged'`` reads ``'wall'``).
+        caption_input (str): What a caption token enters the decoder as:
+            ``'embedding'`` (its token embedding) or ``'encoder'`` (official:
+            the text encoder's causal features of the caption so far, at
+            that token).
 
     Tasks beyond segmentation use the head's branches (``grounding``,
     ``caption``, ``retrieval``) and these inputs:
@@ -100,8 +113,19 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
                  neck: Optional[dict] = None,
                  clip_ensemble: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
+                 no_object_text: str = 'A background in coco.',
+                 project_text_tokens: bool = False,
+                 caption_input: str = 'embedding',
+                 class_name_suffixes: Sequence[str] = (),
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if caption_input not in ('embedding', 'encoder'):
+            raise ValueError(f"caption_input must be 'embedding' or 'encoder', got "
+                             f'{caption_input!r}')
+        self.no_object_text = no_object_text
+        self.project_text_tokens = project_text_tokens
+        self.caption_input = caption_input
+        self.class_name_suffixes = tuple(class_name_suffixes)
         self.clip_ensemble = (MODELS.build(dict(type='CLIPMaskEnsemble', **clip_ensemble))
                               if clip_ensemble is not None else None)
         self.backbone = MODELS.build(backbone)
@@ -110,7 +134,7 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
         head = dict(head)
         head.setdefault('embed_dim', self.text_encoder.embed_dim)
         if head.get('grounding') is not None or head.get('caption') is not None:
-            head.setdefault('text_width', self.text_encoder.token_embedding_layer.embedding_dim)
+            head.setdefault('text_width', self.embed_dim_of_tokens())
         self.head = MODELS.build(head)
         self.init_class_names(templates, classes, thing_classes)
         self._warned_long: set = set()
@@ -128,6 +152,46 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
             index[ids] = torch.arange(len(ids))
             self.register_buffer('caption_vocab_ids', ids, persistent=False)
             self.register_buffer('caption_vocab_index', index, persistent=False)
+
+    def embed_dim_of_tokens(self) -> int:
+        """Width of the grounding / caption token inputs."""
+        if self.project_text_tokens:
+            return self.text_encoder.embed_dim
+        return self.text_encoder.token_embedding_layer.embedding_dim
+
+    def project_tokens(self, tokens: Tensor) -> Tensor:
+        """(B, L, width) text features -> the grounding / caption inputs:
+        times the text projection with ``project_text_tokens``."""
+        if not self.project_text_tokens:
+            return tokens
+        proj = self.text_encoder.text_projection
+        if isinstance(proj, torch.nn.Linear):
+            return proj(tokens)
+        return tokens @ proj.to(tokens.dtype)
+
+    def no_object_embed(self) -> Tensor:
+        """(D,) text embedding of ``no_object_text`` (no templates,
+        L2-normalised, as the official ``extract_mean_emb``)."""
+        return self.text_encoder.embed_class_names([self.no_object_text], ['{}'])[0]
+
+    def class_embeds(self, classes: Sequence[str]) -> Tensor:
+        """(C, D) text embeddings of the class names, without
+        ``class_name_suffixes``."""
+        names = []
+        for name in classes:
+            for suffix in self.class_name_suffixes:
+                name = name.replace(suffix, '')
+            names.append(name)
+        return super().class_embeds(names)
+
+    def batch_class_embeds(self, data_samples: Sequence[FusionDataSample]) -> List[Tensor]:
+        """Per image its class embeddings, with the no-object text
+        embedding appended when the head scores no object by text."""
+        embeds = super().batch_class_embeds(data_samples)
+        if self.head.no_object != 'text':
+            return embeds
+        background = self.no_object_embed()
+        return [torch.cat([e, background[None].to(e)]) for e in embeds]
 
     # -- features ----------------------------------------------------------
     def extract_feat(self, img: Tensor,
@@ -194,8 +258,11 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
                           f'tokens; the text encoder reads {context}, so it is cut to its first '
                           f'{context - 2} words/pieces', logger='current', level=logging.WARNING)
         out = self.text_encoder(list(sentences))
-        return dict(tokens=out['tokens'].float(), valid=out['mask'],
-                    sentence_embeds=out['pooled'].float())
+        result = dict(tokens=self.project_tokens(out['tokens'].float()), valid=out['mask'],
+                      sentence_embeds=out['pooled'].float())
+        if self.head.no_object == 'text':
+            result['no_object_embed'] = self.no_object_embed().float()
+        return result
 
     def caption_inputs(self, captions: Sequence[str]) -> dict:
         """Teacher forcing: token embeddings of ``[start, w1 .. wn]`` and
@@ -219,7 +286,19 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
                     vocab_embeds=self.vocab_embeds())
 
     def embed_tokens(self, ids: Tensor) -> Tensor:
-        return self.text_encoder.token_embedding_layer(ids).float()
+        """(B, T) caption token ids -> (B, T, text_width) decoder inputs:
+        token embeddings, or (``caption_input='encoder'``) the text
+        encoder's causal features of the prefix (the encoder reads its whole
+        context; later positions cannot change earlier ones)."""
+        if self.caption_input == 'embedding':
+            return self.project_tokens(self.text_encoder.token_embedding_layer(ids).float())
+        length = ids.shape[1]
+        context = self.text_encoder.context_length
+        if length > context:
+            raise ValueError(f'{length} caption tokens exceed the text encoder context {context}')
+        padded = ids.new_full((ids.shape[0], context), self.text_encoder.pad_id)
+        padded[:, :length] = ids
+        return self.project_tokens(self.text_encoder(padded)['tokens'][:, :length].float())
 
     def vocab_embeds(self) -> Tensor:
         """(V, width) output rows: the whole embedding table (no per-step
@@ -328,7 +407,10 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
         ids = self.head.generate_captions(feats, metas, self.embed_tokens, self.vocab_embeds(),
                                           self.caption_vocab_ids, self.start_id, self.end_id)
         decode = self.text_encoder.tokenizer.decode
-        return [dict(pred_caption=decode(row).strip()) for row in ids]
+        texts = [decode(row).strip() for row in ids]
+        if self.head.caption_cfg['cut_at_period']:
+            texts = [t.split('.')[0].strip() for t in texts]
+        return [dict(pred_caption=t) for t in texts]
 
     def _predict_retrieval(self, inputs: Dict, data_samples: Sequence[FusionDataSample],
                            feats: List[Tensor], metas: List[dict], task: str) -> List[dict]:

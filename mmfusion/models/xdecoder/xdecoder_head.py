@@ -14,6 +14,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from mmfusion.models.common.generation import greedy_decode
+from mmfusion.utils.dist import all_gather_list, all_gather_with_grad
 from mmfusion.models.common.mask import MaskPostProcessor, pad_class_logits, per_layer_loss_name
 from mmfusion.registry import MODELS
 from .attention_mask import xdecoder_layout, xdecoder_self_attn_mask
@@ -32,8 +33,13 @@ GROUNDING_DEFAULTS = dict(
                        loss_weight=1.0),
         loss_dice=dict(type='mmdet.DiceLoss', use_sigmoid=True, activate=True,
                        reduction='mean', naive_dice=True, eps=1.0, loss_weight=1.0)))
-CAPTION_DEFAULTS = dict(max_len=50, num_layers=3, loss_weight=8.0)
-RETRIEVAL_DEFAULTS = dict(num_layers=3, loss_weight=8.0)
+CAPTION_DEFAULTS = dict(max_len=50, num_layers=3, loss_weight=8.0, pos_with_features=False,
+                        decode_len=None, cut_at_period=False)
+RETRIEVAL_DEFAULTS = dict(num_layers=3, loss_weight=8.0, image_proj='own', logit_scale='own',
+                          all_gather=False)
+TEST_DEFAULTS = dict(task='semantic', object_mask_threshold=0.8, overlap_threshold=0.8,
+                     max_per_image=100, mask_resize='bilinear', referring_select='softmax',
+                     segment_with_image_token=False)
 
 
 @MODELS.register_module()
@@ -69,10 +75,37 @@ class XDecoderHead(BaseModule):
         caption (dict, optional): Captioning with causal caption tokens:
             ``max_len`` (decoder positions: the start token and up to
             ``max_len - 1`` words; targets end with the end token), loss ``loss_weight`` (8.0)
-            on the top ``num_layers`` (3) predictions.
+            on the top ``num_layers`` (3) predictions; ``pos_with_features``
+            (official): a caption token's position embedding is its
+            features plus the learned position; ``decode_len``: positions
+            greedy decoding fills (default ``max_len``; official: 77
+            positions, 50 decoding steps); ``cut_at_period``: the caption
+            ends at its first period (official).
         retrieval (dict, optional): Image-text contrastive loss through the
             image-level query: ``loss_weight`` (8.0) on the top
-            ``num_layers`` (3) predictions.
+            ``num_layers`` (3) predictions; ``image_proj`` ``'own'`` (a
+            Linear of its own) or ``'cls_embed'`` (the class-embedding
+            projection, official); ``logit_scale`` ``'own'`` or ``'shared'``
+            (the classification temperature, official); ``all_gather``
+            (official: the InfoNCE runs over every rank's embeddings).
+        no_object (str): ``'learned'`` (a learnable no-object embedding) or
+            ``'text'`` (official: the caller appends the text embedding of a
+            background sentence to every class list, and to the sentence of
+            a referring query).
+        image_token (str): ``'query'`` (the image query's own output is the
+            image-level token; it cross-attends to the whole image) or
+            ``'pooled'`` (official: at every prediction the image token is
+            the softmax(image . object)-weighted sum of the object-query
+            outputs, cosine similarities without temperature; the image
+            query cross-attends within the mask predicted from that token,
+            and the token after it (the first grounding query) to the whole
+            image, as the official code does).
+        text_input_proj (bool): Linear projections of the text encoder's
+            token features into the decoder (``grounding_in``,
+            ``caption_in``). Official: none; the tokens come in at the
+            decoder width (the caller projects them).
+        proj_bias (bool): Bias of ``decoder.cls_embed`` and ``caption_out``
+            (official: bias-free (in, out) matrices).
         test_cfg (dict): ``task`` (``'semantic'``, ``'instance'``,
             ``'panoptic'``, ``'referring'``, ``'caption'`` or
             ``'retrieval'``), ``object_mask_threshold`` (0.8),
@@ -90,22 +123,42 @@ class XDecoderHead(BaseModule):
                  grounding: Optional[dict] = None,
                  caption: Optional[dict] = None,
                  retrieval: Optional[dict] = None,
+                 no_object: str = 'learned',
+                 image_token: str = 'query',
+                 text_input_proj: bool = True,
+                 proj_bias: bool = True,
                  test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        for name, value, choices in (('no_object', no_object, ('learned', 'text')),
+                                     ('image_token', image_token, ('query', 'pooled'))):
+            if value not in choices:
+                raise ValueError(f'XDecoderHead {name} must be one of {choices}, got {value!r}')
+        self.no_object = no_object
+        self.image_token = image_token
         self.pixel_decoder = MODELS.build(pixel_decoder)
-        self.decoder = MODELS.build(dict(transformer_decoder, cls_out_channels=embed_dim))
+        self.decoder = MODELS.build(dict(transformer_decoder, cls_out_channels=embed_dim,
+                                         cls_embed_bias=proj_bias))
         self.num_queries = self.decoder.num_queries
         hidden = self.decoder.hidden_dims
         self.image_query_feat = nn.Embedding(1, hidden)
         self.image_query_pos = nn.Embedding(1, hidden)
-        self.no_object_embed = nn.Parameter(torch.randn(embed_dim) / math.sqrt(embed_dim))
+        if no_object == 'learned':
+            self.no_object_embed = nn.Parameter(torch.randn(embed_dim) / math.sqrt(embed_dim))
         self.logit_scale = nn.Parameter(torch.tensor(float(init_logit_scale)))
         self.max_log_scale = math.log(max_logit_scale)
         self.criterion = MODELS.build(criterion)
         if (grounding is not None or caption is not None) and not text_width:
             raise ValueError('XDecoderHead: grounding and caption need text_width (the text '
                              "encoder's token width)")
+        if not text_input_proj and text_width and text_width != hidden:
+            raise ValueError(f'XDecoderHead: text_input_proj=False feeds text tokens to the '
+                             f'decoder as they are, so text_width ({text_width}) must equal the '
+                             f'decoder width ({hidden})')
+
+        def text_in() -> nn.Module:
+            return nn.Linear(text_width, hidden) if text_input_proj else nn.Identity()
+
         self.grounding_cfg = self.caption_cfg = self.retrieval_cfg = None
         for name, cfg, defaults in (('grounding', grounding, GROUNDING_DEFAULTS),
                                     ('caption', caption, CAPTION_DEFAULTS),
@@ -120,21 +173,35 @@ class XDecoderHead(BaseModule):
             self.grounding_cfg['criterion'] = dict(GROUNDING_DEFAULTS['criterion'],
                                                    **grounding.get('criterion', {}))
             self.grounding_criterion = MODELS.build(self.grounding_cfg['criterion'])
-            self.grounding_in = nn.Linear(text_width, hidden)
+            self.grounding_in = text_in()
         if caption is not None:
             self.caption_cfg = dict(CAPTION_DEFAULTS, **caption)
-            self.caption_in = nn.Linear(text_width, hidden)
+            self.caption_in = text_in()
             self.caption_pos = nn.Embedding(self.caption_cfg['max_len'], hidden)
-            self.caption_out = nn.Linear(hidden, text_width)
+            self.caption_out = nn.Linear(hidden, text_width, bias=proj_bias)
         if retrieval is not None:
             self.retrieval_cfg = dict(RETRIEVAL_DEFAULTS, **retrieval)
-            self.retrieval_proj = nn.Linear(hidden, embed_dim)
-            self.retrieval_logit_scale = nn.Parameter(torch.tensor(float(init_logit_scale)))
-        self.test_cfg = dict(task='semantic', object_mask_threshold=0.8,
-                             overlap_threshold=0.8, max_per_image=100)
-        self.test_cfg.update(test_cfg or {})
+            for key, choices in (('image_proj', ('own', 'cls_embed')),
+                                 ('logit_scale', ('own', 'shared'))):
+                if self.retrieval_cfg[key] not in choices:
+                    raise ValueError(f'XDecoderHead retrieval {key} must be one of {choices}, '
+                                     f'got {self.retrieval_cfg[key]!r}')
+            if self.retrieval_cfg['image_proj'] == 'own':
+                self.retrieval_proj = nn.Linear(hidden, embed_dim)
+            if self.retrieval_cfg['logit_scale'] == 'own':
+                self.retrieval_logit_scale = nn.Parameter(torch.tensor(float(init_logit_scale)))
+        unknown = set(test_cfg or {}) - set(TEST_DEFAULTS)
+        if unknown:
+            raise KeyError(f'XDecoderHead test_cfg: unknown keys {sorted(unknown)}; expected '
+                           f'some of {sorted(TEST_DEFAULTS)}')
+        self.test_cfg = dict(TEST_DEFAULTS, **(test_cfg or {}))
         if self.test_cfg['task'] not in TASKS:
             raise ValueError(f'test_cfg task must be one of {TASKS}, got {self.test_cfg["task"]!r}')
+        for key, choices in (('mask_resize', ('bilinear', 'bicubic')),
+                             ('referring_select', ('softmax', 'similarity'))):
+            if self.test_cfg[key] not in choices:
+                raise ValueError(f'test_cfg {key} must be one of {choices}, got '
+                                 f'{self.test_cfg[key]!r}')
         self.postprocessor = MaskPostProcessor(self.test_cfg)
 
     # -- decoding ----------------------------------------------------------
@@ -169,7 +236,9 @@ class XDecoderHead(BaseModule):
         Returns:
             dict of per-prediction lists (``num_layers + 1`` entries):
             ``cls_embeds`` (B, N, D) / ``mask_logits`` (B, N, H/4, W/4) of the
-            object queries, ``image_embeds`` (B, C) of the image query; with
+            object queries, ``image_embeds`` (B, C) / ``image_cls_embeds``
+            (B, D) / ``image_mask_logits`` (B, 1, H/4, W/4) of the image
+            token; with
             grounding tokens ``grounding_cls_embeds`` / ``grounding_mask_logits``
             of the grounding queries; with caption tokens ``caption_embeds``
             (B, Lc, text_width).
@@ -192,23 +261,29 @@ class XDecoderHead(BaseModule):
 
         extra = [expand(self.image_query_feat.weight)]
         extra_pos = [expand(self.image_query_pos.weight)]
+        pooled = self.image_token == 'pooled'
         # Per extra token: cross-attend within its own predicted mask
-        # (grounding queries) or to the whole image (image query, caption
-        # tokens), or not at all (sentence tokens: appended after
-        # cross-attention, as the paper; their features are their position).
-        own_mask, cross = [False], [True]
+        # (grounding queries; the pooled image token) or to the whole image
+        # (the image query's own token, caption tokens), or not at all
+        # (sentence tokens: appended after cross-attention, as the paper;
+        # their features are their position).
+        own_mask, cross = [pooled], [True]
         if has_grounding:
             sentence = self.grounding_in(grounding_tokens)
             extra += [expand(self.decoder.query_feat.weight), sentence]
             extra_pos += [expand(self.decoder.query_embed.weight), sentence]
-            own_mask += [True] * num_grd + [False] * num_gtok
+            # The official code unmasks the token right after the image query
+            # (its "cls token" fill is off by one): the first grounding query.
+            grounding_own = [not pooled] + [True] * (num_grd - 1)
+            own_mask += grounding_own + [False] * num_gtok
             cross += [True] * num_grd + [False] * num_gtok
         if num_cap:
             if num_cap > self.caption_cfg['max_len']:
                 raise ValueError(f'{num_cap} caption tokens exceed caption max_len '
                                  f'{self.caption_cfg["max_len"]}')
-            extra.append(self.caption_in(caption_tokens))
-            extra_pos.append(expand(self.caption_pos.weight[:num_cap]))
+            tokens = self.caption_in(caption_tokens)
+            extra.append(tokens)
+            extra_pos.append(self._caption_pos(tokens, 0))
             own_mask += [False] * num_cap
             cross += [True] * num_cap
         self_attn_mask = xdecoder_self_attn_mask(num_queries, num_grd, num_gtok, num_cap,
@@ -224,11 +299,14 @@ class XDecoderHead(BaseModule):
             extra_tokens=torch.cat(extra, dim=1), extra_pos=torch.cat(extra_pos, dim=1),
             self_attn_mask=self_attn_mask,
             mask_extra_cross_attn=torch.tensor(own_mask, device=mask_features.device),
-            extra_cross_attn=torch.tensor(cross, device=mask_features.device), cache=cache)
+            extra_cross_attn=torch.tensor(cross, device=mask_features.device), cache=cache,
+            transform_normed=self.pool_image_token if pooled else None)
         obj, img, grd, cap = (layout[k] for k in ('object', 'image', 'grounding', 'caption'))
         result = dict(cls_embeds=[x[:, obj] for x in out['cls_embeds']],
                       mask_logits=[x[:, obj] for x in out['mask_logits']],
-                      image_embeds=[x[:, img].squeeze(1) for x in out['query_embeds']])
+                      image_embeds=[x[:, img].squeeze(1) for x in out['query_embeds']],
+                      image_cls_embeds=[x[:, img].squeeze(1) for x in out['cls_embeds']],
+                      image_mask_logits=[x[:, img] for x in out['mask_logits']])
         if has_grounding:
             result['grounding_cls_embeds'] = [x[:, grd] for x in out['cls_embeds']]
             result['grounding_mask_logits'] = [x[:, grd] for x in out['mask_logits']]
@@ -236,16 +314,42 @@ class XDecoderHead(BaseModule):
             result['caption_embeds'] = [self.caption_out(x[:, cap]) for x in out['query_embeds']]
         return result
 
+    def pool_image_token(self, normed: Tensor) -> Tensor:
+        """(B, L, C) normed decoder tokens with the image token (at index
+        ``num_queries``) replaced by the softmax(image . object)-weighted sum
+        of the object tokens (cosine similarities, no temperature), as the
+        official X-Decoder head computes its image-level token."""
+        n = self.num_queries
+        objects, image = normed[:, :n], normed[:, n:n + 1]
+
+        def unit(x: Tensor) -> Tensor:
+            return x / (x.norm(dim=-1, keepdim=True) + 1e-7)
+
+        weights = (unit(image) @ unit(objects).transpose(1, 2)).softmax(-1)  # (B, 1, N)
+        return torch.cat([objects, weights @ objects, normed[:, n + 1:]], dim=1)
+
+    def _caption_pos(self, tokens: Tensor, start: int) -> Tensor:
+        """Position embedding of (B, T, C) caption tokens at positions
+        ``start ..``: the learned positions, plus the tokens themselves with
+        ``pos_with_features`` (official)."""
+        pos = self.caption_pos.weight[start:start + tokens.shape[1]].unsqueeze(0)
+        if self.caption_cfg['pos_with_features']:
+            return tokens + pos
+        return pos.expand(tokens.shape[0], -1, -1)
+
     def scale(self) -> Tensor:
         return self.logit_scale.clamp(max=self.max_log_scale).exp()
 
     def class_logits(self, cls_embeds: Tensor, class_embeds: Tensor) -> Tensor:
         """``(..., D)`` query embeddings x ``(C, D)`` class embeddings ->
-        ``(..., C + 1)`` scaled cosine logits, no object last."""
-        if class_embeds.shape[0] == 0:
+        ``(..., C + 1)`` scaled cosine logits, no object last. With
+        ``no_object='text'`` the last of the ``class_embeds`` rows is
+        already the no-object (background) text embedding."""
+        text = class_embeds.to(cls_embeds.dtype)
+        if self.no_object == 'learned':
+            text = torch.cat([text, self.no_object_embed[None].to(cls_embeds.dtype)])
+        if text.shape[0] < 2:
             raise ValueError('X-Decoder needs at least one class name')
-        text = torch.cat([class_embeds.to(cls_embeds.dtype),
-                          self.no_object_embed[None].to(cls_embeds.dtype)])
         return self.scale() * F.normalize(cls_embeds, dim=-1) @ F.normalize(text, dim=-1).t()
 
     def batch_class_logits(self, cls_embeds: Tensor,
@@ -314,16 +418,25 @@ class XDecoderHead(BaseModule):
         return {per_layer_loss_name(name, i, len(values), first): v
                 for i, v in enumerate(values)}
 
-    def grounding_logits(self, cls_embeds: Tensor, sentence_embeds: Tensor) -> Tensor:
+    def grounding_logits(self, cls_embeds: Tensor, sentence_embeds: Tensor,
+                         no_object_embed: Optional[Tensor] = None) -> Tensor:
         """(B, G, D) grounding-query embeddings x (B, D) sentence embeddings
-        -> (B, G, 2) logits: [this sentence, no object]."""
-        return torch.stack([self.class_logits(q, t[None])
-                            for q, t in zip(cls_embeds, sentence_embeds)])
+        -> (B, G, 2) logits: [this sentence, no object] (with
+        ``no_object='text'``, ``no_object_embed`` (D,) is that text's
+        embedding)."""
+        if self.no_object == 'text':
+            if no_object_embed is None:
+                raise ValueError("no_object='text' needs the no-object text embedding")
+            rows = [torch.stack([t, no_object_embed.to(t)]) for t in sentence_embeds]
+        else:
+            rows = [t[None] for t in sentence_embeds]
+        return torch.stack([self.class_logits(q, t) for q, t in zip(cls_embeds, rows)])
 
     def grounding_loss(self, out: dict, grounding: dict,
                        batch_img_metas: Sequence[dict]) -> Dict[str, Tensor]:
         num_layers = self.grounding_cfg['num_layers']
-        cls = [self.grounding_logits(c, grounding['sentence_embeds'])
+        cls = [self.grounding_logits(c, grounding['sentence_embeds'],
+                                     grounding.get('no_object_embed'))
                for c in self._top(out['grounding_cls_embeds'], num_layers)]
         masks = self._top(out['grounding_mask_logits'], num_layers)
         losses = self.grounding_criterion(cls, masks, grounding['gt_instances'],
@@ -346,26 +459,41 @@ class XDecoderHead(BaseModule):
         return self._per_layer_names(values, 'loss_caption')
 
     def retrieval_scale(self) -> Tensor:
+        if self.retrieval_cfg['logit_scale'] == 'shared':
+            return self.scale()
         return self.retrieval_logit_scale.clamp(max=self.max_log_scale).exp()
 
-    def image_text_embeds(self, image_query: Tensor) -> Tensor:
-        """(B, C) image-query output -> (B, D) L2-normalised image embedding."""
-        return F.normalize(self.retrieval_proj(image_query), dim=-1)
+    def image_text_embeds(self, out: dict) -> List[Tensor]:
+        """Per prediction the (B, D) L2-normalised retrieval embedding of the
+        image token: ``retrieval_proj`` of its output, or (``image_proj=
+        'cls_embed'``) its class embedding."""
+        if self.retrieval_cfg['image_proj'] == 'cls_embed':
+            return [F.normalize(x.float(), dim=-1) for x in out['image_cls_embeds']]
+        return [F.normalize(self.retrieval_proj(x.float()), dim=-1) for x in out['image_embeds']]
 
     def retrieval_loss(self, out: dict, retrieval: dict) -> Dict[str, Tensor]:
-        """Symmetric InfoNCE between image-query embeddings and the captions
-        of the batch; with several positives (repeated caption texts) the
-        target spreads evenly over them."""
+        """Symmetric InfoNCE between image embeddings and the captions of the
+        batch; with several positives (repeated caption texts) the target
+        spreads evenly over them. With ``all_gather`` the batch is every
+        rank's (the other ranks' embeddings as constants, as the official
+        code): each rank's loss equals the one-process loss over the whole
+        batch, and positives across ranks count as negatives."""
         weight = self.retrieval_cfg['loss_weight']
         text = F.normalize(retrieval['text_embeds'].float(), dim=-1)
         positives = retrieval.get('positives')
         if positives is None:
             positives = torch.eye(len(text), dtype=torch.bool, device=text.device)
+        gather = self.retrieval_cfg['all_gather']
+        if gather:
+            text = all_gather_with_grad(text)
+            positives = torch.block_diag(*all_gather_list(positives))
         target = positives.float() / positives.sum(1, keepdim=True)
         target_t = positives.t().float() / positives.t().sum(1, keepdim=True)
         values = []
-        for image_query in self._top(out['image_embeds'], self.retrieval_cfg['num_layers']):
-            logits = self.retrieval_scale() * self.image_text_embeds(image_query.float()) @ text.t()
+        for image in self._top(self.image_text_embeds(out), self.retrieval_cfg['num_layers']):
+            if gather:
+                image = all_gather_with_grad(image)
+            logits = self.retrieval_scale() * image @ text.t()
             values.append(weight * (F.cross_entropy(logits, target)
                                     + F.cross_entropy(logits.t(), target_t)) / 2)
         losses = self._per_layer_names(values, 'loss_retrieval')
@@ -392,11 +520,14 @@ class XDecoderHead(BaseModule):
         """
         task = task or self.test_cfg['task']
         out = self(feats, batch_img_metas)
-        cls_logits = self.batch_class_logits(out['cls_embeds'][-1], class_embeds)
+        cls_embeds, mask_logits = out['cls_embeds'][-1], out['mask_logits'][-1]
+        if self.test_cfg['segment_with_image_token']:  # official: 101 queries
+            cls_embeds = torch.cat([cls_embeds, out['image_cls_embeds'][-1][:, None]], dim=1)
+            mask_logits = torch.cat([mask_logits, out['image_mask_logits'][-1]], dim=1)
+        cls_logits = self.batch_class_logits(cls_embeds, class_embeds)
         if refine_logits is not None:
-            cls_logits = refine_logits(cls_logits, out['mask_logits'][-1])
-        return self.postprocessor(task, cls_logits, out['mask_logits'][-1], batch_img_metas,
-                                  thing_flags)
+            cls_logits = refine_logits(cls_logits, mask_logits)
+        return self.postprocessor(task, cls_logits, mask_logits, batch_img_metas, thing_flags)
 
     def predict_referring(self, feats: List[Tensor], batch_img_metas: Sequence[dict],
                           grounding: dict) -> List[Dict[str, object]]:
@@ -406,8 +537,12 @@ class XDecoderHead(BaseModule):
         out = self(feats, batch_img_metas, grounding_tokens=grounding['tokens'],
                    grounding_valid=grounding['valid'])
         logits = self.grounding_logits(out['grounding_cls_embeds'][-1],
-                                       grounding['sentence_embeds'])
-        best = logits.float().softmax(-1)[..., 0].argmax(-1)
+                                       grounding['sentence_embeds'],
+                                       grounding.get('no_object_embed')).float()
+        if self.test_cfg['referring_select'] == 'similarity':
+            best = logits[..., 0].argmax(-1)
+        else:
+            best = logits.softmax(-1)[..., 0].argmax(-1)
         masks = out['grounding_mask_logits'][-1]
         return [dict(pred_sem_seg=self.postprocessor.referring(masks[b, best[b]], meta))
                 for b, meta in enumerate(batch_img_metas)]
@@ -424,9 +559,8 @@ class XDecoderHead(BaseModule):
         if start + count > self.caption_cfg['max_len']:
             raise ValueError(f'{start + count} caption tokens exceed caption max_len '
                              f'{self.caption_cfg["max_len"]}')
-        pos = self.caption_pos.weight[start:start + count]
-        pos = pos.unsqueeze(0).expand(caption_tokens.shape[0], -1, -1)
-        normed = self.decoder.forward_appended(self.caption_in(caption_tokens), pos, cache)
+        tokens = self.caption_in(caption_tokens)
+        normed = self.decoder.forward_appended(tokens, self._caption_pos(tokens, start), cache)
         return self.caption_out(normed)
 
     @torch.no_grad()
@@ -450,7 +584,8 @@ class XDecoderHead(BaseModule):
             list[list[int]]: per image the generated token ids, without the
             start and end tokens.
         """
-        max_len = min(max_len or self.caption_cfg['max_len'], self.caption_cfg['max_len'])
+        max_len = min(max_len or self.caption_cfg['decode_len'] or self.caption_cfg['max_len'],
+                      self.caption_cfg['max_len'])
         pixel_out = self.pixel_decoder(feats, batch_img_metas)
         device = pixel_out[0].device
         vocab_ids = vocab_ids.to(device)
@@ -476,7 +611,7 @@ class XDecoderHead(BaseModule):
 
     def predict_image_embeds(self, feats: List[Tensor],
                              batch_img_metas: Sequence[dict]) -> Tensor:
-        """(B, D) L2-normalised retrieval embeddings of the image query."""
+        """(B, D) L2-normalised retrieval embeddings of the image token."""
         if self.retrieval_cfg is None:
             raise RuntimeError('XDecoderHead was built without retrieval')
-        return self.image_text_embeds(self(feats, batch_img_metas)['image_embeds'][-1])
+        return self.image_text_embeds(self(feats, batch_img_metas))[-1]

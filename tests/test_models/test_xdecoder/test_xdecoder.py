@@ -346,7 +346,7 @@ def test_retrieval_loss_is_symmetric_info_nce():
     out = model.head(feats, model._metas(samples, inputs['img']))
     text = torch.nn.functional.normalize(model.embed_texts(captions), dim=-1)
     losses = model.head.retrieval_loss(out, dict(text_embeds=model.embed_texts(captions)))
-    img = model.head.image_text_embeds(out['image_embeds'][-1])
+    img = model.head.image_text_embeds(out)[-1]
     logits = model.head.retrieval_scale() * img @ text.t()
     # Hand-written: -log softmax of the diagonal, over rows and over columns.
     rows = -(logits.diag() - logits.logsumexp(1)).mean()
@@ -476,7 +476,7 @@ def test_retrieval_loss_with_repeated_captions_spreads_the_target():
     text = model.embed_texts(['a circle', 'a circle'])
     both = torch.ones(2, 2, dtype=torch.bool)
     loss = model.head.retrieval_loss(out, dict(text_embeds=text, positives=both))
-    img = model.head.image_text_embeds(out['image_embeds'][-1])
+    img = model.head.image_text_embeds(out)[-1]
     logits = model.head.retrieval_scale() * img @ torch.nn.functional.normalize(text, dim=-1).t()
     # Two identical texts: each row's target is (0.5, 0.5).
     rows = -(logits.log_softmax(1).mean(1)).mean()

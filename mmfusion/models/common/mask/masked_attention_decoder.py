@@ -8,7 +8,7 @@ first layer and after every layer, and the optional extra tokens (e.g. text
 queries) that ride along with the object queries.
 """
 import functools
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -53,6 +53,13 @@ class MaskedAttentionDecoder(BaseModule):
         with_cp (bool): Activation checkpointing: in training, each decoder
             layer's activations are recomputed in the backward pass instead
             of stored (less memory, about one more layer forward per layer).
+        cls_embed_bias (bool): Bias of the class-embedding projection
+            (X-Decoder's official ``class_embed`` is a bias-free (in, out)
+            matrix).
+        attn_mask_resize (str): How the predicted masks are resized to the
+            next level for the attention mask: ``'bilinear'`` (Mask2Former)
+            or ``'bicubic'`` (bicubic with antialias, X-Decoder's official
+            code).
         init_cfg (dict, optional): mmengine init config.
     """
 
@@ -69,8 +76,14 @@ class MaskedAttentionDecoder(BaseModule):
                  dropout: float = 0.0,
                  enforce_input_proj: bool = False,
                  with_cp: bool = False,
+                 cls_embed_bias: bool = True,
+                 attn_mask_resize: str = 'bilinear',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        if attn_mask_resize not in ('bilinear', 'bicubic'):
+            raise ValueError(f"attn_mask_resize must be 'bilinear' or 'bicubic', got "
+                             f'{attn_mask_resize!r}')
+        self.attn_mask_resize = attn_mask_resize
         self.with_cp = with_cp
         self.num_queries = num_queries
         self.hidden_dims = hidden_dims
@@ -102,7 +115,8 @@ class MaskedAttentionDecoder(BaseModule):
         self.query_feat = nn.Embedding(num_queries, hidden_dims)
         self.query_embed = nn.Embedding(num_queries, hidden_dims)
 
-        self.cls_embed = nn.Linear(hidden_dims, cls_out_channels or hidden_dims)
+        self.cls_embed = nn.Linear(hidden_dims, cls_out_channels or hidden_dims,
+                                   bias=cls_embed_bias)
         self.mask_embed = nn.Sequential(
             nn.Linear(hidden_dims, hidden_dims), nn.ReLU(inplace=True),
             nn.Linear(hidden_dims, hidden_dims), nn.ReLU(inplace=True),
@@ -119,7 +133,9 @@ class MaskedAttentionDecoder(BaseModule):
                 nn.init.xavier_normal_(p)
 
     def forward_head(self, tokens: Tensor, mask_features: Tensor,
-                     attn_size: Tuple[int, int]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+                     attn_size: Tuple[int, int],
+                     transform_normed: Optional[Callable[[Tensor], Tensor]] = None
+                     ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """Prediction head shared by all layers.
 
         Args:
@@ -127,6 +143,9 @@ class MaskedAttentionDecoder(BaseModule):
             mask_features (Tensor): (B, Cm, H, W), stride-4 pixel embeddings.
             attn_size (tuple[int, int]): (h, w) of the level the next layer
                 cross-attends to.
+            transform_normed (callable, optional): (B, L, C) normed tokens ->
+                the tokens the class and mask heads read (e.g. X-Decoder's
+                pooled image token); the decoder's own tokens are unchanged.
 
         Returns:
             tuple:
@@ -139,6 +158,8 @@ class MaskedAttentionDecoder(BaseModule):
                   left unmasked, else softmax over nothing gives NaN.
         """
         normed = self.decoder_norm(tokens)
+        if transform_normed is not None:
+            normed = transform_normed(normed)
         cls_embeds = self.cls_embed(normed)
         mask_logits = torch.einsum('blc,bchw->blhw', self.mask_embed(normed), mask_features)
         return normed, cls_embeds, mask_logits, self.attention_mask(mask_logits, attn_size)
@@ -146,7 +167,12 @@ class MaskedAttentionDecoder(BaseModule):
     def attention_mask(self, mask_logits: Tensor, attn_size: Tuple[int, int]) -> Tensor:
         """(B, L, H, W) mask logits -> the next cross-attention's bool mask
         (B * num_heads, L, h * w) at ``attn_size`` (see :meth:`forward_head`)."""
-        attn_mask = F.interpolate(mask_logits, attn_size, mode='bilinear', align_corners=False)
+        if self.attn_mask_resize == 'bicubic':
+            attn_mask = F.interpolate(mask_logits, attn_size, mode='bicubic', align_corners=False,
+                                      antialias=True)
+        else:
+            attn_mask = F.interpolate(mask_logits, attn_size, mode='bilinear',
+                                      align_corners=False)
         # Masks only steer attention; no gradient flows through them.
         attn_mask = (attn_mask.flatten(2).sigmoid() < 0.5).detach()
         attn_mask = attn_mask & ~attn_mask.all(dim=-1, keepdim=True)
@@ -199,7 +225,9 @@ class MaskedAttentionDecoder(BaseModule):
                 mask_extra_cross_attn: Union[bool, Tensor] = True,
                 extra_cross_attn: Union[bool, Tensor] = True,
                 cache: Optional[dict] = None,
-                context: Optional[dict] = None) -> Dict[str, List[Tensor]]:
+                context: Optional[dict] = None,
+                transform_normed: Optional[Callable[[Tensor], Tensor]] = None
+                ) -> Dict[str, List[Tensor]]:
         """
         Args:
             multi_scale_features (list[Tensor]): ``num_feature_levels`` maps
@@ -230,6 +258,8 @@ class MaskedAttentionDecoder(BaseModule):
             context (dict, optional): Extra inputs for subclasses'
                 :meth:`layer_memory` / :meth:`after_layer` (e.g. FrozenSeg's
                 SAM tokens).
+            transform_normed (callable, optional): See :meth:`forward_head`;
+                applied at every prediction.
 
         Returns:
             dict of lists, each with ``num_layers + 1`` entries:
@@ -283,7 +313,8 @@ class MaskedAttentionDecoder(BaseModule):
                 functools.partial(_keep_self_attn_input, entry), with_kwargs=True)
             for layer, entry in zip(self.layers, cache['layers'])]
         try:
-            attn_mask = record(self.forward_head(tokens, mask_features, sizes[0]))
+            attn_mask = record(self.forward_head(tokens, mask_features, sizes[0],
+                                                 transform_normed))
             for i, layer in enumerate(self.layers):
                 level = i % self.num_feature_levels
                 memory, level_pos = self.layer_memory(i, memories[level], memory_pos[level],
@@ -297,7 +328,8 @@ class MaskedAttentionDecoder(BaseModule):
                 else:
                     tokens = self._run_layer(*args)
                 next_size = sizes[(i + 1) % self.num_feature_levels]
-                attn_mask = record(self.forward_head(tokens, mask_features, next_size))
+                attn_mask = record(self.forward_head(tokens, mask_features, next_size,
+                                                     transform_normed))
                 tokens = self.after_layer(i, tokens, outputs['mask_logits'][-1], context)
         finally:
             for hook in hooks:

@@ -18,12 +18,16 @@ from torch import Tensor
 SEG_TASKS = ('semantic', 'instance', 'panoptic')
 
 
-def resize_masks(mask_logits: Tensor, meta: dict) -> Tensor:
-    """(N, h, w) logits of the padded batch -> (N, *ori_shape)."""
+def resize_masks(mask_logits: Tensor, meta: dict, mode: str = 'bilinear') -> Tensor:
+    """(N, h, w) logits of the padded batch -> (N, *ori_shape): up to the
+    padded input size by ``mode`` (``'bilinear'``, or ``'bicubic'`` with
+    antialias as X-Decoder's official code), cropped, then bilinear to
+    ``ori_shape``."""
     pad_shape = meta.get('batch_input_shape') or meta.get('pad_shape') or meta['img_shape']
     img_h, img_w = meta.get('img_shape', pad_shape)[:2]
+    extra = dict(antialias=True) if mode == 'bicubic' else {}
     masks = F.interpolate(mask_logits[None].float(), size=tuple(pad_shape[:2]),
-                          mode='bilinear', align_corners=False)[:, :, :img_h, :img_w]
+                          mode=mode, align_corners=False, **extra)[:, :, :img_h, :img_w]
     ori_shape = tuple(meta.get('ori_shape', (img_h, img_w))[:2])
     return F.interpolate(masks, size=ori_shape, mode='bilinear', align_corners=False)[0]
 
@@ -35,7 +39,7 @@ class MaskPostProcessor:
         test_cfg (dict): The head's ``test_cfg`` (read at each call, so a
             changed threshold applies at once): ``object_mask_threshold``,
             ``overlap_threshold`` (panoptic) and ``max_per_image``
-            (instance).
+            (instance), optionally ``mask_resize`` (see :func:`resize_masks`).
     """
 
     def __init__(self, test_cfg: dict) -> None:
@@ -56,8 +60,9 @@ class MaskPostProcessor:
             raise ValueError(f'mask-classification post-processing is for {SEG_TASKS}, '
                              f'got {task!r}')
         field, process = self.seg_tasks[task]
+        mode = self.test_cfg.get('mask_resize', 'bilinear')
         return [{field: process(cls_logits[b].float().softmax(-1),
-                                resize_masks(mask_logits[b], meta), thing_flags[b])}
+                                resize_masks(mask_logits[b], meta, mode), thing_flags[b])}
                 for b, meta in enumerate(batch_img_metas)]
 
     @staticmethod
@@ -114,9 +119,8 @@ class MaskPostProcessor:
         return InstanceData(masks=binary, labels=labels, scores=top_scores * mask_scores,
                             bboxes=mask2bbox(binary))
 
-    @staticmethod
-    def referring(mask_logits: Tensor, meta: dict) -> PixelData:
+    def referring(self, mask_logits: Tensor, meta: dict) -> PixelData:
         """The referred query's (h, w) mask logits -> ``pred_sem_seg`` at
         ``ori_shape`` (1 = referred, ``seg_logits`` the resized logits)."""
-        mask = resize_masks(mask_logits[None], meta)
+        mask = resize_masks(mask_logits[None], meta, self.test_cfg.get('mask_resize', 'bilinear'))
         return PixelData(data=(mask > 0).long(), seg_logits=mask)

@@ -42,6 +42,12 @@ def _imagenet_templates() -> List[Template]:
     return list(open_clip.OPENAI_IMAGENET_TEMPLATES)
 
 
+def _xdecoder_templates() -> List[Template]:
+    """X-Decoder's official evaluation set: the bare name with a period,
+    then open_clip's 80 ImageNet templates."""
+    return ['{}.'] + _imagenet_templates()
+
+
 def _synthshapes3d_templates() -> List[Template]:
     from mmfusion.datasets.synthshapes3d_meta import CAPTION_TEMPLATES
     return list(CAPTION_TEMPLATES)
@@ -54,6 +60,7 @@ TEMPLATE_SETS: Dict[str, Union[Sequence[Template], Callable[[], Sequence[Templat
     'synthshapes': SYNTHSHAPES_TEMPLATES,
     'synthshapes3d': _synthshapes3d_templates,
     'vild': VILD_TEMPLATES,
+    'xdecoder': _xdecoder_templates,
 }
 
 
