@@ -36,10 +36,15 @@ class TransformerEncoderFPNPixelDecoder(TransformerEncoderPixelDecoder):
             Mask2Former's strides 32/16/8 for a 4-level input; on small images
             ``(1, 2, 3)`` (strides 16/8/4) keeps objects several cells wide at
             every level the queries attend to.
+        use_padding_mask (bool): Keep batch padding out of the encoder's
+            attention (mmdet). X-Decoder's official encoder reads the padded
+            map whole (no mask).
     """
 
-    def __init__(self, *args, out_indices: Sequence[int] = (0, 1, 2), **kwargs) -> None:
+    def __init__(self, *args, out_indices: Sequence[int] = (0, 1, 2),
+                 use_padding_mask: bool = True, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.use_padding_mask = use_padding_mask
         out_indices = tuple(out_indices)
         if (not out_indices or any(not 0 <= i < self.num_inputs for i in out_indices)
                 or list(out_indices) != sorted(set(out_indices))):
@@ -86,7 +91,8 @@ class TransformerEncoderFPNPixelDecoder(TransformerEncoderPixelDecoder):
         """
         feat_last = feats[-1]
         bs, _, h, w = feat_last.shape
-        padding_mask = self._padding_mask(feat_last, batch_img_metas)
+        padding_mask = self._padding_mask(feat_last,
+                                          batch_img_metas if self.use_padding_mask else None)
         pos_embed = self.positional_encoding(padding_mask)
         # (B, C, h, w) -> (B, h*w, C): the encoder works on token sequences.
         tokens = self.encoder_in_proj(feat_last).flatten(2).transpose(1, 2)
