@@ -17,8 +17,8 @@ strategy = dict(
     zero_optimization=dict(stage=2, allgather_partitions=True, reduce_scatter=True,
                            allgather_bucket_size=int(5e8), reduce_bucket_size=int(5e8),
                            overlap_comm=True, contiguous_gradients=True),
-    # The base recipe's clip_grad (max_norm 0.01) moves into DeepSpeed.
-    gradient_clipping=0.01)
+    # The base recipe's clip_grad (max_norm 5.0) moves into DeepSpeed.
+    gradient_clipping=5.0)
 # Same optimizer and parameter groups as the base recipe, through DeepSpeed's
 # wrapper (which takes no clip_grad: DeepSpeed clips, see above).
 optim_wrapper = dict(_delete_=True, type='DeepSpeedOptimWrapper',

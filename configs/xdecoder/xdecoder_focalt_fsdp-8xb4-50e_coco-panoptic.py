@@ -5,7 +5,8 @@
 #   tools/dist_train.sh configs/xdecoder/xdecoder_focalt_fsdp-8xb4-50e_coco-panoptic.py 8
 #
 # A config with a `strategy` runs under mmengine's FlexibleRunner
-# (tools/train.py picks it). FusionFSDP leaves the frozen text tower out of
+# (tools/train.py picks it). The text tower is frozen here (the base recipe
+# fine-tunes it at 0.1x, as the official one), so FusionFSDP leaves it out of
 # the sharding (ignored_states): it is cast once to bf16 and replicated on
 # each rank. Trainable parameters are wrapped per ~10M-parameter unit and
 # stay fp32; bf16 autocast runs the compute. The decoder layers recompute
@@ -15,7 +16,7 @@
 _base_ = './xdecoder_focalt_8xb4-50e_coco-panoptic.py'
 
 model = dict(
-    text_encoder=dict(frozen_dtype='bf16'),
+    text_encoder=dict(frozen=True, frozen_dtype='bf16'),
     head=dict(transformer_decoder=dict(with_cp=True)))
 
 strategy = dict(

@@ -1,3 +1,4 @@
+from .focalnet_dw import FOCALNET_ARCHS, FocalNetDW
 from .kl_vae import DiffusersKLVAE
 from .openclip_image import OpenCLIPImageEncoder
 from .sam_image import SAMImageEncoder
@@ -7,6 +8,6 @@ from .timm_backbone import TimmBackbone
 from . import tiny_convnext  # noqa: F401  (registers timm model names)
 
 __all__ = [
-    'DiffusersKLVAE', 'OpenCLIPImageEncoder', 'SAMImageEncoder', 'SAMMaskDecoder',
+    'FOCALNET_ARCHS', 'FocalNetDW', 'DiffusersKLVAE', 'OpenCLIPImageEncoder', 'SAMImageEncoder', 'SAMMaskDecoder',
     'SAMPromptEncoder', 'SAM_MODEL_ARCHS', 'TimmBackbone', 'build_sam_parts', 'split_sam_checkpoint'
 ]
