@@ -241,13 +241,33 @@ def load_from_local(filename: str, map_location=None) -> object:
     return safe_torch_load(filename, map_location=map_location)
 
 
+def current_umask() -> int:
+    """The process's file-creation mask (read from /proc where it exists, so
+    no other thread ever sees a changed umask)."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 class AtomicLocalBackend(LocalBackend):
     """Local file backend whose writes are atomic: the bytes go to a temporary
     file in the target folder, are fsync'ed, then renamed over the target. A
-    crash mid-write leaves the previous file intact.
+    crash mid-write leaves the previous file intact. The file gets the mode
+    a plain ``open(..., 'w')`` would (``0o666`` minus the umask; the
+    temporary file starts at ``0o600``), so teammates can read checkpoints
+    on a shared cluster.
 
-    Select it with ``backend_args=dict(backend='mmfusion_atomic_local')`` (the
-    default ``CheckpointHook`` in ``configs/_base_/default_runtime.py`` does).
+    :func:`register_checkpoint_io` makes it mmengine's backend for every local
+    path, so every checkpoint (the runner's ``CheckpointHook``, FSDP's full
+    and per-rank files, the converters) is written this way; it can also be
+    named explicitly with ``backend_args=dict(backend='mmfusion_atomic_local')``.
     """
 
     def put(self, obj: bytes, filepath: Union[str, os.PathLike]) -> None:
@@ -260,6 +280,7 @@ class AtomicLocalBackend(LocalBackend):
                 f.write(obj)
                 f.flush()
                 os.fsync(f.fileno())
+            os.chmod(tmp_path, 0o666 & ~current_umask())
             os.replace(tmp_path, filepath)
         except BaseException:
             if osp.exists(tmp_path):
@@ -272,10 +293,20 @@ class AtomicLocalBackend(LocalBackend):
 
 def register_checkpoint_io() -> None:
     """Make mmengine load local checkpoints through :func:`safe_torch_load`
-    and know the atomic backend (``backend='mmfusion_atomic_local'``).
+    and write every local file through :class:`AtomicLocalBackend` (also
+    known as ``backend='mmfusion_atomic_local'``): mmengine's FSDP strategy
+    saves with ``save_checkpoint(state, filename)`` and no backend arguments,
+    which resolves to the local backend, so replacing that backend is the one
+    place that covers it as well as the runner.
 
     Called by :func:`mmfusion.utils.register_all_modules`; importing this
     module changes nothing in mmengine. Idempotent.
     """
+    from mmengine.fileio import io as mmengine_io
     CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
     register_backend(ATOMIC_BACKEND, AtomicLocalBackend, force=True)
+    register_backend('local', AtomicLocalBackend, force=True, prefixes='')
+    # backends built before (cached per prefix and arguments) are rebuilt
+    for key in [k for k, v in mmengine_io.backend_instances.items()
+                if type(v) is LocalBackend]:
+        del mmengine_io.backend_instances[key]

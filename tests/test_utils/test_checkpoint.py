@@ -167,13 +167,62 @@ from mmengine.fileio.backends import backends
 from mmengine.runner import CheckpointLoader
 import mmfusion, mmfusion.utils, mmfusion.models
 from mmfusion.utils.checkpoint import ATOMIC_BACKEND, load_from_local
+from mmfusion.utils.checkpoint import AtomicLocalBackend
 assert ATOMIC_BACKEND not in backends
+assert backends['local'] is not AtomicLocalBackend
 assert CheckpointLoader._schemes[''] is not load_from_local
 from mmfusion.utils import register_all_modules
 register_all_modules()
 assert ATOMIC_BACKEND in backends
+assert backends['local'] is AtomicLocalBackend
 assert CheckpointLoader._schemes[''] is load_from_local
 print('ok')
 '''
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == 'ok', out.stderr[-2000:]
+
+
+@pytest.mark.parametrize('umask, mode', [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_checkpoints_get_the_mode_the_umask_gives(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        AtomicLocalBackend().put(b'weights', tmp_path / 'iter_1.pth')
+        # the converters' command line writes through the same path
+        from mmfusion.utils.key_mapping import ConversionReport, converter_main
+        src = tmp_path / 'official.pth'
+        torch.save({'w': torch.ones(2)}, src)
+        converter_main(lambda sd: (sd, ConversionReport()), 'test', [str(src),
+                                                                     str(tmp_path / 'out.pth')])
+    finally:
+        os.umask(previous)
+    for name in ('iter_1.pth', 'out.pth'):
+        assert os.stat(tmp_path / name).st_mode & 0o777 == mode, name
+
+
+def test_fsdp_strategy_checkpoints_are_atomic(tmp_path, monkeypatch):
+    """mmengine's FSDPStrategy.save_checkpoint (full state dict, rank 0)
+    writes with mmengine's save_checkpoint and no backend arguments: after
+    register_all_modules that is the atomic backend, so a write killed
+    midway leaves the previous checkpoint loadable and no partial file."""
+    from mmengine._strategy import FSDPStrategy
+    from mmengine.fileio import get_file_backend
+    assert isinstance(get_file_backend(str(tmp_path / 'x.pth')), AtomicLocalBackend)
+    strategy = FSDPStrategy.__new__(FSDPStrategy)  # its save path, without a process group
+    strategy._seed = 0
+    monkeypatch.setattr(strategy, '_is_full_state_dict', lambda: True, raising=False)
+    weights = {'w': torch.zeros(3)}
+    monkeypatch.setattr(strategy, 'model_state_dict', lambda: dict(weights), raising=False)
+    path = tmp_path / 'iter_2.pth'
+    strategy.save_checkpoint(str(path), save_optimizer=False, save_param_scheduler=False)
+    assert torch.equal(safe_torch_load(str(path))['state_dict']['w'], torch.zeros(3))
+
+    weights['w'] = torch.ones(3)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt('killed mid-write')
+
+    monkeypatch.setattr(os, 'fsync', killed)  # the new bytes are partly written
+    with pytest.raises(KeyboardInterrupt):
+        strategy.save_checkpoint(str(path), save_optimizer=False, save_param_scheduler=False)
+    assert torch.equal(safe_torch_load(str(path))['state_dict']['w'], torch.zeros(3))
+    assert os.listdir(tmp_path) == ['iter_2.pth']
