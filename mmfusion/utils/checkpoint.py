@@ -234,10 +234,23 @@ def load_strict(module: nn.Module,
 
 
 def load_from_local(filename: str, map_location=None) -> object:
-    """mmengine's local checkpoint scheme, loading through :func:`safe_torch_load`."""
+    """mmengine's local checkpoint scheme, loading through :func:`safe_torch_load`;
+    a ``.safetensors`` file (e.g. from ``tools/model_converters/publish_model.py``)
+    becomes ``{'state_dict': ..., 'meta': ...}`` (``meta`` from the header's
+    ``mmfusion_meta`` entry when present)."""
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
+    if filename.endswith('.safetensors'):
+        import json
+
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+        with safe_open(filename, framework='pt') as f:
+            header = f.metadata() or {}
+        meta = json.loads(header['mmfusion_meta']) if 'mmfusion_meta' in header else {}
+        return dict(state_dict=load_file(filename, device=str(map_location or 'cpu')),
+                    meta=meta)
     return safe_torch_load(filename, map_location=map_location)
 
 

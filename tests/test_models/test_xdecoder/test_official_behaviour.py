@@ -195,7 +195,9 @@ def _retrieval_rank(rank: int, port: int, images: torch.Tensor, texts: torch.Ten
         out = dict(image_cls_embeds=[image] * 3)
         loss = head.retrieval_loss(out, dict(text_embeds=texts[mine]))['loss_retrieval']
         loss.backward()
-        queue.put((rank, loss.item(), image.grad))
+        # plain lists: a tensor would travel as a shared-memory handle that dies
+        # with this process
+        queue.put((rank, loss.item(), image.grad.tolist()))
     finally:
         dist.destroy_process_group()
 
@@ -231,5 +233,5 @@ def test_retrieval_infonce_over_two_gloo_processes_equals_one_process_over_the_b
         loss, grad = results[rank]
         assert abs(loss - single.item()) < 1e-5
         # each rank's rows get the whole-batch loss's gradient
-        torch.testing.assert_close(grad, image.grad[rank * 3:(rank + 1) * 3],
+        torch.testing.assert_close(torch.tensor(grad), image.grad[rank * 3:(rank + 1) * 3],
                                    rtol=1e-4, atol=1e-6)
