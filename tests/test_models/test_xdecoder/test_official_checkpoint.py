@@ -127,3 +127,17 @@ def test_converter_cli_and_demo_run_on_a_real_photo(official, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     drawn = np.array(Image.open(out))
     assert drawn.shape == (512, 512, 3)
+
+
+def test_official_inference_settings(model):
+    """xdecoder_focalt_lang.yaml's TEST block and the official decoding settings."""
+    cfg = model.head.test_cfg
+    assert (cfg['object_mask_threshold'], cfg['overlap_threshold'], cfg['max_per_image']) == \
+        (0.8, 0.8, 100)
+    assert cfg['mask_resize'] == 'bicubic' and cfg['referring_select'] == 'similarity'
+    assert cfg['segment_with_image_token']
+    caption = model.head.caption_cfg
+    # 77 caption positions, 50 greedy steps after the start token, cut at the period
+    assert (caption['max_len'], caption['decode_len'], caption['cut_at_period']) == (77, 51, True)
+    assert model.head.decoder.attn_mask_resize == 'bicubic'
+    assert model.head.num_queries == 100 and model.head.decoder.num_layers == 9
