@@ -14,9 +14,9 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from mmfusion.models.common.generation import greedy_decode
-from mmfusion.utils.dist import all_gather_list, all_gather_with_grad
 from mmfusion.models.common.mask import MaskPostProcessor, pad_class_logits, per_layer_loss_name
 from mmfusion.registry import MODELS
+from mmfusion.utils.dist import all_gather_list, all_gather_with_grad
 from .attention_mask import xdecoder_layout, xdecoder_self_attn_mask
 from .tasks import TASKS
 # The paper's settings of each branch (X-Decoder's training config: grounding
@@ -40,6 +40,11 @@ RETRIEVAL_DEFAULTS = dict(num_layers=3, loss_weight=8.0, image_proj='own', logit
 TEST_DEFAULTS = dict(task='semantic', object_mask_threshold=0.8, overlap_threshold=0.8,
                      max_per_image=100, mask_resize='bilinear', referring_select='softmax',
                      segment_with_image_token=False)
+
+
+def _check_choice(name: str, value: str, choices: Tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f'XDecoderHead {name} must be one of {choices}, got {value!r}')
 
 
 @MODELS.register_module()
@@ -130,10 +135,8 @@ class XDecoderHead(BaseModule):
                  test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        for name, value, choices in (('no_object', no_object, ('learned', 'text')),
-                                     ('image_token', image_token, ('query', 'pooled'))):
-            if value not in choices:
-                raise ValueError(f'XDecoderHead {name} must be one of {choices}, got {value!r}')
+        _check_choice('no_object', no_object, ('learned', 'text'))
+        _check_choice('image_token', image_token, ('query', 'pooled'))
         self.no_object = no_object
         self.image_token = image_token
         self.pixel_decoder = MODELS.build(pixel_decoder)
@@ -181,11 +184,10 @@ class XDecoderHead(BaseModule):
             self.caption_out = nn.Linear(hidden, text_width, bias=proj_bias)
         if retrieval is not None:
             self.retrieval_cfg = dict(RETRIEVAL_DEFAULTS, **retrieval)
-            for key, choices in (('image_proj', ('own', 'cls_embed')),
-                                 ('logit_scale', ('own', 'shared'))):
-                if self.retrieval_cfg[key] not in choices:
-                    raise ValueError(f'XDecoderHead retrieval {key} must be one of {choices}, '
-                                     f'got {self.retrieval_cfg[key]!r}')
+            _check_choice('retrieval image_proj', self.retrieval_cfg['image_proj'],
+                          ('own', 'cls_embed'))
+            _check_choice('retrieval logit_scale', self.retrieval_cfg['logit_scale'],
+                          ('own', 'shared'))
             if self.retrieval_cfg['image_proj'] == 'own':
                 self.retrieval_proj = nn.Linear(hidden, embed_dim)
             if self.retrieval_cfg['logit_scale'] == 'own':
@@ -197,11 +199,10 @@ class XDecoderHead(BaseModule):
         self.test_cfg = dict(TEST_DEFAULTS, **(test_cfg or {}))
         if self.test_cfg['task'] not in TASKS:
             raise ValueError(f'test_cfg task must be one of {TASKS}, got {self.test_cfg["task"]!r}')
-        for key, choices in (('mask_resize', ('bilinear', 'bicubic')),
-                             ('referring_select', ('softmax', 'similarity'))):
-            if self.test_cfg[key] not in choices:
-                raise ValueError(f'test_cfg {key} must be one of {choices}, got '
-                                 f'{self.test_cfg[key]!r}')
+        _check_choice('test_cfg mask_resize', self.test_cfg['mask_resize'],
+                      ('bilinear', 'bicubic'))
+        _check_choice('test_cfg referring_select', self.test_cfg['referring_select'],
+                      ('softmax', 'similarity'))
         self.postprocessor = MaskPostProcessor(self.test_cfg)
 
     # -- decoding ----------------------------------------------------------
