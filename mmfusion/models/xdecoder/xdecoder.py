@@ -134,7 +134,7 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
         head = dict(head)
         head.setdefault('embed_dim', self.text_encoder.embed_dim)
         if head.get('grounding') is not None or head.get('caption') is not None:
-            head.setdefault('text_width', self.embed_dim_of_tokens())
+            head.setdefault('text_width', self.text_token_width())
         self.head = MODELS.build(head)
         self.init_class_names(templates, classes, thing_classes)
         self._warned_long: set = set()
@@ -153,7 +153,7 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
             self.register_buffer('caption_vocab_ids', ids, persistent=False)
             self.register_buffer('caption_vocab_index', index, persistent=False)
 
-    def embed_dim_of_tokens(self) -> int:
+    def text_token_width(self) -> int:
         """Width of the grounding / caption token inputs."""
         if self.project_text_tokens:
             return self.text_encoder.embed_dim

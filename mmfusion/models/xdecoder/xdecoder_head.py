@@ -577,7 +577,8 @@ class XDecoderHead(BaseModule):
         cached step (:meth:`decode_next_caption_tokens`).
 
         Args:
-            embed_tokens (callable): (B, L) token ids -> (B, L, text_width).
+            embed_tokens (callable): (B, L) token ids -> (B, L, text_width),
+                causal (a row's result may depend on the ids before it).
             vocab_embeds (Tensor): (V, text_width) output vocabulary rows.
             vocab_ids (Tensor): (V,) token id of each row, increasing.
 
@@ -593,12 +594,18 @@ class XDecoderHead(BaseModule):
         num_tokens = int(vocab_ids.max()) + 1
         start = torch.full((pixel_out[0].shape[0], 1), start_id, dtype=torch.long, device=device)
         cache: dict = {}
+        prefix = start[:, :0]
 
         def step(ids: Tensor) -> Tensor:
+            # A token's input may depend on the earlier ones (a causal text
+            # encoder's features): embed the whole prefix, keep the new rows.
+            nonlocal prefix
+            prefix = torch.cat([prefix, ids], dim=1)
+            tokens = embed_tokens(prefix)[:, -ids.shape[1]:]
             if cache:
-                embeds = self.decode_next_caption_tokens(embed_tokens(ids), cache)
+                embeds = self.decode_next_caption_tokens(tokens, cache)
             else:
-                out = self.decode(pixel_out, caption_tokens=embed_tokens(ids), cache=cache)
+                out = self.decode(pixel_out, caption_tokens=tokens, cache=cache)
                 embeds = out['caption_embeds'][-1]
             logits = self.caption_logits(embeds[:, -1], vocab_embeds)
             logits = logits.masked_fill(vocab_ids == start_id, float('-inf'))

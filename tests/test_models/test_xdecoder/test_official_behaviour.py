@@ -235,3 +235,24 @@ def test_retrieval_infonce_over_two_gloo_processes_equals_one_process_over_the_b
         # each rank's rows get the whole-batch loss's gradient
         torch.testing.assert_close(torch.tensor(grad), image.grad[rank * 3:(rank + 1) * 3],
                                    rtol=1e-4, atol=1e-6)
+
+
+def test_official_greedy_caption_equals_teacher_forcing_on_its_own_output():
+    """With captions read through the causal text encoder, each cached step
+    embeds its whole prefix: re-running the generated caption at once
+    predicts every generated token again."""
+    model = build_official()
+    inputs, samples = full_batch()
+    feats, metas = model.extract_feat(inputs['img']), model._metas(samples, inputs['img'])
+    ids = model.head.generate_captions(feats, metas, model.embed_tokens, model.vocab_embeds(),
+                                       model.caption_vocab_ids, model.start_id, model.end_id)
+    assert max(len(row) for row in ids) >= 2
+    for b, row in enumerate(ids):
+        prefix = torch.tensor([[model.start_id] + row])
+        with torch.no_grad():
+            dec = model.head([f[b:b + 1] for f in feats], metas[b:b + 1],
+                             caption_tokens=model.embed_tokens(prefix))
+        logits = model.head.caption_logits(dec['caption_embeds'][-1][0], model.vocab_embeds())
+        logits[:, (model.caption_vocab_ids == model.start_id).nonzero()[0]] = float('-inf')
+        predicted = model.caption_vocab_ids[logits.argmax(-1)].tolist()
+        assert predicted[:len(row)] == row
