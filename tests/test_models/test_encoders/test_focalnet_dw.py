@@ -146,3 +146,15 @@ def test_wrong_checkpoint_names_the_keys(tmp_path):
         FocalNetDW(arch='focalt', checkpoint=str(path))
     with pytest.raises(ValueError, match='arch'):
         FocalNetDW(arch='focal-huge')
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    grads = []
+    for with_cp in (False, True):
+        torch.manual_seed(0)
+        model = FocalNetDW(arch='focalt', frozen=False, drop_path_rate=0.0,
+                           with_cp=with_cp).train()
+        sum(m.sum() for m in model(torch.randn(1, 3, 32, 32))['maps']).backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-5, atol=1e-6)

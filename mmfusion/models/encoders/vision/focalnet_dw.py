@@ -132,12 +132,13 @@ class PatchEmbed(nn.Module):
 
 
 class FocalStage(nn.Module):
-    def __init__(self, dim: int, depth: int, focal_level: int, focal_window: int,
+    """One block per stochastic-depth rate, then the downsampling embedding."""
+
+    def __init__(self, dim: int, focal_level: int, focal_window: int,
                  drop_paths: Sequence[float], block: str, downsample: bool) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
             [FocalBlock(dim, focal_level, focal_window, p, block) for p in drop_paths])
-        assert len(self.blocks) == depth
         self.downsample = PatchEmbed(dim, 2 * dim, stem=False) if downsample else None
 
 
@@ -191,7 +192,7 @@ class FocalNetDW(BaseEncoder):
         for i, depth in enumerate(depths):
             start = sum(depths[:i])
             self.layers.append(FocalStage(
-                dim * 2 ** i, depth, spec['focal_levels'][i], spec['focal_windows'][i],
+                dim * 2 ** i, spec['focal_levels'][i], spec['focal_windows'][i],
                 rates[start:start + depth], block, downsample=i < len(depths) - 1))
         for i in self.out_indices:
             self.add_module(f'norm{i}', nn.LayerNorm(dim * 2 ** i))
