@@ -17,7 +17,15 @@ Written from facts about the official modules, independently of mmfusion's
   ``mlp.fc1``/``mlp.fc2`` (ratio 4) and ``gamma_1``/``gamma_2`` (layer
   scale); stages 0..2 end with ``downsample`` (``proj`` 3 x 3 conv to 2 C
   with bias, ``norm``);
-- ``norm0``..``norm3``: a LayerNorm per output stage.
+- ``norm0``..``norm3``: a LayerNorm per output stage (``OUT_INDICES``
+  0..3);
+- nothing else: no buffers; no ``modulation.ln`` (only with
+  USE_POSTLN_IN_MODULATION, false in every official config); the MLP's
+  ``act``/``drop``, ``modulation.act``/``proj_drop``, ``pos_drop`` and
+  ``drop_path`` hold no tensors.
+
+``focal_dw`` and ``focal`` share every other name and shape (their stems
+differ in padding only).
 """
 import argparse
 import json
@@ -30,7 +38,10 @@ DEFAULT_OUT = osp.join(REPO, 'tests', 'data', 'focalnet_dw_focalt_keys.json')
 
 def focalnet_dw_keys(embed_dim: int, depths: Sequence[int], focal_levels: Sequence[int],
                      focal_windows: Sequence[int], dw_convs: bool = True,
-                     mlp_ratio: int = 4) -> Dict[str, List[int]]:
+                     mlp_ratio: int = 4,
+                     out_indices: Sequence[int] = (0, 1, 2, 3)) -> Dict[str, List[int]]:
+    """``{key: shape}`` of the official backbone (keys without ``backbone.``);
+    ``dw_convs``: ``focal_dw`` blocks (False: ``focal``)."""
     keys: Dict[str, List[int]] = {
         'patch_embed.proj.weight': [embed_dim, 3, 7, 7], 'patch_embed.proj.bias': [embed_dim],
         'patch_embed.norm.weight': [embed_dim], 'patch_embed.norm.bias': [embed_dim]}
@@ -67,8 +78,9 @@ def focalnet_dw_keys(embed_dim: int, depths: Sequence[int], focal_levels: Sequen
             keys[d + 'proj.bias'] = [2 * c]
             keys[d + 'norm.weight'] = [2 * c]
             keys[d + 'norm.bias'] = [2 * c]
-        keys[f'norm{i}.weight'] = [c]
-        keys[f'norm{i}.bias'] = [c]
+        if i in out_indices:
+            keys[f'norm{i}.weight'] = [c]
+            keys[f'norm{i}.bias'] = [c]
     return keys
 
 

@@ -31,14 +31,22 @@ from mmfusion.models.encoders.base_encoder import BaseEncoder
 from mmfusion.registry import MODELS
 from mmfusion.utils.checkpoint import load_strict, read_weights, select_prefix
 
-# Official hyper-parameters (X-Decoder's configs/xdecoder/*focal{t,l}*.yaml and
-# SEEM's configs/seem/*focal{t,l}*.yaml: the same per size).
+# Official hyper-parameters (microsoft/X-Decoder configs, ``MODEL.BACKBONE``):
+# ``focalt``: NAME focal_dw in configs/xdecoder/xdecoder_focalt_lang.yaml and
+# focalt_unicl_lang.yaml, configs/seem/focalt_unicl_lang_{v0,v1,demo}.yaml;
+# ``focall``: NAME focal in configs/xdecoder/xdecoder_focall_lang.yaml and
+# focall_unicl_lang.yaml, configs/seem/focall_unicl_lang_{v0,v1,demo}.yaml.
+# X-Decoder and SEEM use the same settings per size and no config defines a
+# base size. All of them: PATCH_SIZE 4, MLP_RATIO 4, DROP_RATE 0,
+# DROP_PATH_RATE 0.3, PATCH_NORM, USE_CONV_EMBED, SCALING_MODULATOR,
+# USE_POSTLN, USE_LAYERSCALE (1e-4) true, USE_POSTLN_IN_MODULATION false.
 FOCALNET_ARCHS = {
     'focalt': dict(block='focal_dw', embed_dim=96, depths=(2, 2, 6, 2),
                    focal_levels=(3, 3, 3, 3), focal_windows=(3, 3, 3, 3)),
     'focall': dict(block='focal', embed_dim=192, depths=(2, 2, 18, 2),
                    focal_levels=(4, 4, 4, 4), focal_windows=(3, 3, 3, 3)),
 }
+BLOCKS = ('focal_dw', 'focal')
 
 
 class FocalModulation(nn.Module):
@@ -149,6 +157,10 @@ class FocalNetDW(BaseEncoder):
     Args:
         arch (str): ``'focalt'`` (Focal-T, ``focal_dw`` blocks) or
             ``'focall'`` (Focal-L, ``focal`` blocks); see ``FOCALNET_ARCHS``.
+        embed_dim (int, optional): Width of stage 0 (stage ``i``: ``C 2^i``);
+            ``None`` keeps the arch's. Likewise ``depths`` (blocks per
+            stage), ``focal_levels`` and ``focal_windows`` (per stage) and
+            ``block`` (``'focal_dw'`` or ``'focal'``), e.g. a small test net.
         out_indices (Sequence[int]): Stages returned (each through its
             ``norm{i}``), strides 4/8/16/32.
         drop_path_rate (float): Stochastic depth of the last block (0.3 in
@@ -168,6 +180,11 @@ class FocalNetDW(BaseEncoder):
 
     def __init__(self,
                  arch: str = 'focalt',
+                 embed_dim: Optional[int] = None,
+                 depths: Optional[Sequence[int]] = None,
+                 focal_levels: Optional[Sequence[int]] = None,
+                 focal_windows: Optional[Sequence[int]] = None,
+                 block: Optional[str] = None,
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  drop_path_rate: float = 0.3,
                  with_cp: bool = False,
@@ -178,8 +195,17 @@ class FocalNetDW(BaseEncoder):
         if arch not in FOCALNET_ARCHS:
             raise ValueError(f'FocalNetDW arch must be one of {sorted(FOCALNET_ARCHS)}, '
                              f'got {arch!r}')
-        spec = FOCALNET_ARCHS[arch]
-        depths, dim = spec['depths'], spec['embed_dim']
+        overrides = dict(block=block, embed_dim=embed_dim, depths=depths,
+                         focal_levels=focal_levels, focal_windows=focal_windows)
+        spec = dict(FOCALNET_ARCHS[arch],
+                    **{k: v for k, v in overrides.items() if v is not None})
+        if spec['block'] not in BLOCKS:
+            raise ValueError(f'FocalNetDW block must be one of {BLOCKS}, got {spec["block"]!r}')
+        depths, dim = tuple(spec['depths']), int(spec['embed_dim'])
+        for key in ('focal_levels', 'focal_windows'):
+            if len(spec[key]) != len(depths):
+                raise ValueError(f'FocalNetDW {key} {tuple(spec[key])} needs one value per '
+                                 f'stage (depths {depths})')
         if not out_indices or any(not 0 <= i < len(depths) for i in out_indices):
             raise ValueError(f'FocalNetDW out_indices {tuple(out_indices)} must be stages in '
                              f'[0, {len(depths)})')
@@ -204,8 +230,10 @@ class FocalNetDW(BaseEncoder):
         self._apply_freeze()
 
     def _init_official(self) -> None:
-        """The official init: truncated normal (0.02) Linear weights, zero
-        biases, unit LayerNorms (convs keep PyTorch's default)."""
+        """The official ``FocalNet.init_weights``: truncated normal (0.02)
+        Linear weights, zero biases, unit LayerNorms, convs at PyTorch's
+        default (X-Decoder itself never calls it: its weights come from a
+        checkpoint)."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)
