@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: i2pmae install data synthshapes synthshapes-32k synthshapes3d synthmatte voc_mattes cgal_meshes clip clip-convnext xdecoder speech zipper mmmamba sam frozenseg semat demo test clean-demo
+.PHONY: i2pmae install data synthshapes synthshapes-32k synthshapes3d synthmatte voc_mattes cgal_meshes clip clip-convnext xdecoder speech zipper mmmamba sam frozenseg semat demo publish test clean-demo
 
 install:
 	bash tools/install.sh
@@ -223,6 +223,15 @@ i2pmae: install
 
 demo: data
 	bash tools/gms_demo.sh
+
+# Shareable copies of the checkpoints the targets above trained: every model of the
+# model index (configs/*/metafile.yml) whose `Weights:` file exists under work_dirs/ is
+# written as work_dirs/published/NAME-SHA256[:8].pth, weights and dataset_meta only
+# (tools/model_converters/publish_model.py; MODELS='sam*' selects, FORMAT=safetensors).
+MODELS ?= *
+FORMAT ?= pth
+publish:
+	$(PY) tools/model_converters/publish_model.py --index '$(MODELS)' --format $(FORMAT)
 
 test: install
 	$(PY) -m pytest -q

@@ -23,11 +23,11 @@ TINY_MAPPING = dict(base_channels=8, channel_mults=(1, 1, 2, 2), num_groups=4)
 register_all_modules()
 
 
-def build_shrunk_model(cfg: Config, fitted_units: str) -> torch.nn.Module:
-    """The config's model, shrunk where the config allows (checkpoints are
-    produced by other runs): the tiny VAE and mapping net, the fitted test
+def shrink_model_cfg(cfg: Config, fitted_units: str):
+    """``cfg.model``, shrunk in place where the config allows (checkpoints
+    are produced by other runs): the tiny VAE and mapping net, the fitted test
     speech units, SEMat on the tiny SAM, random init instead of missing weight
-    files."""
+    files. Configs with none of these come out as ``get_model`` builds them."""
     model_cfg = cfg.model
     if 'vae' in model_cfg:
         model_cfg.vae.update(pretrained=None, config=TINY_VAE)
@@ -39,7 +39,12 @@ def build_shrunk_model(cfg: Config, fitted_units: str) -> torch.nn.Module:
         # the SAM ViT-L SEMat at real size is built in test_semat/test_official_checkpoint
         model_cfg.update(arch='tiny', img_size=96)
     drop_weight_files(model_cfg, only_missing=True)
-    return MODELS.build(model_cfg)
+    return model_cfg
+
+
+def build_shrunk_model(cfg: Config, fitted_units: str) -> torch.nn.Module:
+    """The model of :func:`shrink_model_cfg`."""
+    return MODELS.build(shrink_model_cfg(cfg, fitted_units))
 
 
 def tiny_gms_cfg(work_dir: str, max_iters: int = 4) -> Config:
