@@ -9,15 +9,21 @@ and everything else is refused with an error naming the file and the global.
 
 Nothing here is installed on import: :func:`register_checkpoint_io` (called by
 ``register_all_modules``) routes mmengine's local checkpoint loading through
-:func:`safe_torch_load` and registers the atomic backend.
+:func:`safe_torch_load` and all of its checkpoint writing (the runner's files,
+the FSDP/DeepSpeed/ColossalAI strategies' files and folders) through
+:func:`publish_checkpoint`: written aside, then renamed into place, with the
+mode the umask gives a new file.
 """
+import functools
 import os
 import os.path as osp
 import pickle
 import re
+import shutil
 import tempfile
 from collections import OrderedDict
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from contextlib import contextmanager
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -269,18 +275,78 @@ def current_umask() -> int:
     return mask
 
 
+def _fsync(path: str) -> None:
+    """Flush ``path`` (a file, or a folder's entries) to disk."""
+    is_dir = osp.isdir(path)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        if is_dir:  # folders cannot be opened everywhere
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:  # nor fsync'ed on every file system
+        if not is_dir:
+            raise
+    finally:
+        os.close(fd)
+
+
+def _remove(path: str) -> None:
+    if osp.isdir(path) and not osp.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif osp.lexists(path):
+        os.remove(path)
+
+
+def publish_checkpoint(tmp_path: str, filepath: str) -> None:
+    """Move a finished checkpoint, a file or a folder (DeepSpeed's, sharded
+    FSDP's), from ``tmp_path`` (a sibling of ``filepath``) to ``filepath``.
+
+    Everything is fsync'ed first, and ``tmp_path`` gets the mode a plain
+    ``open(..., 'w')`` / ``os.mkdir`` would give (``0o666``/``0o777`` minus
+    the umask; ``mkstemp``/``mkdtemp`` start at ``0o600``/``0o700``), so
+    teammates can read checkpoints on a shared cluster. A file replaces the
+    previous file in one ``os.replace``; a folder (which a rename cannot put
+    over a non-empty folder) is swapped in by moving the previous checkpoint
+    aside, renaming the new one into place and only then deleting the
+    previous one: until the swap, ``filepath`` is the previous, loadable
+    checkpoint (a crash between the two renames leaves it in
+    ``.{name}.*.old/ckpt`` next to ``filepath``).
+    """
+    is_dir = osp.isdir(tmp_path) and not osp.islink(tmp_path)
+    if is_dir:
+        for root, dirs, files in os.walk(tmp_path):
+            for name in files:
+                _fsync(osp.join(root, name))
+            _fsync(root)
+    else:
+        _fsync(tmp_path)
+    os.chmod(tmp_path, (0o777 if is_dir else 0o666) & ~current_umask())
+    folder = osp.dirname(osp.abspath(filepath))
+    if (osp.isdir(filepath) and not osp.islink(filepath)) or (is_dir and osp.lexists(filepath)):
+        previous = tempfile.mkdtemp(dir=folder, prefix=f'.{osp.basename(filepath)}.', suffix='.old')
+        previous_ckpt = osp.join(previous, 'ckpt')
+        os.rename(filepath, previous_ckpt)
+        os.rename(tmp_path, filepath)
+        shutil.rmtree(previous, ignore_errors=True)
+    else:
+        os.replace(tmp_path, filepath)
+    _fsync(folder)
+
+
 class AtomicLocalBackend(LocalBackend):
     """Local file backend whose writes are atomic: the bytes go to a temporary
-    file in the target folder, are fsync'ed, then renamed over the target. A
-    crash mid-write leaves the previous file intact. The file gets the mode
-    a plain ``open(..., 'w')`` would (``0o666`` minus the umask; the
-    temporary file starts at ``0o600``), so teammates can read checkpoints
-    on a shared cluster.
+    file in the target folder, then :func:`publish_checkpoint` renames it over
+    the target (after an fsync, with the mode the umask gives a new file). A
+    crash mid-write leaves the previous file intact.
 
     :func:`register_checkpoint_io` makes it mmengine's backend for every local
-    path, so every checkpoint (the runner's ``CheckpointHook``, FSDP's full
-    and per-rank files, the converters) is written this way; it can also be
-    named explicitly with ``backend_args=dict(backend='mmfusion_atomic_local')``.
+    path, so every checkpoint file (the runner's ``CheckpointHook``, the
+    converters) is written this way; it can also be named explicitly with
+    ``backend_args=dict(backend='mmfusion_atomic_local')``. Checkpoints that
+    strategies write themselves go through :func:`atomic_checkpoint_path`.
     """
 
     def put(self, obj: bytes, filepath: Union[str, os.PathLike]) -> None:
@@ -291,26 +357,81 @@ class AtomicLocalBackend(LocalBackend):
         try:
             with os.fdopen(fd, 'wb') as f:
                 f.write(obj)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp_path, 0o666 & ~current_umask())
-            os.replace(tmp_path, filepath)
+            publish_checkpoint(tmp_path, filepath)
         except BaseException:
-            if osp.exists(tmp_path):
-                os.remove(tmp_path)
+            _remove(tmp_path)
             raise
 
     def put_text(self, obj: str, filepath: Union[str, os.PathLike], encoding: str = 'utf-8') -> None:
         self.put(obj.encode(encoding), filepath)
 
 
+@contextmanager
+def atomic_checkpoint_path(filepath: Union[str, os.PathLike]) -> Iterator[str]:
+    """Where a distributed strategy should write the checkpoint ``filepath``
+    (a file or a folder, by one rank or by all), so that it appears at
+    ``filepath`` only once complete: a sibling temporary path, published
+    with :func:`publish_checkpoint` by rank 0 after every rank is done.
+
+    Collective: every rank enters it with the same ``filepath`` (as every
+    rank calls ``FlexibleRunner.save_checkpoint``); the ranks share the
+    work dir's file system, as mmengine's strategies already assume. If the
+    write fails, this rank's exception propagates, ``filepath`` keeps the
+    previous checkpoint and rank 0 removes the temporary path (a leftover
+    of a killed run is removed by the next save to the same path).
+    """
+    from mmengine.dist import barrier, is_main_process
+    filepath = osp.abspath(str(filepath))
+    tmp_path = osp.join(osp.dirname(filepath), f'.{osp.basename(filepath)}.partial')
+    if is_main_process():
+        os.makedirs(osp.dirname(filepath), exist_ok=True)
+        _remove(tmp_path)
+    barrier()
+    try:
+        yield tmp_path
+    except BaseException:
+        if is_main_process():
+            _remove(tmp_path)
+        raise
+    barrier()
+    if is_main_process() and osp.lexists(tmp_path):
+        publish_checkpoint(tmp_path, filepath)
+    barrier()  # no rank goes on (e.g. to load it) before it is in place
+
+
+def _atomic_strategy_save(save_checkpoint: Callable) -> Callable:
+    """A strategy's ``save_checkpoint``, writing through :func:`atomic_checkpoint_path`."""
+
+    @functools.wraps(save_checkpoint)
+    def atomic_save_checkpoint(self, filename: str, **kwargs) -> None:
+        with atomic_checkpoint_path(filename) as tmp_path:
+            save_checkpoint(self, tmp_path, **kwargs)
+
+    atomic_save_checkpoint.mmfusion_atomic = True
+    return atomic_save_checkpoint
+
+
+def _self_writing_strategies() -> List[type]:
+    """mmengine's strategies whose checkpoints are not one file put through
+    the file backend: FSDP (a folder of per-rank files unless
+    ``state_dict_cfg='full'``), DeepSpeed (DeepSpeed's own folder unless
+    ``save_optimizer=False``) and ColossalAI (a folder)."""
+    import mmengine._strategy as strategies
+    return [getattr(strategies, name) for name in
+            ('FSDPStrategy', 'DeepSpeedStrategy', 'ColossalAIStrategy') if hasattr(strategies, name)]
+
+
 def register_checkpoint_io() -> None:
-    """Make mmengine load local checkpoints through :func:`safe_torch_load`
-    and write every local file through :class:`AtomicLocalBackend` (also
-    known as ``backend='mmfusion_atomic_local'``): mmengine's FSDP strategy
-    saves with ``save_checkpoint(state, filename)`` and no backend arguments,
-    which resolves to the local backend, so replacing that backend is the one
-    place that covers it as well as the runner.
+    """Route mmengine's checkpoint IO through mmfusion:
+
+    * local checkpoints load through :func:`safe_torch_load`;
+    * every local file is written through :class:`AtomicLocalBackend` (also
+      known as ``backend='mmfusion_atomic_local'``): it replaces mmengine's
+      local backend, which the runner and ``save_checkpoint(state, filename)``
+      without backend arguments resolve to;
+    * the strategies that write checkpoints themselves (FSDP, DeepSpeed,
+      ColossalAI under ``FlexibleRunner``) save into the temporary path of
+      :func:`atomic_checkpoint_path`, published when complete.
 
     Called by :func:`mmfusion.utils.register_all_modules`; importing this
     module changes nothing in mmengine. Idempotent.
@@ -323,3 +444,7 @@ def register_checkpoint_io() -> None:
     for key in [k for k, v in mmengine_io.backend_instances.items()
                 if type(v) is LocalBackend]:
         del mmengine_io.backend_instances[key]
+    for strategy in _self_writing_strategies():
+        save = strategy.save_checkpoint
+        if not getattr(save, 'mmfusion_atomic', False):
+            strategy.save_checkpoint = _atomic_strategy_save(save)

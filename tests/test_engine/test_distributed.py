@@ -11,6 +11,8 @@ import os.path as osp
 import socket
 import subprocess
 import sys
+import zipfile
+from typing import Optional
 
 import pytest
 import torch
@@ -24,8 +26,10 @@ WORLD = 2
 PER_RANK = 2
 ITERS = 4
 # Float sums in another order, through 4 SGD steps: measured differences
-# are ~1e-7; the test also checks training moved parameters far more.
-ATOL = 2e-6
+# are ~1e-7, FSDP's flat-parameter reductions reached 3.5e-6 once in ~7
+# runs; the test also checks training moved parameters far more (MOVED).
+ATOL = 1e-5
+MOVED = 2e-4
 
 
 def _free_port() -> int:
@@ -34,8 +38,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _dist_train(cfg, tmp_path, name: str, *args: str) -> str:
-    """Run tools/dist_train.sh on ``cfg`` with WORLD CPU processes; return the work dir."""
+def _dist_train(cfg, tmp_path, name: str, *args: str, umask: Optional[int] = None) -> str:
+    """Run tools/dist_train.sh on ``cfg`` with WORLD CPU processes (under
+    ``umask`` if given); return the work dir."""
     cfg_file = str(tmp_path / f'{name}.py')
     cfg.dump(cfg_file)
     work_dir = str(tmp_path / name)
@@ -43,7 +48,8 @@ def _dist_train(cfg, tmp_path, name: str, *args: str) -> str:
                CUDA_VISIBLE_DEVICES='')
     proc = subprocess.run(['bash', 'tools/dist_train.sh', cfg_file, str(WORLD),
                            '--work-dir', work_dir, *args],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+                          preexec_fn=None if umask is None else lambda: os.umask(umask))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return work_dir
 
@@ -78,7 +84,7 @@ def test_ddp_equals_one_process_with_the_same_global_batch(ddp_run, tmp_path):
     _assert_close(got, expected)
     # The comparison is not vacuous: training moved the mapping network.
     moved = [k for k in expected if k.startswith('mapping_net.')
-             and (expected[k] - before[k]).abs().max() > 100 * ATOL]
+             and (expected[k] - before[k]).abs().max() > MOVED]
     assert moved
 
 
@@ -123,8 +129,12 @@ def test_fsdp_on_cpu_trains_with_a_frozen_encoder_left_unsharded(tmp_path):
         str(tmp_path / 'unused'), PER_RANK, load_from=init_file, **clip,
         strategy=dict(type='FSDPStrategy', model_wrapper=dict(type='FusionFSDP'),
                       state_dict_cfg='full'))
-    fsdp_dir = _dist_train(cfg, tmp_path, 'fsdp')
+    fsdp_dir = _dist_train(cfg, tmp_path, 'fsdp', umask=0o027)
     got = _weights(osp.join(fsdp_dir, f'iter_{ITERS}.pth'))
+    # Written aside and renamed into place, with the mode the umask gives.
+    for ckpt in ('iter_2.pth', f'iter_{ITERS}.pth'):
+        assert os.stat(osp.join(fsdp_dir, ckpt)).st_mode & 0o777 == 0o640, ckpt
+    assert not [f for f in os.listdir(fsdp_dir) if f.startswith('.')]
     # A full (gathered) checkpoint with the original parameter names, equal
     # to one process: sharding changed where parameters live, not the maths.
     _assert_close(got, single.model.state_dict())
@@ -133,3 +143,23 @@ def test_fsdp_on_cpu_trains_with_a_frozen_encoder_left_unsharded(tmp_path):
         if key.startswith('vae.'):
             assert torch.equal(got[key], init[key]), key
     assert [type(m).__name__ for m in frozen_submodules(single.model)] == ['DiffusersKLVAE']
+
+
+def test_sharded_fsdp_checkpoints_are_published_whole(tmp_path):
+    """state_dict_cfg='local': each rank writes its shard into a folder named
+    like the checkpoint; the folder appears there complete, with the modes
+    the umask gives, and nothing is left beside it."""
+    cfg = split_invariant_gms_cfg(
+        str(tmp_path / 'unused'), PER_RANK, max_iters=2,
+        strategy=dict(type='FSDPStrategy', model_wrapper=dict(type='FusionFSDP'),
+                      state_dict_cfg='local'))
+    work_dir = _dist_train(cfg, tmp_path, 'fsdp_local', umask=0o027)
+    ckpt = osp.join(work_dir, 'iter_2.pth')
+    assert sorted(os.listdir(ckpt)) == [f'rank{r}.pth' for r in range(WORLD)]
+    assert os.stat(ckpt).st_mode & 0o777 == 0o750
+    for r in range(WORLD):
+        shard = osp.join(ckpt, f'rank{r}.pth')
+        assert os.stat(shard).st_mode & 0o777 == 0o640
+        # (loading a shard needs the process group back: a whole torch archive is enough here)
+        assert zipfile.is_zipfile(shard)
+    assert not [f for f in os.listdir(work_dir) if f.startswith('.')]

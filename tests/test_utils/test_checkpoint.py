@@ -79,8 +79,27 @@ def test_runner_checkpoints_go_through_the_atomic_backend(gms_cfg, monkeypatch):
         return original(self, obj, filepath)
 
     monkeypatch.setattr(AtomicLocalBackend, 'put', spy)
-    Runner.from_cfg(gms_cfg).train()
+    runner = Runner.from_cfg(gms_cfg)
+    runner.train()
     assert 'iter_2.pth' in written and 'iter_4.pth' in written
+
+    # The runner saving over iter_4.pth again, killed once the new bytes are
+    # partly on disk: the previous iter_4.pth stays, loadable, and nothing else.
+    files = sorted(os.listdir(runner.work_dir))
+    monkeypatch.setattr(os, 'fsync', _killed)
+    name, param = next(runner.model.named_parameters())
+    saved = param.detach().clone()
+    param.data.add_(1.0)
+    with pytest.raises(KeyboardInterrupt):
+        runner.save_checkpoint(runner.work_dir, 'iter_4.pth')
+    assert sorted(os.listdir(runner.work_dir)) == files
+    ckpt = safe_torch_load(os.path.join(runner.work_dir, 'iter_4.pth'))
+    assert ckpt['meta']['iter'] == 4
+    assert torch.equal(ckpt['state_dict'][name], saved)
+
+
+def _killed(*args, **kwargs):
+    raise KeyboardInterrupt('killed mid-write')
 
 
 class ReachAround:
@@ -165,14 +184,20 @@ def test_importing_mmfusion_changes_nothing_in_mmengine_until_register_all_modul
     code = '''
 from mmengine.fileio.backends import backends
 from mmengine.runner import CheckpointLoader
+from mmengine._strategy import DeepSpeedStrategy, FSDPStrategy
 import mmfusion, mmfusion.utils, mmfusion.models
 from mmfusion.utils.checkpoint import ATOMIC_BACKEND, load_from_local
 from mmfusion.utils.checkpoint import AtomicLocalBackend
 assert ATOMIC_BACKEND not in backends
 assert backends['local'] is not AtomicLocalBackend
 assert CheckpointLoader._schemes[''] is not load_from_local
+save = FSDPStrategy.save_checkpoint
+assert not hasattr(save, 'mmfusion_atomic')
 from mmfusion.utils import register_all_modules
 register_all_modules()
+register_all_modules()
+assert FSDPStrategy.save_checkpoint.mmfusion_atomic and DeepSpeedStrategy.save_checkpoint.mmfusion_atomic
+assert FSDPStrategy.save_checkpoint.__wrapped__ is save  # wrapped once
 assert ATOMIC_BACKEND in backends
 assert backends['local'] is AtomicLocalBackend
 assert CheckpointLoader._schemes[''] is load_from_local
@@ -183,10 +208,12 @@ print('ok')
 
 
 @pytest.mark.parametrize('umask, mode', [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
-def test_written_checkpoints_get_the_mode_the_umask_gives(tmp_path, umask, mode):
+def test_written_checkpoints_get_the_mode_the_umask_gives(gms_cfg, tmp_path, umask, mode):
+    from mmengine.runner import Runner
+    gms_cfg.train_cfg.max_iters = 2
     previous = os.umask(umask)
     try:
-        AtomicLocalBackend().put(b'weights', tmp_path / 'iter_1.pth')
+        Runner.from_cfg(gms_cfg).train()
         # the converters' command line writes through the same path
         from mmfusion.utils.key_mapping import ConversionReport, converter_main
         src = tmp_path / 'official.pth'
@@ -195,15 +222,15 @@ def test_written_checkpoints_get_the_mode_the_umask_gives(tmp_path, umask, mode)
                                                                      str(tmp_path / 'out.pth')])
     finally:
         os.umask(previous)
-    for name in ('iter_1.pth', 'out.pth'):
-        assert os.stat(tmp_path / name).st_mode & 0o777 == mode, name
+    for path in (tmp_path / 'work' / 'iter_2.pth', tmp_path / 'out.pth'):
+        assert os.stat(path).st_mode & 0o777 == mode, path
 
 
 def test_fsdp_strategy_checkpoints_are_atomic(tmp_path, monkeypatch):
-    """mmengine's FSDPStrategy.save_checkpoint (full state dict, rank 0)
-    writes with mmengine's save_checkpoint and no backend arguments: after
-    register_all_modules that is the atomic backend, so a write killed
-    midway leaves the previous checkpoint loadable and no partial file."""
+    """mmengine's FSDPStrategy.save_checkpoint (full state dict, rank 0):
+    after register_all_modules it writes through atomic_checkpoint_path, so
+    a write killed midway leaves the previous checkpoint loadable and no
+    partial file."""
     from mmengine._strategy import FSDPStrategy
     from mmengine.fileio import get_file_backend
     assert isinstance(get_file_backend(str(tmp_path / 'x.pth')), AtomicLocalBackend)
@@ -217,12 +244,109 @@ def test_fsdp_strategy_checkpoints_are_atomic(tmp_path, monkeypatch):
     assert torch.equal(safe_torch_load(str(path))['state_dict']['w'], torch.zeros(3))
 
     weights['w'] = torch.ones(3)
-
-    def killed(*args, **kwargs):
-        raise KeyboardInterrupt('killed mid-write')
-
-    monkeypatch.setattr(os, 'fsync', killed)  # the new bytes are partly written
+    monkeypatch.setattr(os, 'fsync', _killed)  # the new bytes are partly written
     with pytest.raises(KeyboardInterrupt):
         strategy.save_checkpoint(str(path), save_optimizer=False, save_param_scheduler=False)
     assert torch.equal(safe_torch_load(str(path))['state_dict']['w'], torch.zeros(3))
     assert os.listdir(tmp_path) == ['iter_2.pth']
+
+
+def _fsdp_strategy(monkeypatch, full: bool, weights: dict):
+    """mmengine's FSDPStrategy's save path, without a process group (rank 0 of 1)."""
+    from mmengine._strategy import FSDPStrategy
+    strategy = FSDPStrategy.__new__(FSDPStrategy)
+    strategy._seed = 0
+    monkeypatch.setattr(strategy, '_is_full_state_dict', lambda: full, raising=False)
+    monkeypatch.setattr(strategy, 'model_state_dict', lambda: dict(weights), raising=False)
+    return strategy
+
+
+def test_sharded_fsdp_checkpoint_folders_are_swapped_in_whole(tmp_path, monkeypatch):
+    """state_dict_cfg='local': every rank writes rankN.pth into a folder named
+    like the checkpoint. The folder is written aside and swapped in only when
+    complete, with the mode the umask gives a new folder."""
+    weights = {'w': torch.zeros(3)}
+    strategy = _fsdp_strategy(monkeypatch, False, weights)
+    path = tmp_path / 'iter_2.pth'
+    previous = os.umask(0o027)
+    try:
+        strategy.save_checkpoint(str(path), save_optimizer=False, save_param_scheduler=False)
+    finally:
+        os.umask(previous)
+    assert os.listdir(tmp_path) == ['iter_2.pth'] and os.listdir(path) == ['rank0.pth']
+    assert os.stat(path).st_mode & 0o777 == 0o750
+    assert os.stat(path / 'rank0.pth').st_mode & 0o777 == 0o640
+
+    # Killed after part of the new folder is written: the previous folder stays.
+    weights['w'] = torch.ones(3)
+    original, calls = AtomicLocalBackend.put, []
+
+    def put_then_die(self, obj, filepath):
+        calls.append(filepath)
+        if len(calls) > 1:
+            raise KeyboardInterrupt('killed mid-write')
+        original(self, obj, filepath)
+
+    monkeypatch.setattr(AtomicLocalBackend, 'put', put_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        strategy.save_checkpoint(str(path), save_optimizer=False, save_param_scheduler=False)
+    assert len(calls) == 2 and '.iter_2.pth.partial' in str(calls[0])
+    assert os.listdir(tmp_path) == ['iter_2.pth'] and os.listdir(path) == ['rank0.pth']
+    assert torch.equal(safe_torch_load(str(path / 'rank0.pth'))['state_dict']['w'], torch.zeros(3))
+
+    # A complete save replaces the previous folder.
+    monkeypatch.setattr(AtomicLocalBackend, 'put', original)
+    strategy.save_checkpoint(str(path), save_optimizer=False, save_param_scheduler=False)
+    assert os.listdir(tmp_path) == ['iter_2.pth'] and os.listdir(path) == ['rank0.pth']
+    assert torch.equal(safe_torch_load(str(path / 'rank0.pth'))['state_dict']['w'], torch.ones(3))
+
+
+class _FakeDeepSpeedEngine:
+    """Writes a folder as DeepSpeed's engine.save_checkpoint does (plain
+    torch.save of each file into save_dir/tag), optionally killed halfway."""
+
+    def __init__(self):
+        self.die = False
+
+    def save_checkpoint(self, save_dir, tag, client_state, save_latest, **kwargs):
+        folder = os.path.join(save_dir, tag)
+        os.makedirs(folder, exist_ok=True)
+        torch.save(dict(module={'w': torch.full((3,), float(client_state['step']))},
+                        **client_state), os.path.join(folder, 'mp_rank_00_model_states.pt'))
+        with open(os.path.join(folder, 'zero_pp_rank_0_mp_rank_00_optim_states.pt'), 'wb') as f:
+            f.write(b'partial optimizer sta')
+            if self.die:
+                raise KeyboardInterrupt('killed mid-write')
+            f.write(b'te')
+
+
+def test_deepspeed_checkpoint_folders_are_swapped_in_whole(tmp_path, monkeypatch):
+    """DeepSpeedStrategy with save_optimizer=True lets DeepSpeed write a
+    folder itself (deepspeed is not installed here: a stand-in engine)."""
+    import types
+
+    import mmengine._strategy.deepspeed as mmengine_deepspeed
+    from mmengine._strategy import DeepSpeedStrategy
+    monkeypatch.setattr(mmengine_deepspeed, 'deepspeed', types.SimpleNamespace(__version__='0.14.0'),
+                        raising=False)
+    strategy = DeepSpeedStrategy.__new__(DeepSpeedStrategy)
+    strategy._seed, strategy.exclude_frozen_parameters = 0, False
+    strategy.model = _FakeDeepSpeedEngine()
+    path = tmp_path / 'iter_2.pth'
+    files = ['mp_rank_00_model_states.pt', 'zero_pp_rank_0_mp_rank_00_optim_states.pt']
+    previous = os.umask(0o022)
+    try:
+        strategy.save_checkpoint(str(path), save_param_scheduler=False,
+                                 extra_ckpt=dict(step=1))
+    finally:
+        os.umask(previous)
+    assert os.listdir(tmp_path) == ['iter_2.pth'] and sorted(os.listdir(path)) == files
+    assert os.stat(path).st_mode & 0o777 == 0o755
+
+    strategy.model.die = True
+    with pytest.raises(KeyboardInterrupt):
+        strategy.save_checkpoint(str(path), save_param_scheduler=False, extra_ckpt=dict(step=2))
+    assert os.listdir(tmp_path) == ['iter_2.pth'] and sorted(os.listdir(path)) == files
+    model_states = torch.load(path / files[0], weights_only=False)
+    assert model_states['step'] == 1 and torch.equal(model_states['module']['w'], torch.ones(3))
+    assert (path / files[1]).read_bytes() == b'partial optimizer state'
