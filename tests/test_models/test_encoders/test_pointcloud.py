@@ -8,6 +8,9 @@ encoders against invariances that hold by construction:
   permutation that keeps point 0 first leaves every output unchanged. A
   permutation that moves point 0 changes the FPS start and so the output.
 """
+import json
+import os.path as osp
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +19,7 @@ from mmengine.dataset import pseudo_collate
 from mmfusion.models.encoders.pointcloud import (PointMAEEncoder, PointNet2SSG, ball_query,
                                                  farthest_point_sample, knn_group)
 from mmfusion.registry import MODELS
+from tests.conftest import DATA
 
 TINY_MAE = dict(num_group=12, group_size=8, embed_dims=32, depth=2, num_heads=2)
 TINY_PN2 = dict(num_points=(24, 8), radii=(0.8, 1.6), num_samples=(8, 6),
@@ -284,34 +288,59 @@ def _perturbed(model):
     return model
 
 
-def test_point_mae_loads_upstream_checkpoints(tmp_path):
-    x = torch.rand(2, 40, 3)
-    src = _perturbed(_tiny(PointMAEEncoder, cls_token=True, pool='cls+max'))
-    state = src.state_dict()
-    # Pre-training layout: DataParallel prefix, MAE_encoder., decoder keys beside.
-    pretrain = {f'module.MAE_encoder.{k}': v for k, v in state.items() if 'cls' not in k}
-    pretrain.update({'module.mask_token': torch.zeros(1, 1, 32),
-                     'module.MAE_decoder.norm.weight': torch.ones(32)})
-    torch.save({'base_model': pretrain, 'epoch': 300}, tmp_path / 'pretrain.pth')
-    # Fine-tuning layout: bare keys, cls token, classification head beside.
-    finetune = dict(state, **{'cls_head_finetune.0.weight': torch.zeros(4, 64)})
-    torch.save({'base_model': finetune}, tmp_path / 'finetune.pth')
+# Heads of the official models that the encoder does not own.
+POINT_MAE_HEADS = ('mask_token', 'MAE_decoder.', 'decoder_pos_embed.', 'increase_dim.',
+                   'cls_head_finetune.')
 
-    no_cls = _tiny(PointMAEEncoder, checkpoint=str(tmp_path / 'pretrain.pth'))
-    for k, v in no_cls.state_dict().items():
-        assert torch.equal(v, state[k]), k
-    loaded = _tiny(PointMAEEncoder, cls_token=True, pool='cls+max',
-                   checkpoint=str(tmp_path / 'finetune.pth'))
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(x)['pooled'], src.eval()(x)['pooled'])
-    with pytest.raises(RuntimeError, match=r'PointMAEEncoder: checkpoint .*finetune\.pth does not '
+
+def _official_point_mae(layout: str) -> dict:
+    """Random tensors in the official Point-MAE layout ``layout`` (keys and
+    shapes of ``tests/data/i2pmae_official_keys.json``, written from
+    Pang-Yatian/Point-MAE's module definitions, not from mmfusion's)."""
+    with open(osp.join(DATA, 'i2pmae_official_keys.json')) as f:
+        shapes = json.load(f)[layout]
+    g = torch.Generator().manual_seed(3)
+    return {k: (torch.randint(0, 100, s, generator=g) if k.endswith('num_batches_tracked')
+                else torch.rand(s, generator=g) + 0.5) for k, s in shapes.items()}
+
+
+@pytest.mark.parametrize('layout, wrapper, encoder', [
+    # pre-training, saved by one process (DataParallel: module.), no cls token
+    ('pointmae_pretrain', 'module.', dict()),
+    # fine-tuning, saved by DDP (base_model.module.state_dict(): bare keys)
+    ('pointmae_finetune', '', dict(cls_token=True, pool='cls+max')),
+])
+def test_point_mae_loads_the_official_layouts(tmp_path, layout, wrapper, encoder):
+    official = _official_point_mae(layout)
+    path = tmp_path / 'ckpt-300.pth'
+    # tools/builder.save_checkpoint's file
+    torch.save({'base_model': {wrapper + k: v for k, v in official.items()},
+                'optimizer': {'state': {}, 'param_groups': []}, 'epoch': 300,
+                'metrics': {}, 'best_metrics': {}}, path)
+    model = PointMAEEncoder(checkpoint=str(path), **encoder)  # the official sizes by default
+    own = model.state_dict()
+    theirs = {k[len('MAE_encoder.'):] if k.startswith('MAE_encoder.') else k: v
+              for k, v in official.items() if not k.startswith(POINT_MAE_HEADS)}
+    # Every encoder tensor of the official file, and nothing else, is the model's.
+    assert sorted(own) == sorted(theirs)
+    for k, v in own.items():
+        assert torch.equal(v, theirs[k]), k
+    x = torch.rand(2, 1024, 3)
+    assert model(x)['pooled'].shape == (2, model.out_channels)
+    assert model.out_channels == (768 if encoder else 384)
+
+
+def test_point_mae_checkpoint_errors_name_the_file_and_the_cause(tmp_path):
+    path = tmp_path / 'ckpt-last.pth'
+    torch.save({'base_model': _official_point_mae('pointmae_finetune')}, path)
+    with pytest.raises(RuntimeError, match=r'PointMAEEncoder: checkpoint .*ckpt-last\.pth does not '
                                            r'fit.*shape mismatches.*embed_dims'):
-        _tiny(PointMAEEncoder, embed_dims=16, checkpoint=str(tmp_path / 'finetune.pth'))
-    with pytest.raises(RuntimeError, match=r'finetune\.pth.*missing keys.*blocks\.blocks\.2'):
-        _tiny(PointMAEEncoder, depth=3, checkpoint=str(tmp_path / 'finetune.pth'))
-    with pytest.raises(KeyError, match=r"PointMAEEncoder: no key in .*finetune\.pth starts with "
+        PointMAEEncoder(embed_dims=192, num_heads=3, cls_token=True, checkpoint=str(path))
+    with pytest.raises(RuntimeError, match=r'ckpt-last\.pth.*missing keys.*blocks\.blocks\.12'):
+        PointMAEEncoder(depth=13, cls_token=True, checkpoint=str(path))
+    with pytest.raises(KeyError, match=r"PointMAEEncoder: no key in .*ckpt-last\.pth starts with "
                                        r"prefix 'backbone\.'"):
-        _tiny(PointMAEEncoder, checkpoint=str(tmp_path / 'finetune.pth'), prefix='backbone.')
+        PointMAEEncoder(checkpoint=str(path), prefix='backbone.')
 
 
 def test_pointnet2_checkpoint_round_trip(tmp_path):
