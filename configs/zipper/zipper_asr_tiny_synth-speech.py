@@ -1,7 +1,10 @@
-# Zipper ASR: the pretrained text tower reads the pretrained speech tower
-# through gated cross-attention after every 2nd block (gates start at 0), and
-# learns next-character prediction of the transcript. Evaluated by WER/CER on
-# voices never heard in training.
+# Zipper ASR as the paper describes it: the pretrained text tower reads the
+# pretrained speech tower through gated cross-attention after every 2nd block
+# (gates start at 0; a linear projection between the towers' widths; no
+# positions), the speech embeddings pass a new input projection
+# h0 = ReLU(MLP(embedding)) (ZipperDecoder's defaults), both towers train on
+# next-character prediction of the transcript. Evaluated by WER/CER on voices
+# never heard in training.
 _base_ = [
     '../_base_/models/zipper_tiny.py',
     '../_base_/datasets/synth_speech.py',

@@ -1,4 +1,5 @@
-# Zipper TTS: the pretrained speech tower reads the pretrained text tower
+# Zipper TTS as the paper describes it: the pretrained speech tower reads the
+# pretrained text tower (its embeddings through the new input projection)
 # through gated cross-attention after every 2nd block and learns to continue
 # <s> with the utterance's speech units. Evaluated by unit error rate against
 # the units of the real (held-out voice) audio; `demo/audio_demo.py tts`

@@ -5,13 +5,16 @@ Each tower is a :class:`CausalDecoderTower` pretrained alone on its
 modality. A *link* lets one tower (the query tower, e.g. text for ASR)
 attend to another (the context tower, e.g. speech) after every ``every``-th
 of its layers. The context is the context tower's hidden state at the same
-relative depth, passed through the link's input projection (MLP + ReLU, from
-the context width to the query width). The cross-attention output enters the
+relative depth, projected by the link from the context width to the query
+width (the paper: linear). The paper also passes a tower's token embeddings
+through a new non-linear input projection, ``h0 = ReLU(MLP(embedding))``;
+here it is given to the context towers (by default), so that the output
+tower keeps its pretrained input. The cross-attention output enters the
 query tower's residual stream through ``tanh(gate)`` with the gate
-initialised at 0, so an untrained fused model computes exactly what the
-unimodal towers compute.
+initialised at 0, so an untrained fused model predicts exactly what the
+unimodal output tower predicts.
 """
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -39,21 +42,32 @@ class GatedCrossAttention(nn.Module):
             (the paper): no positions, content only.
         context_norm (bool): RMS-normalise the context (the other tower's
             residual stream, whose scale grows with depth and training)
-            before the input projection. Off (the paper): the projection
+            before the context projection. Off (the paper): the projection
             reads the raw hidden states.
+        context_proj (str): The map from the context width to ``dim``:
+            ``'linear'`` (the paper's projection between modalities) or
+            ``'mlp'`` (Linear, ReLU, Linear; not in the paper).
     """
 
+    PROJECTIONS = ('linear', 'mlp')
+
     def __init__(self, dim: int, context_dim: int, num_heads: int,
-                 position_rate: Optional[float] = None, context_norm: bool = False) -> None:
+                 position_rate: Optional[float] = None, context_norm: bool = False,
+                 context_proj: str = 'linear') -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f'cross-attention width {dim} must divide by num_heads {num_heads}')
+        if context_proj not in self.PROJECTIONS:
+            raise ValueError(f'context_proj must be one of {self.PROJECTIONS}, '
+                             f'got {context_proj!r}')
         self.num_heads = num_heads
         self.position_rate = position_rate
         self.context_norm = RMSNorm(context_dim) if context_norm else nn.Identity()
-        # The paper's input projection: a non-linear map between the towers' widths.
-        self.context_proj = nn.Sequential(nn.Linear(context_dim, dim), nn.ReLU(inplace=True),
-                                          nn.Linear(dim, dim))
+        if context_proj == 'linear':
+            self.context_proj = nn.Linear(context_dim, dim)
+        else:
+            self.context_proj = nn.Sequential(nn.Linear(context_dim, dim), nn.ReLU(inplace=True),
+                                              nn.Linear(dim, dim))
         self.norm = RMSNorm(dim)
         self.q_proj = nn.Linear(dim, dim, bias=False)
         self.k_proj = nn.Linear(dim, dim, bias=False)
@@ -93,6 +107,16 @@ class GatedCrossAttention(nn.Module):
         return x + torch.tanh(self.gate) * out
 
 
+class InputProjection(nn.Sequential):
+    """The paper's tower input projection ``h0 = ReLU(MLP(embedding))``: an
+    MLP (Linear, ReLU, Linear at the tower's width) and a ReLU, (B, L, dim)
+    -> (B, L, dim), between a tower's token embedding and its first block."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, dim),
+                         nn.ReLU(inplace=True))
+
+
 def aligned_context_layer(query_layer: int, query_depth: int, context_depth: int) -> int:
     """Index into the context tower's hidden states (0 = embeddings, ``i`` =
     after block ``i``) at the relative depth of query block ``query_layer``
@@ -110,15 +134,21 @@ class ZipperDecoder(BaseModule):
             ``frozen=True`` in its config; ``None`` drops a tower inherited
             from a base config.
         links (list[dict]): each ``dict(query='text', context='speech',
-            every=2, num_heads=4, position_rate=None, context_norm=False)``:
-            cross-attention after query-tower blocks ``every, 2*every, ...``
-            (``position_rate``, ``context_norm``: see
+            every=2, num_heads=4, position_rate=None, context_norm=False,
+            context_proj='linear')``: cross-attention after query-tower
+            blocks ``every, 2*every, ...`` (the other keys: see
             :class:`GatedCrossAttention`). Links must not form a cycle (a
             context tower runs completely before the towers that read it).
+        input_proj (str | Sequence[str]): Towers whose embeddings pass the
+            paper's :class:`InputProjection` (new, trained with the fusion):
+            ``'context'`` (default) every tower a link reads, or a list of
+            tower names (``[]``: none, each tower reads its pretrained
+            embeddings unchanged).
         init_cfg (dict, optional): mmengine init config.
     """
 
     def __init__(self, towers: Dict[str, dict], links: Sequence[dict],
+                 input_proj: Union[str, Sequence[str]] = 'context',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         towers = {name: cfg for name, cfg in towers.items() if cfg is not None}
@@ -145,9 +175,25 @@ class ZipperDecoder(BaseModule):
             for layer in layers:
                 self.cross_attn[f'{query}_from_{context}_{layer}'] = GatedCrossAttention(
                     q_tower.dim, c_tower.dim, int(link.get('num_heads', 4)),
-                    link.get('position_rate'), bool(link.get('context_norm', False)))
+                    link.get('position_rate'), bool(link.get('context_norm', False)),
+                    link.get('context_proj', 'linear'))
             self.links.append((query, context, layers))
         self.order = self._run_order()
+        if input_proj == 'context':
+            input_proj = sorted({c for _, c, _ in self.links})
+        elif isinstance(input_proj, str):
+            raise ValueError(f"input_proj must be 'context' or a list of tower names, "
+                             f'got {input_proj!r}')
+        for name in input_proj:
+            if name not in self.towers:
+                raise KeyError(f'input_proj: no tower named {name!r} '
+                               f'(towers: {sorted(self.towers)})')
+        # Only created when used, so configs without it keep their checkpoint keys.
+        if input_proj:
+            self.input_proj = ModuleDict(
+                {name: InputProjection(self.towers[name].dim) for name in input_proj})
+        else:
+            self.input_proj = None
 
     def _run_order(self) -> List[str]:
         """Towers in an order where each context runs before its readers."""
@@ -180,7 +226,8 @@ class ZipperDecoder(BaseModule):
 
         Returns:
             dict: tower name -> ``dict(logits, hidden_states)`` as
-            :meth:`CausalDecoderTower.forward`, with the cross-attention applied.
+            :meth:`CausalDecoderTower.forward`, with the cross-attention applied
+            (``hidden_states[0]`` after the tower's input projection, if any).
         """
         padding_masks = padding_masks or {}
         caches = caches or {}
@@ -197,6 +244,8 @@ class ZipperDecoder(BaseModule):
             offset = cached_length(cache[0]) if cache is not None else 0
             reads = [(c, layers) for q, c, layers in self.links if q == name and c in outputs]
             x = tower.embed(tokens[name])
+            if self.input_proj is not None and name in self.input_proj:
+                x = self.input_proj[name](x)
             hidden_states = [x]
             for i, layer in enumerate(tower.layers, start=1):
                 x = layer(x, tower.rope, mask, None if cache is None else cache[i - 1])

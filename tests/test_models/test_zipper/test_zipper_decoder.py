@@ -16,11 +16,12 @@ SPEECH = dict(type='CausalDecoderTower', vocab_size=50, dim=24, depth=3, num_hea
               num_kv_heads=2, ffn_dim=48)
 
 
-def _zipper(text=None, speech=None, links=None) -> ZipperDecoder:
+def _zipper(text=None, speech=None, links=None, **kwargs) -> ZipperDecoder:
     torch.manual_seed(0)
     links = links if links is not None else [dict(query='text', context='speech', every=2)]
     return ZipperDecoder(towers=dict(text=dict(TEXT, **(text or {})),
-                                     speech=dict(SPEECH, **(speech or {}))), links=links)
+                                     speech=dict(SPEECH, **(speech or {}))), links=links,
+                         **kwargs)
 
 
 def _batch(seed=0):
@@ -94,13 +95,49 @@ def test_gates_at_zero_give_exactly_the_unimodal_logits():
     model = _zipper().eval()
     batch = _batch()
     fused = model(batch)
+    # The output (query) tower reads its pretrained embeddings: exactly unimodal.
+    alone = model.towers['text'](batch['text'])['logits']
+    assert torch.equal(fused['text']['logits'], alone)
+    # The context tower's embeddings pass the paper's h0 = ReLU(MLP(embedding)).
+    speech = model.towers['speech']
+    proj = model.input_proj['speech']
+    h0 = F.relu(F.linear(F.relu(F.linear(speech.embedding(batch['speech']), proj[0].weight,
+                                         proj[0].bias)), proj[2].weight, proj[2].bias))
+    torch.testing.assert_close(fused['speech']['hidden_states'][0], h0)
+    x, _ = speech.run_layers(h0)
+    torch.testing.assert_close(fused['speech']['logits'], speech.logits(x))
+    # Without input projections both towers are exactly their unimodal selves.
+    plain = _zipper(input_proj=[]).eval()
+    assert plain.input_proj is None
+    plain_out = plain(batch)
     for name in ('text', 'speech'):
-        alone = model.towers[name](batch[name])['logits']
-        assert torch.equal(fused[name]['logits'], alone), name
+        assert torch.equal(plain_out[name]['logits'], plain.towers[name](batch[name])['logits'])
     # Once the gates open, the query tower's output depends on the context.
     _open_gates(model)
     assert not torch.equal(model(batch)['text']['logits'], fused['text']['logits'])
     assert torch.equal(model(batch)['speech']['logits'], fused['speech']['logits'])
+
+
+def test_input_projection_goes_where_configured_and_names_unknown_towers():
+    assert sorted(_zipper().input_proj) == ['speech']  # 'context': the towers links read
+    tts = _zipper(links=[dict(query='speech', context='text', every=1)])
+    assert sorted(tts.input_proj) == ['text']
+    both = _zipper(input_proj=['text', 'speech'])
+    assert sorted(both.input_proj) == ['speech', 'text']
+    # On the output tower too, step-by-step decoding (cached) equals the full pass.
+    both.eval()
+    _open_gates(both)
+    batch = _batch()
+    full = both(batch)['text']['logits']
+    context = both(dict(speech=batch['speech']))
+    caches = dict(text=both.towers['text'].new_caches())
+    steps = [both(dict(text=batch['text'][:, i:i + 1]), context_outputs=context,
+                  caches=caches)['text']['logits'] for i in range(batch['text'].shape[1])]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)
+    with pytest.raises(KeyError, match="input_proj: no tower named 'image'"):
+        _zipper(input_proj=['image'])
+    with pytest.raises(ValueError, match="input_proj must be 'context' or a list"):
+        _zipper(input_proj='speech')
 
 
 def test_links_follow_every_and_align_depths_across_towers():
@@ -123,7 +160,15 @@ def test_cross_attention_projects_between_tower_widths_and_honours_context_paddi
     model = _zipper().eval()
     _open_gates(model)
     block = model.cross_attn['text_from_speech_2']
-    assert block.context_proj[0].in_features == 24 and block.o_proj.out_features == 32
+    # The paper's link projection is linear; ours ('mlp') adds a ReLU and a layer.
+    assert isinstance(block.context_proj, torch.nn.Linear)
+    assert block.context_proj.in_features == 24 and block.o_proj.out_features == 32
+    mlp = _zipper(links=[dict(query='text', context='speech', every=2, context_proj='mlp')])
+    proj = mlp.cross_attn['text_from_speech_2'].context_proj
+    assert [type(m).__name__ for m in proj] == ['Linear', 'ReLU', 'Linear']
+    assert proj[0].in_features == 24 and proj[2].out_features == 32
+    with pytest.raises(ValueError, match="context_proj must be one of .*got 'conv'"):
+        _zipper(links=[dict(query='text', context='speech', context_proj='conv')])
     batch = _batch()
     # Padding the speech context with junk tokens marked as padding changes nothing.
     padded = torch.cat([batch['speech'], torch.randint(0, 50, (2, 4))], dim=1)
