@@ -1,5 +1,5 @@
 from .char_tokenizer import CharTokenizer
-from .speech_unit_tokenizer import SpeechUnitTokenizer
+from .speech_unit_tokenizer import SpeechUnitTokenizer, SSLSpeechUnitTokenizer
 from .word_tokenizer import WordTokenizer
 
-__all__ = ['CharTokenizer', 'SpeechUnitTokenizer', 'WordTokenizer']
+__all__ = ['CharTokenizer', 'SpeechUnitTokenizer', 'SSLSpeechUnitTokenizer', 'WordTokenizer']

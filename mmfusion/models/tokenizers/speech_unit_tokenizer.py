@@ -1,10 +1,12 @@
-"""Discrete speech units: k-means over normalised log-mel frames.
+"""Discrete speech units: k-means over normalised frame features.
 
 The speech tower of Zipper reads and writes discrete units. The paper (and
-HuBERT-style tokenizers) cluster self-supervised features; without a
-pretrained wav2vec2/HuBERT here, the features are log-mel frames (80 bins,
-25 ms windows every 20 ms: 50 frames/s), standardised with statistics of the
-fitting set. k-means is scikit-learn's; encoding is the nearest centroid.
+HuBERT-style tokenizers) cluster self-supervised features:
+:class:`SSLSpeechUnitTokenizer` clusters a layer of a wav2vec2/HuBERT encoder
+(``Wav2Vec2Encoder``). Without pretrained weights here, the default units are
+:class:`SpeechUnitTokenizer`'s, over log-mel frames (80 bins, 25 ms windows
+every 20 ms: 50 frames/s). Features are standardised with statistics of the
+fitting set; k-means is scikit-learn's; encoding is the nearest centroid.
 ``tools/misc/fit_speech_units.py`` fits a tokenizer on a manifest and saves
 it; models load the file and keep the centroids in their state dict.
 """
@@ -79,8 +81,12 @@ class SpeechUnitTokenizer(nn.Module):
             log_mel = (log_mel - log_mel.mean(0)) / log_mel.std(0).clamp_min(1e-3)
         return log_mel
 
+    def frame_features(self, wave: Tensor, sample_rate: Optional[int] = None) -> Tensor:
+        """(frames, dim) features that are clustered, before standardisation."""
+        return self.log_mel(wave, sample_rate)
+
     def features(self, wave: Tensor, sample_rate: Optional[int] = None) -> Tensor:
-        return (self.log_mel(wave, sample_rate) - self.mean) / self.std
+        return (self.frame_features(wave, sample_rate) - self.mean) / self.std
 
     # -- fitting -----------------------------------------------------------
     def fit(self, waves: Sequence, sample_rate: Optional[int] = None,
@@ -88,21 +94,31 @@ class SpeechUnitTokenizer(nn.Module):
         """Standardisation statistics and k-means centroids from ``waves``
         (at most ``max_frames`` frames, sampled uniformly). Returns a summary."""
         sklearn_cluster = require('sklearn', 'SpeechUnitTokenizer.fit').cluster
-        frames = torch.cat([self.log_mel(w, sample_rate) for w in waves])
+        frames = torch.cat([self.frame_features(w, sample_rate) for w in waves])
         if frames.shape[0] < self.num_units:
             raise ValueError(f'{frames.shape[0]} frames cannot fit {self.num_units} units')
         rng = np.random.default_rng(seed)
+        chosen = None
         if frames.shape[0] > max_frames:
-            frames = frames[torch.from_numpy(rng.choice(frames.shape[0], max_frames,
-                                                        replace=False))]
+            chosen = torch.from_numpy(rng.choice(frames.shape[0], max_frames, replace=False))
+            frames = frames[chosen]
         self.mean.copy_(frames.mean(0))
         self.std.copy_(frames.std(0).clamp_min(1e-3))
         x = ((frames - self.mean) / self.std).numpy()
         kmeans = sklearn_cluster.KMeans(self.num_units, n_init=1, random_state=seed).fit(x)
         self.centroids.copy_(torch.from_numpy(kmeans.cluster_centers_).float())
+        self._fit_unit_log_mel(waves, sample_rate, chosen, torch.from_numpy(kmeans.labels_))
         self.fitted.fill_(True)
         used = len(np.unique(kmeans.labels_))
         return dict(frames=int(x.shape[0]), units_used=used, inertia=float(kmeans.inertia_))
+
+    def _fit_unit_log_mel(self, waves: Sequence, sample_rate: Optional[int],
+                          chosen: Optional[Tensor], labels: Tensor) -> None:
+        """Log-mel frames are the clustered features: nothing to add."""
+
+    def unit_log_mel(self) -> Tensor:
+        """(num_units, n_mels): the log-mel frame each unit stands for."""
+        return self.centroids * self.std + self.mean
 
     # -- quantizing --------------------------------------------------------
     def frame_units(self, wave: Tensor, sample_rate: Optional[int] = None) -> Tensor:
@@ -150,8 +166,7 @@ class SpeechUnitTokenizer(nn.Module):
         # Fractional rates: unit k covers frames [round(k * r), round((k + 1) * r)).
         edges = torch.round(torch.arange(units.numel() + 1) * frames_per_unit).long()
         repeats = (edges[1:] - edges[:-1]).clamp_min(1)
-        frames = self.centroids[units.repeat_interleave(repeats)]
-        return frames * self.std + self.mean
+        return self.unit_log_mel()[units.repeat_interleave(repeats)]
 
     def units_to_wave(self, units: Tensor, frames_per_unit: float = 2.0,
                       n_iter: int = 32) -> Tensor:
@@ -185,7 +200,7 @@ class SpeechUnitTokenizer(nn.Module):
         AtomicLocalBackend().put(buffer.getvalue(), path)
 
     def load(self, path: str) -> None:
-        from mmfusion.utils.checkpoint import safe_torch_load
+        from mmfusion.utils.checkpoint import load_strict, safe_torch_load
         ckpt = safe_torch_load(path, map_location='cpu')
         saved = (ckpt.get('num_units'), ckpt.get('sample_rate'), ckpt.get('normalise', 'global'))
         if saved != (self.num_units, self.sample_rate, self.normalise):
@@ -193,4 +208,83 @@ class SpeechUnitTokenizer(nn.Module):
                              f'({saved[2]} normalisation); this tokenizer expects '
                              f'{self.num_units} units at {self.sample_rate} Hz '
                              f'({self.normalise} normalisation)')
-        self.load_state_dict(ckpt['state_dict'])
+        load_strict(self, ckpt['state_dict'], path, type(self).__name__,
+                    hint='the units were fitted on other features (log-mel units need '
+                         'SpeechUnitTokenizer; encoder units SSLSpeechUnitTokenizer with the '
+                         'encoder they were fitted with)')
+
+
+@TOKENIZERS.register_module()
+class SSLSpeechUnitTokenizer(SpeechUnitTokenizer):
+    """Waveform -> unit ids by k-means over one layer of a self-supervised
+    speech encoder (HuBERT/wav2vec2 through ``Wav2Vec2Encoder``), as
+    HuBERT-style discrete units are made.
+
+    The encoder is part of the tokenizer (frozen, in its state dict and in
+    the units file), so a randomly initialised encoder gives the same units
+    after loading. Its frames (a 400-sample receptive field every 320
+    samples) are the log-mel frames of the base class (25 ms windows every
+    20 ms, no centring; the 512-point FFT frame may drop a last frame, which
+    is then dropped here too), so each unit also keeps the mean log-mel of
+    its frames, for :meth:`units_to_log_mel` (TTS audio).
+
+    Args:
+        encoder (dict): ``Wav2Vec2Encoder`` config (``arch``, ``checkpoint``);
+            frozen.
+        layer (int): Transformer layer whose output is clustered (1-based;
+            only the first ``layer`` layers run).
+        num_units, sample_rate, n_mels, dedup, normalise, checkpoint: as
+            :class:`SpeechUnitTokenizer` (``normalise`` applies to the encoder
+            features; the mel settings to the unit log-mels).
+    """
+
+    def __init__(self, encoder: dict, layer: int, num_units: int = 64,
+                 sample_rate: int = 16000, n_mels: int = 80, dedup: bool = True,
+                 normalise: str = 'global', checkpoint: Optional[str] = None) -> None:
+        super().__init__(num_units=num_units, sample_rate=sample_rate, n_mels=n_mels,
+                         dedup=dedup, normalise=normalise)
+        from mmfusion.registry import MODELS
+        self.encoder = MODELS.build(dict(encoder, num_layers=layer, frozen=True))
+        self.layer = layer
+        dim = self.encoder.embed_dim
+        self.centroids = torch.zeros(num_units, dim)
+        self.mean = torch.zeros(dim)
+        self.std = torch.ones(dim)
+        self.register_buffer('mel_centroids', torch.zeros(num_units, n_mels))
+        if checkpoint is not None:
+            self.load(checkpoint)
+
+    def frame_features(self, wave: Tensor, sample_rate: Optional[int] = None) -> Tensor:
+        """(frames, C) output of transformer layer ``layer`` for one waveform."""
+        log_mel = self.log_mel(wave, sample_rate)  # resamples and checks the length
+        wave = torch.as_tensor(wave, dtype=torch.float32).flatten()
+        if sample_rate is not None and sample_rate != self.sample_rate:
+            import torchaudio.functional as AF
+            wave = AF.resample(wave, sample_rate, self.sample_rate)
+        device = self.centroids.device
+        with torch.no_grad():
+            feats = self.encoder(wave[None].to(device))['feats'][-1][0].float().cpu()
+        if feats.shape[0] - log_mel.shape[0] in (0, 1):
+            feats = feats[:log_mel.shape[0]]
+        else:
+            raise ValueError(f'SSLSpeechUnitTokenizer: the encoder gives {feats.shape[0]} frames '
+                             f'for {log_mel.shape[0]} log-mel frames; its conv layers must '
+                             'have a 400-sample receptive field and a 320-sample stride')
+        if self.normalise == 'utterance':
+            feats = (feats - feats.mean(0)) / feats.std(0).clamp_min(1e-3)
+        return feats
+
+    def _fit_unit_log_mel(self, waves: Sequence, sample_rate: Optional[int],
+                          chosen: Optional[Tensor], labels: Tensor) -> None:
+        """Mean (unnormalised) log-mel frame of each unit's clustered frames."""
+        normalise, self.normalise = self.normalise, 'global'
+        log_mel = torch.cat([self.log_mel(w, sample_rate) for w in waves])
+        self.normalise = normalise
+        if chosen is not None:
+            log_mel = log_mel[chosen]
+        sums = torch.zeros_like(self.mel_centroids).index_add_(0, labels, log_mel)
+        counts = torch.bincount(labels, minlength=self.num_units).clamp_min(1)[:, None]
+        self.mel_centroids.copy_(sums / counts)
+
+    def unit_log_mel(self) -> Tensor:
+        return self.mel_centroids
