@@ -59,7 +59,15 @@ class GMS(FusionBaseModel):
     supervision: latent MSE against the mask's posterior mean, plus Dice on
     the decoded mask (its gradient flows through the frozen decoder into the
     mapping network). With probability ``posterior_sample_prob`` the image
-    latent is sampled from the posterior (mean + std * eps) as augmentation.
+    latent is perturbed as augmentation, ``posterior_noise`` saying how:
+
+    - ``'unscaled'`` (official GMS ``train.py``): the *scaled* posterior mean
+      plus the *unscaled* posterior std times eps, i.e.
+      ``s * mu + exp(0.5 * logvar) * eps``; with the SD-2 VAE (s = 0.18215)
+      that is 1/s = 5.5x the spread of a posterior sample.
+    - ``'scaled'``: a sample of the scaled posterior, ``s * (mu + std * eps)``.
+
+    The two coincide when the VAE's scale factor is 1.
 
     Inference: encode -> map -> decode -> channel mean -> ``(x + 1) / 2`` ->
     threshold, into ``pred_sem_seg``.
@@ -74,6 +82,7 @@ class GMS(FusionBaseModel):
                                         naive_dice=True, eps=1e-5, loss_weight=1.0),
                  supervised_levels: Sequence[str] = ('level2', 'level1', 'out'),
                  posterior_sample_prob: float = 0.5,
+                 posterior_noise: str = 'unscaled',
                  threshold: float = 0.5,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -86,7 +95,11 @@ class GMS(FusionBaseModel):
         if missing:
             raise ValueError(f'supervised_levels {sorted(missing)} have no head in the mapping '
                              f'network (its out_levels: {tuple(self.mapping_net.heads)})')
+        if posterior_noise not in ('unscaled', 'scaled'):
+            raise ValueError(f"posterior_noise must be 'unscaled' (official) or 'scaled', "
+                             f'got {posterior_noise!r}')
         self.posterior_sample_prob = posterior_sample_prob
+        self.posterior_noise = posterior_noise
         self.threshold = threshold
 
     def _forward(self, inputs: Dict[str, Tensor], data_samples=None) -> Dict[str, Tensor]:
@@ -100,6 +113,8 @@ class GMS(FusionBaseModel):
             mask_latent = self.vae.to_latent(mask_to_vae_input(mask))[0]
         # One draw per batch, as in the reference implementation.
         if torch.rand(()) < self.posterior_sample_prob:
+            if self.posterior_noise == 'unscaled':
+                img_std = img_std / self.vae.scale_factor
             img_mean = img_mean + img_std * torch.randn_like(img_std)
         preds = self.mapping_net(img_mean)
         losses = {}

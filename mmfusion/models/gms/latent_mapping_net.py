@@ -10,7 +10,11 @@ from mmfusion.registry import MODELS
 
 
 class SpatialSelfAttention(nn.Module):
-    """Pre-norm single-head self-attention over all H*W positions, residual."""
+    """Pre-norm single-head self-attention over all H*W positions, residual.
+
+    q, k and v come from one fused 1x1 conv (one matmul instead of three);
+    the official ``q``/``k``/``v`` convs are its output rows in that order.
+    """
 
     def __init__(self, channels: int, num_groups: int) -> None:
         super().__init__()
@@ -98,7 +102,21 @@ class LatentMappingNet(BaseModule):
             for name, c in zip(self.LEVELS, (c3, c2, c1, c0)) if name in out_levels
         })
 
+    def init_weights(self) -> None:
+        super().init_weights()
+        # The official q/k/v are three convs with fan_out = C each; Kaiming on
+        # the fused (3C, C) conv would draw them sqrt(3) smaller.
+        if self.init_cfg and self.init_cfg.get('type') == 'Kaiming':
+            for module in self.modules():
+                if isinstance(module, SpatialSelfAttention):
+                    for part in module.qkv.weight.data.chunk(3):
+                        nn.init.kaiming_normal_(part, mode=self.init_cfg.get('mode', 'fan_out'),
+                                                nonlinearity=self.init_cfg.get('nonlinearity',
+                                                                               'leaky_relu'))
+
     def forward(self, x: Tensor) -> Dict[str, Tensor]:
+        """(B, in_channels, h, w) latent -> {level: (B, out_channels, h, w)}
+        for every level in ``out_levels``."""
         feats = [self.stem(x)]
         for block in self.enc:
             feats.append(block(feats[-1]))
