@@ -1,9 +1,53 @@
+import io
 import os.path as osp
-from typing import List, Optional
+import pickle
+from typing import Dict, List, Optional
 
 from mmengine.dataset import BaseDataset
 
 from mmfusion.registry import DATASETS
+
+
+class _NoGlobalsUnpickler(pickle.Unpickler):
+    """Builds only pickle's plain containers and strings: the official GMS
+    split files hold nothing else, and refusing every global keeps a crafted
+    file from running code."""
+
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(f'global {module}.{name} is not allowed')
+
+
+def read_gms_split_file(path: str) -> Dict[str, List[str]]:
+    """Read an official GMS split file (King-HAW/GMS
+    ``Dataset/<name>/<name>_train_test_names.pkl``):
+    ``{'train': {'name_list': [stem, ...]}, 'test': {'name_list': [...]}}``.
+
+    Returns:
+        ``{split: [stem, ...]}`` for every split in the file.
+
+    Raises:
+        FileNotFoundError / ValueError: naming ``path`` and what was expected.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'GMS split file not found: {path}')
+    with open(path, 'rb') as f:
+        raw = f.read()
+    try:
+        obj = _NoGlobalsUnpickler(io.BytesIO(raw)).load()
+    except Exception as e:  # any unpickling failure is a malformed file
+        raise ValueError(f'{path} is not a GMS split pickle (plain dicts, lists and strings '
+                         f'only): {e}') from e
+    expected = "{'train': {'name_list': [str, ...]}, 'test': {'name_list': [...]}}"
+    if not isinstance(obj, dict) or not obj:
+        raise ValueError(f'{path}: expected {expected}, got {type(obj).__name__}')
+    splits = {}
+    for split, entry in obj.items():
+        names = entry.get('name_list') if isinstance(entry, dict) else None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f'{path}: split {split!r} must be a dict with a "name_list" list of '
+                             f'strings ({expected})')
+        splits[split] = names
+    return splits
 
 
 @DATASETS.register_module()
@@ -18,7 +62,9 @@ class MedicalSegDataset(BaseDataset):
           splits/{train,val,test}.txt      one stem per line
 
     ``ann_file`` is the split file (relative to ``data_root``); leave it empty
-    to use every image in ``images/``. BUSI keeps masks next to the images as
+    to use every image in ``images/``. An official GMS split pickle
+    (``<name>_train_test_names.pkl``, read by :func:`read_gms_split_file`)
+    works too, with ``split`` naming its ``'train'`` or ``'test'`` list. BUSI keeps masks next to the images as
     ``<stem>_mask.png``: use ``data_prefix=dict(img_path='benign',
     seg_map_path='benign'), mask_suffix='_mask.png'``.
     """
@@ -29,7 +75,9 @@ class MedicalSegDataset(BaseDataset):
                  img_suffix: str = '.png',
                  mask_suffix: str = '.png',
                  data_prefix: Optional[dict] = None,
+                 split: Optional[str] = None,
                  **kwargs) -> None:
+        self.split = split
         self.img_suffix = img_suffix
         self.mask_suffix = mask_suffix
         data_prefix = data_prefix or dict(img_path='images', seg_map_path='masks')
@@ -39,6 +87,14 @@ class MedicalSegDataset(BaseDataset):
         if self.ann_file:
             if not osp.isfile(self.ann_file):
                 raise FileNotFoundError(f'split file not found: {self.ann_file}')
+            if self.ann_file.endswith('.pkl'):
+                splits = read_gms_split_file(self.ann_file)
+                if self.split not in splits:
+                    raise ValueError(f'{self.ann_file} has splits {sorted(splits)}; set the '
+                                     f'dataset\'s split= to one of them (got {self.split!r})')
+                if not splits[self.split]:
+                    raise ValueError(f'split {self.split!r} of {self.ann_file} lists no samples')
+                return splits[self.split]
             with open(self.ann_file) as f:
                 stems = [line.strip() for line in f if line.strip()]
             if not stems:

@@ -10,9 +10,11 @@ from .point_transforms import PointsRandomRotate, PointsScaleAndTranslate
 from .point_projection import PointsToDepthImage
 from .processing import CropToBox, MattingRandomFlip
 from .promptable import GeneratePrompts, LoadPromptableAnnotations
+from .seg_augment import ColorJitter, RandomRotate90, ShiftScaleRotate
 
 __all__ = ['LoadImageFromFile', 'LoadBinaryMask', 'LoadAudioFromFile', 'LoadPointsFromFile',
            'PackFusionInputs', 'CropToBox', 'LoadPanopticAnnotations', 'LoadReferringMask',
            'SampleReferringExpression', 'LoadPromptableAnnotations', 'GeneratePrompts',
            'LoadMattingAnnotations', 'LoadMattingPanels', 'MattingRandomFlip', 'PointsToDepthImage',
-           'SampleCaption', 'PointsScaleAndTranslate', 'PointsRandomRotate']
+           'SampleCaption', 'PointsScaleAndTranslate', 'PointsRandomRotate',
+           'RandomRotate90', 'ShiftScaleRotate', 'ColorJitter']
