@@ -54,7 +54,7 @@ train_pipeline = [
          direction=['horizontal', 'vertical', 'diagonal']),
     dict(type='RandomRotate90', prob=0.5),
     dict(type='ColorJitter', brightness=0.1, contrast=0.1, saturation=0.1, hue=0.1, prob=0.2),
-    dict(type='ShiftScaleRotate', shift_limit=0.15, scale_limit=0.1, rotate_limit=20, prob=0.4),
+    dict(type='RandomShiftScaleRotate', shift_limit=0.15, scale_limit=0.1, rotate_limit=20, prob=0.4),
     dict(type='Resize', scale=img_scale, keep_ratio=False),
     dict(type='PackFusionInputs'),
 ]

@@ -15,7 +15,8 @@ from mmengine.dataset import Compose
 
 from mmfusion.datasets import MedicalSegDataset
 from mmfusion.datasets.medical_seg_dataset import read_gms_split_file
-from mmfusion.datasets.transforms import ColorJitter, RandomRotate90, ShiftScaleRotate
+from mmfusion.datasets.transforms import (ColorJitter, RandomRotate90,
+                                          RandomShiftScaleRotate)
 from tests.conftest import DATA, REPO
 
 ROOT = osp.join(DATA, 'gms_split')
@@ -95,9 +96,9 @@ def _reference_matrix(angle, scale, dx, dy, h, w):
                                     (20.0, 0.9, -0.15, 0.05)])
 def test_shift_scale_rotate_moves_image_and_mask_together(params):
     h, w = 30, 40
-    np.testing.assert_allclose(ShiftScaleRotate.matrix(*params, h, w),
+    np.testing.assert_allclose(RandomShiftScaleRotate.matrix(*params, h, w),
                                _reference_matrix(*params, h, w), atol=1e-9)
-    t = ShiftScaleRotate(prob=1.0)
+    t = RandomShiftScaleRotate(prob=1.0)
     t._draw = lambda: params  # fixed draw
     src = _sample(h, w)
     out = t(dict(src, img=src['img'].copy(), gt_seg_map=src['gt_seg_map'].copy()))
@@ -116,7 +117,7 @@ def test_shift_scale_rotate_moves_image_and_mask_together(params):
 
 def test_shift_scale_rotate_draw_ranges_and_probability():
     np.random.seed(1)
-    t = ShiftScaleRotate(shift_limit=0.15, scale_limit=0.1, rotate_limit=20, prob=0.4)
+    t = RandomShiftScaleRotate(shift_limit=0.15, scale_limit=0.1, rotate_limit=20, prob=0.4)
     draws = [t._draw() for _ in range(3000)]
     applied = np.array([d for d in draws if d is not None])
     assert abs(len(applied) / len(draws) - 0.4) < 0.03
@@ -162,7 +163,7 @@ def test_paper_configs_read_official_splits_and_augment(name):
         assert cfg.test_dataloader.dataset.data_root.endswith('/bus')
     types = [t['type'] for t in train.pipeline]
     assert types == ['LoadImageFromFile', 'LoadBinaryMask', 'RandomFlip', 'RandomRotate90',
-                     'ColorJitter', 'ShiftScaleRotate', 'Resize', 'PackFusionInputs']
+                     'ColorJitter', 'RandomShiftScaleRotate', 'Resize', 'PackFusionInputs']
     ds = MedicalSegDataset(data_root=ROOT, ann_file=SPLIT, split='train',
                            pipeline=train.pipeline)
     for i in range(len(ds)):

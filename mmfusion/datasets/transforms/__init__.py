@@ -10,11 +10,11 @@ from .point_transforms import PointsRandomRotate, PointsScaleAndTranslate
 from .point_projection import PointsToDepthImage
 from .processing import CropToBox, MattingRandomFlip
 from .promptable import GeneratePrompts, LoadPromptableAnnotations
-from .seg_augment import ColorJitter, RandomRotate90, ShiftScaleRotate
+from .seg_augment import ColorJitter, RandomRotate90, RandomShiftScaleRotate
 
 __all__ = ['LoadImageFromFile', 'LoadBinaryMask', 'LoadAudioFromFile', 'LoadPointsFromFile',
            'PackFusionInputs', 'CropToBox', 'LoadPanopticAnnotations', 'LoadReferringMask',
            'SampleReferringExpression', 'LoadPromptableAnnotations', 'GeneratePrompts',
            'LoadMattingAnnotations', 'LoadMattingPanels', 'MattingRandomFlip', 'PointsToDepthImage',
            'SampleCaption', 'PointsScaleAndTranslate', 'PointsRandomRotate',
-           'RandomRotate90', 'ShiftScaleRotate', 'ColorJitter']
+           'RandomRotate90', 'RandomShiftScaleRotate', 'ColorJitter']

@@ -58,7 +58,7 @@ class RandomRotate90(BaseTransform):
 
 
 @TRANSFORMS.register_module()
-class ShiftScaleRotate(BaseTransform):
+class RandomShiftScaleRotate(BaseTransform):
     """With probability ``prob``, one affine warp of image and masks about the
     image centre (albumentations' ``ShiftScaleRotate``): rotation by an angle
     uniform in ``[-rotate_limit, rotate_limit]`` degrees, scaling by a factor
