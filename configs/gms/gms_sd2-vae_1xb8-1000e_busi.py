@@ -26,8 +26,9 @@ model = dict(
     data_preprocessor=dict(
         type='MultiModalDataPreprocessor',
         img=dict(type='ImgDataPreprocessor', mean=[127.5] * 3, std=[127.5] * 3, bgr_to_rgb=True)),
-    vae=dict(type='DiffusersKLVAE', config=sd_vae, pretrained='checkpoints/768-v-ema-first-stage-VAE.ckpt',
-             scale_factor=0.18215, frozen=True),
+    vae=dict(type='DiffusersKLVAE', config=sd_vae,
+             pretrained='checkpoints/768-v-ema-first-stage-VAE.ckpt', scale_factor=0.18215,
+             frozen=True),
     # level3's head is trained by nothing (as in the official code); DDP
     # needs model_wrapper_cfg=dict(type='MMDistributedDataParallel',
     # find_unused_parameters=True) for it.
@@ -54,7 +55,8 @@ train_pipeline = [
          direction=['horizontal', 'vertical', 'diagonal']),
     dict(type='RandomRotate90', prob=0.5),
     dict(type='ColorJitter', brightness=0.1, contrast=0.1, saturation=0.1, hue=0.1, prob=0.2),
-    dict(type='RandomShiftScaleRotate', shift_limit=0.15, scale_limit=0.1, rotate_limit=20, prob=0.4),
+    dict(type='RandomShiftScaleRotate', shift_limit=0.15, scale_limit=0.1, rotate_limit=20,
+         prob=0.4),
     dict(type='Resize', scale=img_scale, keep_ratio=False),
     dict(type='PackFusionInputs'),
 ]

@@ -64,7 +64,8 @@ class MedicalSegDataset(BaseDataset):
     ``ann_file`` is the split file (relative to ``data_root``); leave it empty
     to use every image in ``images/``. An official GMS split pickle
     (``<name>_train_test_names.pkl``, read by :func:`read_gms_split_file`)
-    works too, with ``split`` naming its ``'train'`` or ``'test'`` list. BUSI keeps masks next to the images as
+    works too, with ``split`` naming its ``'train'`` or ``'test'`` list. The
+    original BUSI release keeps masks next to the images as
     ``<stem>_mask.png``: use ``data_prefix=dict(img_path='benign',
     seg_map_path='benign'), mask_suffix='_mask.png'``.
     """
