@@ -138,3 +138,44 @@ def test_predict_fills_pred_sem_seg_at_original_size(gms_cfg):
     assert set(pred.data.unique().tolist()) <= {0, 1}
     assert torch.equal(pred.data, (pred.score > 0.5).long())
     assert osp.basename(out[0].img_path) == 'case_000.png'
+
+
+@pytest.mark.parametrize('noise', ['unscaled', 'scaled'])
+def test_posterior_noise_modes_against_the_posterior(gms_cfg, noise):
+    """'unscaled' (official): s * mu + exp(0.5 * logvar) * eps; 'scaled':
+    s * (mu + std * eps). Reference from diffusers' posterior directly."""
+    cfg = gms_cfg.model.copy()
+    cfg.update(posterior_sample_prob=1.0, posterior_noise=noise)
+    cfg.vae.scale_factor = 0.25
+    model = MODELS.build(cfg).eval()
+    img = torch.rand(2, 3, 32, 32) * 2 - 1
+    seen = []
+    model.mapping_net.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    from mmfusion.structures import FusionDataSample
+    from mmengine.structures import PixelData
+    empty = torch.zeros(1, 32, 32, dtype=torch.long)
+    samples = [FusionDataSample(gt_sem_seg=PixelData(data=empty)) for _ in range(2)]
+    torch.manual_seed(3)
+    model.loss(dict(img=img), samples)
+    torch.manual_seed(3)
+    torch.rand(())  # the p draw
+    with torch.no_grad():
+        post = model.vae.vae.encode(img).latent_dist
+    eps = torch.randn_like(post.mean)
+    std = torch.exp(0.5 * post.logvar)
+    expected = 0.25 * post.mean + (std if noise == 'unscaled' else 0.25 * std) * eps
+    torch.testing.assert_close(seen[0], expected, atol=1e-6, rtol=1e-5)
+    # with scale factor 1 (the tiny recipe's VAE) the two modes are the same
+    cfg.vae.scale_factor = 1.0
+    cfg.posterior_noise = 'scaled' if noise == 'unscaled' else 'unscaled'
+    other = MODELS.build(cfg).eval()
+    other.load_state_dict(model.state_dict())
+    model.vae.scale_factor = 1.0
+    outs = []
+    for m in (model, other):
+        m.mapping_net.register_forward_hook(lambda mod, args, out: outs.append(args[0]))
+        torch.manual_seed(4)
+        m.loss(dict(img=img), samples)
+    assert torch.equal(outs[-2], outs[-1])
+    with pytest.raises(ValueError, match="posterior_noise must be 'unscaled'"):
+        MODELS.build(dict(cfg, posterior_noise='sample'))
