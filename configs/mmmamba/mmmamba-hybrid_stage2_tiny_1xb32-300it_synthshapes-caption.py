@@ -1,6 +1,6 @@
 # mmMamba-hybrid, stage 2: as the linear student's stage 2, with softmax
-# attention kept in every third layer (2 and 5 of 6), seeded as the teacher's
-# and not trained.
+# attention kept in every third layer from layer 0 (0 and 3 of 6; the official
+# placement, every k-th layer from 0), seeded as the teacher's and not trained.
 _base_ = ['./mmmamba-linear_stage2_tiny_1xb32-300it_synthshapes-caption.py']
-model = dict(student=dict(attention_layers=[2, 5]))
+model = dict(student=dict(attention_every=3))
 load_from = 'work_dirs/mmmamba-hybrid_stage1_tiny_1xb32-300it_synthshapes-caption/iter_300.pth'

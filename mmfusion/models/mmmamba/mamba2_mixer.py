@@ -47,14 +47,23 @@ class Mamba2Mixer(nn.Module):
             refuses to build without ``mamba_ssm``; ``False`` always runs the
             pure-PyTorch scan. CPU tensors always use the pure-PyTorch scan.
         dt_range (tuple): Range of the initial step sizes.
+        norm_eps (float): ``g_norm``'s epsilon (1e-5 as the official
+            ``Mamba2_Attention.init_weights``; the gated norm's output at the
+            first positions, where ``y`` is small, depends on it).
     """
 
     #: Parameters that softmax attention does not have (stage 1 trains these).
     NEW_PARAMS = ('conv1d', 'dt_proj', 'dt_bias', 'A_log', 'g_proj', 'g_norm')
+    #: What the official stage 3 trains (``configs/experiment/
+    #: distill_stage3_mmMamba.yaml``: ``trainable_weights``, matched as
+    #: substrings by ``src/model/load_model.py``:
+    #: ``load_and_convert_distill_stage3``): ``o_proj`` is commented out of
+    #: the list, and ``dt_bias`` / ``A_log_bias`` match none of its entries.
+    STAGE3_PARAMS = ('q_proj', 'k_proj', 'v_proj', 'conv1d', 'dt_proj', 'g_proj', 'g_norm')
 
     def __init__(self, dim: int, num_heads: int, num_kv_heads: Optional[int] = None,
                  conv_kernel: int = 2, chunk_size: int = 64, use_kernel='auto',
-                 dt_range: Tuple[float, float] = (1e-3, 0.1)) -> None:
+                 dt_range: Tuple[float, float] = (1e-3, 0.1), norm_eps: float = 1e-5) -> None:
         super().__init__()
         num_kv_heads = num_kv_heads or num_heads
         if dim % num_heads or num_heads % num_kv_heads:
@@ -79,7 +88,7 @@ class Mamba2Mixer(nn.Module):
         self.dt_bias = nn.Parameter(torch.zeros(num_heads))
         self.A_log = nn.Parameter(torch.ones(num_heads))
         self.g_proj = nn.Linear(dim, dim, bias=False)
-        self.g_norm = RMSNorm(self.head_dim)
+        self.g_norm = RMSNorm(self.head_dim, norm_eps)
         # Each head's key/value head (heads share them in groups).
         self.register_buffer('kv_head_of', torch.arange(num_heads) // (num_heads // num_kv_heads),
                              persistent=False)
@@ -196,6 +205,17 @@ class Mamba2Mixer(nn.Module):
         """
         if u.shape[1] == 1 and cache is not None and 'ssm' in cache:
             return self._decode_step(u, cache)
+        return self.o_proj(self.heads_output(u, cache))
+
+    def heads_output(self, u: Tensor, cache: Optional[Dict[str, Tensor]] = None) -> Tensor:
+        """The gated per-head outputs ``RMSNorm(y) * SiLU(g_proj(u))`` before
+        ``o_proj``, heads concatenated: (B, L, dim) from ``u`` (B, L, dim).
+
+        mmMamba's stage 1/2 loss compares these with the teacher attention's
+        per-head outputs before its output projection (``Mamba2_Attention.
+        forward`` returns them as ``(y_pred, _y_true)``, shaped (B, heads, L,
+        head_dim), in ``src/model/linear_attention/mamba2.py``).
+        """
         b, length, dim = u.shape
         kv_dim = self.num_kv_heads * self.head_dim
         qkv = self._conv(torch.cat([self.q_proj(u), self.k_proj(u), self.v_proj(u)], -1), cache)
@@ -211,4 +231,4 @@ class Mamba2Mixer(nn.Module):
         if cache is not None:
             cache['ssm'] = state
         gate = F.silu(self.g_proj(u)).reshape(b, length, self.num_heads, self.head_dim)
-        return self.o_proj((self.g_norm(y) * gate).reshape(b, length, dim))
+        return (self.g_norm(y) * gate).reshape(b, length, dim)

@@ -15,7 +15,9 @@ from mmfusion.models.common.sequence import (BOS, EOS, PAD, lengths_to_padding_m
                                              next_token_loss, pad_sequences)
 from mmfusion.registry import MODELS, TOKENIZERS
 from mmfusion.structures import FusionDataSample
+from mmfusion.utils import load_strict
 from .mamba2_mixer import Mamba2Mixer
+from .official import convert_official_lm
 
 
 class PatchEmbed(nn.Module):
@@ -67,7 +69,12 @@ class MultimodalCausalLM(CausalLMStack, FusionBaseModel):
         max_len (int): RoPE range: the longest sequence attention layers take.
         mixer (str): ``'attention'`` or ``'mamba2'``.
         attention_layers (list[int]): With ``mixer='mamba2'``, the layers that
-            keep softmax attention.
+            keep softmax attention (an explicit placement).
+        attention_every (int, optional): With ``mixer='mamba2'``, keep softmax
+            attention in every ``k``-th layer from layer 0 (0, k, 2k, ...), the
+            official hybrid placement (``softmax_attention: [0,4,8,...,28]``
+            in ``configs/experiment/distill_stage3_mmMamba.yaml``). Exclusive
+            with ``attention_layers``.
         mamba (dict): :class:`Mamba2Mixer` options (``chunk_size``,
             ``conv_kernel``, ``use_kernel``).
         max_new_tokens (int): Decoding limit.
@@ -85,6 +92,7 @@ class MultimodalCausalLM(CausalLMStack, FusionBaseModel):
                  max_len: int = 128,
                  mixer: str = 'attention',
                  attention_layers: Sequence[int] = (),
+                 attention_every: Optional[int] = None,
                  mamba: Optional[dict] = None,
                  max_new_tokens: int = 32,
                  data_preprocessor: Optional[dict] = None,
@@ -92,6 +100,12 @@ class MultimodalCausalLM(CausalLMStack, FusionBaseModel):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if mixer not in ('attention', 'mamba2'):
             raise ValueError(f"mixer must be 'attention' or 'mamba2', got {mixer!r}")
+        if attention_every is not None:
+            if attention_layers or attention_every < 1:
+                raise ValueError(f'attention_every must be a positive layer step and replaces '
+                                 f'attention_layers, got {attention_every!r} and '
+                                 f'{list(attention_layers)}')
+            attention_layers = range(0, depth, attention_every)
         bad = [i for i in attention_layers if not 0 <= i < depth]
         if bad or (attention_layers and mixer == 'attention'):
             raise ValueError(f'attention_layers {list(attention_layers)} must index the {depth} '
@@ -144,6 +158,32 @@ class MultimodalCausalLM(CausalLMStack, FusionBaseModel):
         self.load_state_dict(shared, strict=False)
         for i in self.mamba_layers:
             self.layers[i].ssm.seed_from_attention(teacher.layers[i].attn)
+
+    @torch.no_grad()
+    def load_official(self, state_dict: Dict[str, Tensor], source: str = 'checkpoint',
+                      prefix: Optional[str] = None) -> List[str]:
+        """Load an official InternLM2 language model (the HoVLE teacher's
+        layout: fused ``wqkv``, ``wo``, ``w1/w2/w3``, ``attention_norm``,
+        ``ffn_norm``, ``tok_embeddings``, ``output``) or a distilled mmMamba
+        one (:func:`~.official.convert_official_lm`) into this model's blocks,
+        strictly: every key but the patch embedding's (HoVLE embeds images
+        its own way) must be there with its shape, and no other.
+
+        Args:
+            state_dict: the official weights.
+            source: names the file in errors.
+            prefix: e.g. ``'language_model.'`` for a HoVLE / mmMamba chat model.
+
+        Returns:
+            The keys that kept their values (the patch embedding's).
+        """
+        mixer = self.layers[0].mixer
+        converted, _ = convert_official_lm(state_dict, mixer.num_heads, mixer.num_kv_heads,
+                                           prefix, source)
+        return load_strict(self, converted, source, type(self).__name__,
+                           hint='the model sizes (dim, depth, heads, kv heads, ffn_dim, '
+                                'vocabulary) and attention_layers must match the checkpoint',
+                           may_miss=lambda key: key.startswith('patch_embed.'))
 
     # -- sequences -----------------------------------------------------------
     def pick_captions(self, data_samples: Sequence[FusionDataSample], which: str) -> List[str]:

@@ -19,6 +19,8 @@ from tests.conftest import REPO
 
 CFG_DIR = osp.join(REPO, 'configs', 'mmmamba')
 
+pytestmark = pytest.mark.usefixtures('one_thread')
+
 
 def _ssd_inputs(length, dtype=torch.float32, b=2, h=3, p=4, n=5, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -282,12 +284,26 @@ def _stage_model(config):
 
 STAGES = [
     ('mmmamba-linear_stage1_tiny_1xb32-300it_synthshapes-caption.py', 1, 'new'),
-    ('mmmamba-linear_stage2_tiny_1xb32-300it_synthshapes-caption.py', 2, 'mixer'),
-    ('mmmamba-linear_stage3_tiny_1xb32-600it_synthshapes-caption.py', 3, 'mixer'),
+    ('mmmamba-linear_stage2_tiny_1xb32-300it_synthshapes-caption.py', 2, 'new+qkv'),
+    ('mmmamba-linear_stage3_tiny_1xb32-600it_synthshapes-caption.py', 3, 'stage3'),
     ('mmmamba-hybrid_stage1_tiny_1xb32-300it_synthshapes-caption.py', 1, 'new'),
-    ('mmmamba-hybrid_stage2_tiny_1xb32-300it_synthshapes-caption.py', 2, 'mixer'),
-    ('mmmamba-hybrid_stage3_tiny_1xb32-600it_synthshapes-caption.py', 3, 'mixer'),
+    ('mmmamba-hybrid_stage2_tiny_1xb32-300it_synthshapes-caption.py', 2, 'new+qkv'),
+    ('mmmamba-hybrid_stage3_tiny_1xb32-600it_synthshapes-caption.py', 3, 'stage3'),
+    ('mmmamba-linear-ours_stage1_tiny_1xb32-300it_synthshapes-caption.py', 1, 'new'),
+    ('mmmamba-linear-ours_stage2_tiny_1xb32-300it_synthshapes-caption.py', 2, 'mixer'),
+    ('mmmamba-linear-ours_stage3_tiny_1xb32-600it_synthshapes-caption.py', 3, 'mixer'),
+    ('mmmamba-hybrid-ours_stage1_tiny_1xb32-300it_synthshapes-caption.py', 1, 'new'),
+    ('mmmamba-hybrid-ours_stage2_tiny_1xb32-300it_synthshapes-caption.py', 2, 'mixer'),
+    ('mmmamba-hybrid-ours_stage3_tiny_1xb32-600it_synthshapes-caption.py', 3, 'mixer'),
 ]
+# Which mixer parameters each stage trains: the official lists (stage 1: the
+# new SSM parameters; stage 2 adds the seeded q/k/v; stage 3: no o_proj,
+# dt_bias or A_log) and ours (stages 2 and 3: every mixer parameter).
+TRAINED = {
+    'new': set(Mamba2Mixer.NEW_PARAMS),
+    'new+qkv': set(Mamba2Mixer.NEW_PARAMS) | {'q_proj', 'k_proj', 'v_proj'},
+    'stage3': {'q_proj', 'k_proj', 'v_proj', 'conv1d', 'dt_proj', 'g_proj', 'g_norm'},
+}
 
 
 @pytest.mark.parametrize('config,stage,which', STAGES, ids=[s[0].split('_tiny')[0]
@@ -295,6 +311,14 @@ STAGES = [
 def test_stage_trains_exactly_the_intended_parameters(config, stage, which):
     model = _stage_model(config)
     assert model.stage == stage
+    # The official hybrid keeps attention in every third layer from layer 0,
+    # ours in layers 2 and 5.
+    if 'hybrid-ours' in config:
+        assert model.student.mamba_layers == [0, 1, 3, 4]
+    elif 'hybrid' in config:
+        assert model.student.mamba_layers == [1, 2, 4, 5]
+    else:
+        assert model.student.mamba_layers == list(range(6))
     img = torch.randn(2, 3, 96, 96)
     samples = [FusionDataSample(gt_caption=['a small red star on a plain background.']),
                FusionDataSample(gt_caption=['two shapes: blue cross, green circle.'])]
@@ -305,10 +329,12 @@ def test_stage_trains_exactly_the_intended_parameters(config, stage, which):
     intended = set()
     for i in model.student.mamba_layers:
         for name, _ in model.student.layers[i].ssm.named_parameters():
-            if which == 'mixer' or name.split('.')[0] in Mamba2Mixer.NEW_PARAMS:
+            if which == 'mixer' or name.split('.')[0] in TRAINED[which]:
                 intended.add(f'student.layers.{i}.ssm.{name}')
     with_grad = {n for n, p in model.named_parameters()
                  if p.grad is not None and p.grad.abs().sum() > 0}
+    # Ours: the stage 1/2 loss after o_proj reaches it; the official one
+    # (before o_proj) does not.
     assert with_grad == intended
     assert {n for n, p in model.named_parameters() if p.requires_grad} == intended
     # A step of the config's optimizer moves only those; the teacher is unchanged.
@@ -318,8 +344,26 @@ def test_stage_trains_exactly_the_intended_parameters(config, stage, which):
     assert changed == intended
 
 
-def test_stage_losses_match_their_definitions():
-    model = _stage_model('mmmamba-hybrid_stage1_tiny_1xb32-300it_synthshapes-caption.py')
+def _attention_heads(attn, rope, h):
+    """Softmax attention's per-head outputs before ``o_proj``, written out:
+    (B, L, heads * head_dim)."""
+    b, length, _ = h.shape
+    heads, kv_heads, d = attn.num_heads, attn.num_kv_heads, attn.head_dim
+    q = rope(attn.q_proj(h).view(b, length, heads, d).transpose(1, 2))
+    k = rope(attn.k_proj(h).view(b, length, kv_heads, d).transpose(1, 2))
+    v = attn.v_proj(h).view(b, length, kv_heads, d).transpose(1, 2)
+    k, v = (t.repeat_interleave(heads // kv_heads, 1) for t in (k, v))
+    scores = (q @ k.transpose(2, 3) / math.sqrt(d)).masked_fill(
+        torch.ones(length, length, dtype=torch.bool).triu(1), -math.inf)
+    return (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, length, heads * d)
+
+
+@pytest.mark.parametrize('config,target,factor', [
+    ('mmmamba-hybrid_stage1_tiny_1xb32-300it_synthshapes-caption.py', 'heads', 1000.0),
+    ('mmmamba-hybrid-ours_stage1_tiny_1xb32-300it_synthshapes-caption.py', 'output', 1.0)])
+def test_stage_losses_match_their_definitions(config, target, factor):
+    model = _stage_model(config)
+    assert (model.mse_target, model.mse_factor) == (target, factor)
     img = torch.randn(2, 3, 96, 96)
     samples = [FusionDataSample(gt_caption=['a small red star on a plain background.']),
                FusionDataSample(gt_caption=['one shape: blue cross.'])]
@@ -327,7 +371,9 @@ def test_stage_losses_match_their_definitions():
     losses = model.loss(dict(img=img), samples)
     assert sorted(losses) == [f'loss_mse.{i}' for i in model.student.mamba_layers]
     # Stage 1/2: each Mamba layer's mixer on the teacher's input to that layer,
-    # against the teacher's attention output, over the valid positions.
+    # against the teacher's attention, over the valid positions: the official
+    # form compares the per-head outputs before the output projections
+    # (x1000), ours the layer outputs after them.
     student, teacher = model.student, model.teacher
     ids, mask = student.tokenize([s.gt_caption[0] for s in samples])
     x = torch.cat([teacher.patch_embed(img), teacher.embedding(ids)], 1)
@@ -337,9 +383,17 @@ def test_stage_losses_match_their_definitions():
         for i, layer in enumerate(teacher.layers):
             h = layer.attn_norm(x)
             attn_out = layer.attn(h, teacher.rope, F.pad(mask, (36, 0), value=False))
+            heads = _attention_heads(layer.attn, teacher.rope, h)
+            torch.testing.assert_close(layer.attn.o_proj(heads)[valid], attn_out[valid],
+                                       atol=1e-5, rtol=1e-4)
             if i in student.mamba_layers:
-                pred = student.layers[i].ssm(h)
-                want[f'loss_mse.{i}'] = ((pred - attn_out) ** 2)[valid].mean() / 4
+                ssm = student.layers[i].ssm
+                if target == 'heads':
+                    pred, ref = ssm.heads_output(h), heads
+                    torch.testing.assert_close(ssm.o_proj(pred), ssm(h), atol=1e-6, rtol=1e-5)
+                else:
+                    pred, ref = ssm(h), attn_out
+                want[f'loss_mse.{i}'] = ((pred - ref) ** 2)[valid].mean() * factor / 4
             x = x + attn_out
             x = x + layer.ffn(layer.ffn_norm(x))
     for key, value in want.items():
@@ -356,6 +410,15 @@ def test_stage_losses_match_their_definitions():
     torch.testing.assert_close(kl.detach(), want_kl, atol=1e-6, rtol=1e-4)
 
 
+def test_hybrid_placement_every_kth_layer_from_the_first():
+    assert _lm(mixer='mamba2', attention_every=3, depth=6).attention_layers == [0, 3]
+    assert _lm(mixer='mamba2', attention_every=2).mamba_layers == [1, 3]
+    with pytest.raises(ValueError, match='attention_every'):
+        _lm(mixer='mamba2', attention_every=2, attention_layers=[1])
+    with pytest.raises(ValueError, match='attention_every'):
+        _lm(mixer='mamba2', attention_every=0)
+
+
 def test_distiller_config_errors():
     cfg = Config.fromfile(osp.join(CFG_DIR, STAGES[0][0])).model
     cfg.teacher_checkpoint = None
@@ -363,6 +426,10 @@ def test_distiller_config_errors():
         MODELS.build({**cfg, 'trainable': ['layers.*.ssm.typo']})
     with pytest.raises(ValueError, match='Mamba-2 layers'):
         MODELS.build({**cfg, 'student': dict(mixer='attention')})
+    with pytest.raises(ValueError, match='mse_target'):
+        MODELS.build({**cfg, 'mse_target': 'logits'})
+    with pytest.raises(ValueError, match='teacher_format'):
+        MODELS.build({**cfg, 'teacher_format': 'hf'})
     assert isinstance(MODELS.build(cfg), MambaDistiller)
 
 

@@ -1,0 +1,5 @@
+# mmMamba-hybrid, stage 1, our earlier recipe: as mmmamba-linear-ours stage 1,
+# with softmax attention kept in layers 2 and 5 of 6 (every third, ending with
+# the last layer), seeded as the teacher's and not trained.
+_base_ = ['./mmmamba-linear-ours_stage1_tiny_1xb32-300it_synthshapes-caption.py']
+model = dict(student=dict(attention_layers=[2, 5]))
