@@ -77,12 +77,17 @@ xdecoder:
 	done
 
 # SynthSpeech (espeak-ng) and its 64 speech units; then the Zipper recipe: both towers,
-# ASR and TTS fusion, and the TTS -> ASR round trip (configs/zipper/README.md).
+# ASR and TTS fusion, and the TTS -> ASR round trip (configs/zipper/README.md); then the
+# paper-pure ASR recipe and the paper's TTS claim (speech tower from scratch, read
+# through the same final ASR model). `speech` also fits the tiny-HuBERT units.
 speech: install
 	$(PY) tools/dataset_converters/generate_synth_speech.py --out data/synth_speech \
 	  --num-train 2000 --num-val 200 --num-text 20000
 	$(PY) tools/misc/fit_speech_units.py data/synth_speech/train.jsonl --num-units 64 \
 	  --max-utterances 1000 --out work_dirs/speech_units/synth_speech_units64.pth
+	$(PY) tools/misc/fit_speech_units.py data/synth_speech/train.jsonl --num-units 64 \
+	  --max-utterances 1000 --features ssl --ssl-layer 1 \
+	  --out work_dirs/speech_units/synth_speech_hubert-tiny-l1_units64.pth
 
 zipper:
 	test -f work_dirs/speech_units/synth_speech_units64.pth || $(MAKE) speech
@@ -95,15 +100,23 @@ zipper:
 	  work_dirs/zipper_tts-rope_tiny_synth-speech/iter_1500.pth \
 	  configs/zipper/zipper_asr-rope-noise_frozen-text_tiny_synth-speech.py \
 	  work_dirs/zipper_asr-rope-noise_frozen-text_tiny_synth-speech/iter_1500.pth
+	$(PY) tools/train.py configs/zipper/zipper_asr_tiny_synth-speech.py
+	$(PY) tools/train.py configs/zipper/zipper_tts-rope_scratch-speech_tiny_synth-speech.py
+	$(PY) tools/analysis_tools/zipper_tts_roundtrip.py \
+	  configs/zipper/zipper_tts-rope_scratch-speech_tiny_synth-speech.py \
+	  work_dirs/zipper_tts-rope_scratch-speech_tiny_synth-speech/iter_1500.pth \
+	  configs/zipper/zipper_asr-rope-noise_frozen-text_tiny_synth-speech.py \
+	  work_dirs/zipper_asr-rope-noise_frozen-text_tiny_synth-speech/iter_1500.pth
 
 # mmMamba: the teacher, three distillation stages for the linear and the hybrid
-# student (each stage evaluates the student at its end), then the speed benchmark.
+# student with the official recipe, then with ours (the *-ours configs; each stage
+# evaluates the student at its end), then the speed benchmark.
 MMM := configs/mmmamba
 MMM_TEACHER := mmmamba-teacher_tiny_1xb32-1500it_synthshapes-caption
 mmmamba:
 	test -f data/synthshapes/meta.json || $(MAKE) synthshapes
 	$(PY) tools/train.py $(MMM)/$(MMM_TEACHER).py
-	for student in linear hybrid; do \
+	for student in linear hybrid linear-ours hybrid-ours; do \
 	  for cfg in $(MMM)/mmmamba-$${student}_stage1_*.py $(MMM)/mmmamba-$${student}_stage2_*.py \
 	      $(MMM)/mmmamba-$${student}_stage3_*.py; do \
 	    $(PY) tools/train.py $$cfg || exit 1; \

@@ -34,12 +34,32 @@ def shrink_model_cfg(cfg: Config, fitted_units: str):
     if 'mapping_net' in model_cfg:
         model_cfg.mapping_net.update(TINY_MAPPING)
     if (model_cfg.get('unit_tokenizer') or {}).get('checkpoint'):
-        model_cfg.unit_tokenizer.checkpoint = fitted_units
+        if model_cfg.unit_tokenizer.get('type') == 'SSLSpeechUnitTokenizer':
+            model_cfg.unit_tokenizer.checkpoint = _ssl_units_standin(model_cfg.unit_tokenizer,
+                                                                     fitted_units)
+        else:
+            model_cfg.unit_tokenizer.checkpoint = fitted_units
     if model_cfg.get('type') == 'SEMat' and model_cfg.get('arch') != 'tiny':
         # the SAM ViT-L SEMat at real size is built in test_semat/test_official_checkpoint
         model_cfg.update(arch='tiny', img_size=96)
     drop_weight_files(model_cfg, only_missing=True)
     return model_cfg
+
+
+def _ssl_units_standin(tokenizer_cfg, fitted_units: str) -> str:
+    """Encoder units (``SSLSpeechUnitTokenizer``) of the config's own encoder,
+    fitted on noise next to ``fitted_units`` (once per encoder config)."""
+    import hashlib
+    from mmfusion.registry import TOKENIZERS
+    cfg = dict(tokenizer_cfg, checkpoint=None)
+    key = hashlib.sha1(repr(sorted(cfg.items())).encode()).hexdigest()[:12]
+    path = osp.join(osp.dirname(fitted_units), f'ssl_units_{key}.pth')
+    if not osp.exists(path):
+        torch.manual_seed(0)
+        tokenizer = TOKENIZERS.build(cfg)
+        tokenizer.fit([torch.randn(16000) * torch.linspace(0, 1, 16000) for _ in range(4)])
+        tokenizer.save(path)
+    return path
 
 
 def build_shrunk_model(cfg: Config, fitted_units: str) -> torch.nn.Module:

@@ -115,3 +115,13 @@ def test_fit_tool_writes_ssl_units_a_zipper_reads(speech_root, tmp_path):
     inputs = dict(audio=wave[None], text=['a red circle'])
     by_units = dict(units=[units], text=['a red circle'])
     torch.testing.assert_close(model.loss(inputs)['loss_ntp'], model.loss(by_units)['loss_ntp'])
+
+
+def test_configs_use_the_encoder_the_fit_tool_fits_by_default():
+    from mmengine.config import Config
+    from tests.conftest import REPO
+    cfg = Config.fromfile(f'{REPO}/configs/zipper/zipper_speech-lm_hubert-units_tiny_synth-speech.py')
+    tokenizer = cfg.model.unit_tokenizer
+    assert tokenizer.type == 'SSLSpeechUnitTokenizer' and tokenizer.layer == 1
+    assert json.loads(json.dumps(tokenizer.encoder.arch.to_dict())) == \
+        json.loads(json.dumps(TINY_HUBERT))
