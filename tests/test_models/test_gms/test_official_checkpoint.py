@@ -9,6 +9,7 @@ strictly, and its outputs must match mmfusion's after conversion.
 """
 import importlib.util
 import json
+import math
 import os.path as osp
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import torch.nn as nn
 from mmengine.config import Config
 
 from mmfusion.models.gms.official import convert_official_gms
-from mmfusion.registry import MODELS
+from mmfusion.registry import MODELS, PARAM_SCHEDULERS
 from tests.conftest import REPO
 
 KEYS = osp.join(REPO, 'tests', 'data', 'gms_official_keys.json')
@@ -207,3 +208,23 @@ def test_bad_checkpoints_are_refused():
     sd['extra.weight'] = torch.zeros(1)
     with pytest.raises(KeyError, match='match no conversion rule'):
         convert_official_gms(sd)
+
+
+def _official_lr(epoch: int, base: float = 2e-3, warmup: int = 5, total: int = 1000) -> float:
+    """utils/lr_scheduler.py's LinearWarmupCosineAnnealingLR (warm-up from 0,
+    eta_min 0), in closed form per epoch."""
+    if epoch < warmup:
+        return base * epoch / (warmup - 1)
+    return base * (1 + math.cos(math.pi * (epoch - warmup) / (total - warmup))) / 2
+
+
+def test_paper_schedule_is_the_official_per_epoch_lr():
+    cfg = Config.fromfile(PAPER)
+    opt = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=cfg.optim_wrapper.optimizer.lr)
+    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=opt)) for s in cfg.param_scheduler]
+    for epoch in range(cfg.train_cfg.max_epochs):
+        lr = opt.param_groups[0]['lr']
+        assert lr == pytest.approx(_official_lr(epoch), abs=1e-8), epoch
+        opt.step()
+        for s in schedulers:
+            s.step()
