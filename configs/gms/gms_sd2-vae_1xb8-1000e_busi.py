@@ -37,7 +37,9 @@ model = dict(
                      out_levels=('level3', 'level2', 'level1', 'out')),
     supervised_levels=('level2', 'level1', 'out'),
     posterior_sample_prob=0.5,
-    posterior_noise='unscaled')
+    posterior_noise='unscaled',
+    # valid.py scores the 224x224 predictions against masks resized to 224
+    pred_at_input_size=True)
 
 # King-HAW/GMS Dataset/busi: images/<name>.png, masks/<name>.png and the
 # official split pickle (benign + malignant cases: 517 train / 130 test).
@@ -62,8 +64,8 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=img_scale, keep_ratio=False),
     dict(type='LoadBinaryMask'),
+    dict(type='Resize', scale=img_scale, keep_ratio=False),  # masks: nearest
     dict(type='PackFusionInputs'),
 ]
 train_dataloader = dict(

@@ -33,15 +33,17 @@ def vae_output_to_prob(decoded: Tensor) -> Tensor:
 
 
 def pack_seg_predictions(probs: Tensor, data_samples: Sequence[FusionDataSample],
-                         threshold: float) -> List[FusionDataSample]:
+                         threshold: float, to_original_size: bool = True
+                         ) -> List[FusionDataSample]:
     """Crop each probability map to its ``img_shape``, resize it to
-    ``ori_shape`` (bilinear), threshold it, and store ``pred_sem_seg``
-    (``data``: 1xHxW long, ``score``: 1xHxW probability)."""
+    ``ori_shape`` (bilinear; unless ``to_original_size`` is False), threshold
+    it, and store ``pred_sem_seg`` (``data``: 1xHxW long, ``score``: 1xHxW
+    probability)."""
     for prob, sample in zip(probs, data_samples):
         h, w = sample.metainfo.get('img_shape', prob.shape[-2:])[:2]
         prob = prob[:, :h, :w]
         ori_shape = sample.metainfo.get('ori_shape', (h, w))[:2]
-        if tuple(prob.shape[-2:]) != tuple(ori_shape):
+        if to_original_size and tuple(prob.shape[-2:]) != tuple(ori_shape):
             prob = F.interpolate(prob[None], size=ori_shape, mode='bilinear', align_corners=False)[0]
         sample.pred_sem_seg = PixelData(data=(prob > threshold).long(), score=prob)
     return list(data_samples)
@@ -70,7 +72,10 @@ class GMS(FusionBaseModel):
     The two coincide when the VAE's scale factor is 1.
 
     Inference: encode -> map -> decode -> channel mean -> ``(x + 1) / 2`` ->
-    threshold, into ``pred_sem_seg``.
+    threshold, into ``pred_sem_seg``, resized to each image's original size;
+    ``pred_at_input_size=True`` keeps the network's input size instead (the
+    official evaluation: predictions and masks at 224x224, the masks resized
+    by the test pipeline).
     """
 
     def __init__(self,
@@ -84,6 +89,7 @@ class GMS(FusionBaseModel):
                  posterior_sample_prob: float = 0.5,
                  posterior_noise: str = 'unscaled',
                  threshold: float = 0.5,
+                 pred_at_input_size: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.vae = MODELS.build(vae)
@@ -101,6 +107,7 @@ class GMS(FusionBaseModel):
         self.posterior_sample_prob = posterior_sample_prob
         self.posterior_noise = posterior_noise
         self.threshold = threshold
+        self.pred_at_input_size = pred_at_input_size
 
     def _forward(self, inputs: Dict[str, Tensor], data_samples=None) -> Dict[str, Tensor]:
         """The mapping network's latents (every supervised level)."""
@@ -130,4 +137,5 @@ class GMS(FusionBaseModel):
         latent = self.mapping_net(self.vae.to_latent(img)[0])['out']
         prob = vae_output_to_prob(self.vae.from_latent(latent))
         data_samples = self.fill_data_samples(data_samples, img.shape[0])
-        return pack_seg_predictions(prob, data_samples, self.threshold)
+        return pack_seg_predictions(prob, data_samples, self.threshold,
+                                    to_original_size=not self.pred_at_input_size)

@@ -138,6 +138,15 @@ def test_predict_fills_pred_sem_seg_at_original_size(gms_cfg):
     assert set(pred.data.unique().tolist()) <= {0, 1}
     assert torch.equal(pred.data, (pred.score > 0.5).long())
     assert osp.basename(out[0].img_path) == 'case_000.png'
+    # the official evaluation keeps the prediction at the input size (32 here),
+    # equal to the original-size score before its resize
+    model.pred_at_input_size = True
+    with torch.no_grad():
+        small = model.test_step(pseudo_collate([ds[0]]))[0].pred_sem_seg
+    assert small.data.shape == (1, 32, 32)
+    resized = torch.nn.functional.interpolate(small.score[None], size=(48, 48), mode='bilinear',
+                                              align_corners=False)[0]
+    torch.testing.assert_close(resized, pred.score)
 
 
 @pytest.mark.parametrize('noise', ['unscaled', 'scaled'])
