@@ -58,8 +58,10 @@ class LatentMappingNet(BaseModule):
     the matching encoder output (nested skips) and narrow them back. Decoder
     levels ``level3``, ``level2``, ``level1`` and the final ``out`` can each
     have a head predicting a full latent (deep supervision); ``out_levels``
-    says which exist. Build only the supervised ones: a head without a loss
-    is an unused parameter, which DistributedDataParallel rejects.
+    says which exist. Build only the supervised ones where you can: a head
+    without a loss is an unused parameter, which DistributedDataParallel
+    rejects. The paper configs build all four, as the official
+    ``ResAttnUNet_DS`` and its released checkpoints (``official.py``) do.
 
     The paper's setting is ``base_channels=32, channel_mults=(1, 2, 4, 4)``
     with 4 latent channels (~1.5M parameters).

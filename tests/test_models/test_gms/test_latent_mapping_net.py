@@ -33,3 +33,16 @@ def test_out_levels_select_heads():
     assert list(net(torch.randn(1, 4, 8, 8))) == ['level1', 'out']
     with pytest.raises(ValueError, match='must include "out"'):
         LatentMappingNet(out_levels=('level1',))
+
+
+def test_fused_qkv_is_initialised_as_three_official_convs():
+    """Each third of the fused qkv conv gets Kaiming fan-out C, as the official
+    separate q/k/v convs (C x C) do; the same-shaped proj_out is the reference."""
+    torch.manual_seed(0)
+    net = LatentMappingNet()
+    net.init_weights()
+    for block in (net.enc[2], net.dec[0]):  # C = 128
+        ref = block.attn.proj_out.weight.std()
+        for part in block.attn.qkv.weight.chunk(3):
+            assert abs(part.std() / ref - 1) < 0.05
+        assert (block.attn.qkv.bias == 0).all()
