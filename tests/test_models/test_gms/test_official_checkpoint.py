@@ -162,7 +162,11 @@ def test_paper_config_is_official_size(paper_gms):
 def test_converter_cli_writes_a_strictly_loading_checkpoint(tmp_path, paper_gms):
     src, dst = tmp_path / 'best_model.pth', tmp_path / 'gms_busi.pth'
     sd = official_state_dict()
-    torch.save({'model': sd}, src)  # utils/tools.py::save_checkpoint's wrapper
+    ref = RefResAttnUNetDS()
+    ref.load_state_dict(sd, strict=True)
+    # utils/tools.py::save_checkpoint: {'model': model.state_dict()} (an
+    # OrderedDict with _metadata, both PReLU names)
+    torch.save({'model': ref.state_dict()}, src)
     spec = importlib.util.spec_from_file_location(
         'gms_to_mmfusion', osp.join(REPO, 'tools', 'model_converters', 'gms_to_mmfusion.py'))
     cli = importlib.util.module_from_spec(spec)
