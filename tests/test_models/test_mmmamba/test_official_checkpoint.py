@@ -69,8 +69,9 @@ def test_wqkv_split_follows_internlm2_grouping():
         assert torch.equal(q[h * d:(h + 1) * d], wqkv[row:row + d])
     for g in range(kv_heads):
         block = g * (groups + 2) * d
-        assert torch.equal(k[g * d:(g + 1) * d], wqkv[block + groups * d:block + (groups + 1) * d])
-        assert torch.equal(v[g * d:(g + 1) * d], wqkv[block + (groups + 1) * d:block + (groups + 2) * d])
+        k_row, v_row = block + groups * d, block + (groups + 1) * d
+        assert torch.equal(k[g * d:(g + 1) * d], wqkv[k_row:k_row + d])
+        assert torch.equal(v[g * d:(g + 1) * d], wqkv[v_row:v_row + d])
     with pytest.raises(ValueError, match='rows'):
         split_internlm2_wqkv(wqkv[:-1], heads, kv_heads)
 
