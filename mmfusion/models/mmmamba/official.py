@@ -123,6 +123,9 @@ def convert_official_lm(state_dict: Dict[str, Tensor], num_heads: int, num_kv_he
             split.update({base + 'wq.weight': q, base + 'wk.weight': k, base + 'wv.weight': v})
             continue
         # Mamba-2 layers: q rows = heads * head_dim, k/v rows = kv_heads * head_dim.
+        if base + 'o_proj.weight' not in state_dict:
+            raise KeyError(f'{source}: {key} without {base}o_proj.weight (a Mamba-2 layer '
+                           'has both)')
         head_dim = state_dict[base + 'o_proj.weight'].shape[1] // num_heads
         q_rows, kv_rows = num_heads * head_dim, num_kv_heads * head_dim
         if key.endswith('wvkqgdt.weight'):

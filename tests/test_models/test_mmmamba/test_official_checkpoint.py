@@ -141,6 +141,11 @@ def test_official_loading_errors_name_the_keys():
         teacher.load_official(biased, 'hovle.pth', prefix='language_model.')
     with pytest.raises(KeyError, match='vision_model'):
         teacher.load_official(state, 'hovle.pth', prefix='vision_model.')
+    student = _model(TINY, mixer='mamba2')
+    released = _random_state('tiny_mmmamba_linear')
+    released.pop(P + '2.attention.o_proj.weight')
+    with pytest.raises(KeyError, match=r'mmMamba\.pth.*layers\.2\.attention\.o_proj'):
+        student.load_official(released, 'mmMamba.pth', prefix='language_model.')
 
 
 # -- released mmMamba students --------------------------------------------------------------
