@@ -148,6 +148,38 @@ def test_official_loading_errors_name_the_keys():
         student.load_official(released, 'mmMamba.pth', prefix='language_model.')
 
 
+def test_mixer_seeded_from_internlm2_attention_is_gated_linear_attention():
+    """W_Q -> C, W_K -> B, W_V -> x, W_O kept, from a fused wqkv: with A = 0 and
+    dt = 1 the seeded mixer is causal linear attention over the SiLU features,
+    gated and normalised (written out here from the hand-split wqkv)."""
+    state = _random_state('tiny_hovle_lm')
+    teacher = _model(TINY)
+    teacher.load_official(state, 'hovle.pth', prefix='language_model.')
+    student = _model(TINY, mixer='mamba2')
+    student.seed_from(teacher)
+    mixer = student.layers[1].ssm
+    with torch.no_grad():
+        mixer.A_log.fill_(-math.inf)  # A = 0
+        mixer.dt_bias.fill_(math.log(math.e - 1))  # softplus(0 + bias) = 1
+    heads, kv_heads, dim = TINY['heads'], TINY['kv_heads'], TINY['dim']
+    d, groups = dim // heads, heads // kv_heads
+    wqkv = state[P + '1.attention.wqkv.weight']
+    block = (groups + 2) * d
+    wq = torch.cat([wqkv[(h // groups) * block + (h % groups) * d:][:d] for h in range(heads)])
+    wk = torch.cat([wqkv[g * block + groups * d:][:d] for g in range(kv_heads)])
+    wv = torch.cat([wqkv[g * block + (groups + 1) * d:][:d] for g in range(kv_heads)])
+    u = torch.randn(2, 9, dim)
+    q = F.silu(u @ wq.t()).view(2, 9, heads, d)
+    k = F.silu(u @ wk.t()).view(2, 9, kv_heads, d).repeat_interleave(groups, 2)
+    v = F.silu(u @ wv.t()).view(2, 9, kv_heads, d).repeat_interleave(groups, 2)
+    y = torch.einsum('bhls,bshp->blhp', torch.einsum('blhn,bshn->bhls', q, k).tril(), v)
+    y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + 1e-5)
+    gated = y * F.silu(u @ mixer.g_proj.weight.t()).view(2, 9, heads, d)
+    want = gated.reshape(2, 9, dim) @ state[P + '1.attention.wo.weight'].t()
+    with torch.no_grad():
+        torch.testing.assert_close(mixer(u), want, atol=1e-5, rtol=1e-4)
+
+
 # -- released mmMamba students --------------------------------------------------------------
 def _official_mamba2(u, sd, p, heads, kv_heads, eps=1e-5):
     """Mamba2_Attention.forward after change_weight (src/model/linear_attention/
