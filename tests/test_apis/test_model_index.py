@@ -387,11 +387,14 @@ ALIASES = {
     'zipper_tts-rope_tiny_synth-speech': [
         dict(row=r'^TTS units', caption=r'zipper_tts_roundtrip')],
 }
+_MMMAMBA_ROWS = {'linear': r'mmMamba-linear, official losses',
+                 'hybrid': r'mmMamba-hybrid, official \(attention in layers 0 and 3\)',
+                 'linear-ours': r'mmMamba-linear, ours',
+                 'hybrid-ours': r'mmMamba-hybrid, ours \(attention in layers 2 and 5\)'}
 for _stage, _iters in ((1, 300), (2, 300), (3, 600)):
-    ALIASES[f'mmmamba-linear_stage{_stage}_tiny_1xb32-{_iters}it_synthshapes-caption'] = [
-        dict(row=rf'^mmMamba-linear \| stage {_stage} \|')]
-    ALIASES[f'mmmamba-hybrid_stage{_stage}_tiny_1xb32-{_iters}it_synthshapes-caption'] = [
-        dict(row=rf'^mmMamba-hybrid \(attention in 2 of 6 layers\) \| stage {_stage} \|')]
+    for _student, _row in _MMMAMBA_ROWS.items():
+        ALIASES[f'mmmamba-{_student}_stage{_stage}_tiny_1xb32-{_iters}it_synthshapes-caption'] = [
+            dict(row=rf'^{_row} \| stage {_stage} \|')]
 
 
 class Cell(NamedTuple):
