@@ -383,7 +383,7 @@ ALIASES = {
     'zipper_text-lm_tiny_synth-speech': [dict(row=r'^text tower, character LM \|')],
     'zipper_speech-lm_tiny_synth-speech': [dict(row=r'^speech tower, unit LM \|')],
     'zipper_asr_tiny_synth-speech': [
-        dict(row=r'^Zipper ASR \(links after blocks 2 and 4, both towers trained\) \|')],
+        dict(row=r'^Zipper ASR as the paper \(')],
     'zipper_tts-rope_tiny_synth-speech': [
         dict(row=r'^TTS units', caption=r'zipper_tts_roundtrip')],
 }
