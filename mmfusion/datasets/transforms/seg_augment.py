@@ -9,7 +9,7 @@ Each transform changes ``results['img']`` and every key in
 ``results['seg_fields']`` (default ``['gt_seg_map']``) with one draw, and keeps
 ``img_shape`` up to date.
 """
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import cv2
 import numpy as np
