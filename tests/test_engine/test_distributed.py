@@ -58,38 +58,54 @@ def _weights(path: str) -> dict:
     return torch.load(path, map_location='cpu', weights_only=False)['state_dict']
 
 
-def _assert_close(got: dict, expected: dict) -> None:
+def _assert_close(got: dict, expected: dict, atol: float = ATOL) -> None:
     assert got.keys() == expected.keys()
     diffs = {k: (got[k].double() - expected[k].double()).abs().max().item()
              for k in expected if expected[k].is_floating_point() and expected[k].numel()}
     worst = sorted(diffs.items(), key=lambda kv: -kv[1])[:5]
-    assert worst[0][1] <= ATOL, f'largest differences: {worst}'
+    assert worst[0][1] <= atol, f'largest differences: {worst} (atol {atol:.2e})'
+
+
+def _saved_init(tmp_path) -> str:
+    """The model's initial weights in a file, so that runs which build the
+    model at different points of the seeded RNG stream (a test process, a
+    launched rank, FlexibleRunner) start from the same weights."""
+    model = MODELS.build(split_invariant_gms_cfg('unused', PER_RANK).model)
+    model.init_weights()
+    init_file = str(tmp_path / 'init.pth')
+    torch.save(dict(state_dict=model.state_dict()), init_file)
+    return init_file
 
 
 @pytest.fixture(scope='module')
 def ddp_run(tmp_path_factory):
     """ITERS steps of 2-process DDP, checkpoints at every 2nd step."""
     tmp_path = tmp_path_factory.mktemp('ddp')
-    cfg = split_invariant_gms_cfg(str(tmp_path / 'unused'), PER_RANK)
-    return tmp_path, _dist_train(cfg, tmp_path, 'ddp')
+    init_file = _saved_init(tmp_path)
+    cfg = split_invariant_gms_cfg(str(tmp_path / 'unused'), PER_RANK, load_from=init_file)
+    return tmp_path, _dist_train(cfg, tmp_path, 'ddp'), init_file
 
 
 def test_ddp_equals_one_process_with_the_same_global_batch(ddp_run, tmp_path):
-    _, ddp_dir = ddp_run
-    single = Runner.from_cfg(split_invariant_gms_cfg(str(tmp_path / 'single'), WORLD * PER_RANK))
-    before = {k: v.clone() for k, v in single.model.state_dict().items()}
+    _, ddp_dir, init_file = ddp_run
+    single = Runner.from_cfg(split_invariant_gms_cfg(str(tmp_path / 'single'), WORLD * PER_RANK,
+                                                  load_from=init_file))
+    before = torch.load(init_file, map_location='cpu')['state_dict']
     single.train()
     expected = single.model.state_dict()
     got = _weights(osp.join(ddp_dir, f'iter_{ITERS}.pth'))
-    _assert_close(got, expected)
-    # The comparison is not vacuous: training moved the mapping network.
-    moved = [k for k in expected if k.startswith('mapping_net.')
-             and (expected[k] - before[k]).abs().max() > MOVED]
-    assert moved
+    # Relative to how far training moved the weights: with the official q/k/v
+    # init the 4 unclipped SGD steps amplify the reduction-order noise to
+    # 3e-5..1.4e-4 (varying between DDP runs) on updates of ~0.5, where a
+    # wrong gradient average (a sum, one rank's batch) differs by the update.
+    update = max((expected[k] - before[k]).abs().max().item()
+                 for k in expected if k.startswith('mapping_net.'))
+    assert update > MOVED  # the comparison is not vacuous
+    _assert_close(got, expected, atol=1e-3 * update)
 
 
 def test_resuming_ddp_restores_the_same_state_as_a_single_process_resume(ddp_run):
-    tmp_path, ddp_dir = ddp_run
+    tmp_path, ddp_dir, _ = ddp_run
     checkpoint = osp.join(ddp_dir, 'iter_2.pth')
     uninterrupted = _weights(osp.join(ddp_dir, f'iter_{ITERS}.pth'))
 

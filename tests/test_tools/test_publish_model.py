@@ -113,16 +113,18 @@ def test_publish_the_index_and_get_model_finds_it(index_root, capsys):
     """`make publish` (--index) writes work_dirs/published/NAME-HASH.pth for
     each trained model; get_model(pretrained=True) loads the training
     checkpoint, or the published copy once that is gone."""
-    from mmfusion.apis import get_model
+    from mmfusion.apis import get_model, list_models
     root, ckpt, weights = index_root
     torch.manual_seed(1)
     loaded = get_model(TEACHER, pretrained=True)
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in weights.items())
     assert loaded.dataset_meta == dict(classes=['x'])
 
+    untrained = len(list_models('mmmamba-*')) - 1  # all but the teacher
     load_tool().main(['--index', 'mmmamba-*'])
     out = capsys.readouterr().out
-    assert 'published 1 model(s)' in out and 'not trained here (skipped): 6 checkpoints' in out
+    assert 'published 1 model(s)' in out
+    assert f'not trained here (skipped): {untrained} checkpoints' in out
     published = list((root / 'work_dirs' / 'published').iterdir())
     assert len(published) == 1
     assert re.fullmatch(rf'{re.escape(TEACHER)}-[0-9a-f]{{8}}\.pth', published[0].name)

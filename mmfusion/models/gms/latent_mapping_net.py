@@ -105,10 +105,14 @@ class LatentMappingNet(BaseModule):
         })
 
     def init_weights(self) -> None:
+        # mmengine initialises a module once (later calls only warn); so must
+        # the q/k/v redraw below, or a second call (the runner after a
+        # wrapper's) would re-randomise trained or broadcast weights.
+        first_call = not self._is_init
         super().init_weights()
         # The official q/k/v are three convs with fan_out = C each; Kaiming on
         # the fused (3C, C) conv would draw them sqrt(3) smaller.
-        if self.init_cfg and self.init_cfg.get('type') == 'Kaiming':
+        if first_call and self.init_cfg and self.init_cfg.get('type') == 'Kaiming':
             for module in self.modules():
                 if isinstance(module, SpatialSelfAttention):
                     for part in module.qkv.weight.data.chunk(3):
