@@ -22,20 +22,20 @@ import os.path as osp
 import time
 
 import torch
+from mmengine.config import Config
 
 from mmfusion.datasets.transforms import LoadAudioFromFile
 from mmfusion.models.tokenizers import SpeechUnitTokenizer, SSLSpeechUnitTokenizer
 
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
 #: HuBERT Base's layout (group-norm conv extractor, 400-sample receptive field
-#: every 320 samples, post-norm transformer) at a CPU-tiny width and depth.
-TINY_HUBERT = dict(
-    extractor_mode='group_norm',
-    extractor_conv_layer_config=[[128, 10, 5]] + [[128, 3, 2]] * 4 + [[128, 2, 2]] * 2,
-    extractor_conv_bias=False, encoder_embed_dim=128, encoder_projection_dropout=0.0,
-    encoder_pos_conv_kernel=32, encoder_pos_conv_groups=8, encoder_num_layers=2,
-    encoder_num_heads=4, encoder_attention_dropout=0.0, encoder_ff_interm_features=256,
-    encoder_ff_interm_dropout=0.0, encoder_dropout=0.0, encoder_layer_norm_first=False,
-    encoder_layer_drop=0.0)
+#: every 320 samples, post-norm transformer) at a CPU-tiny width and depth: the
+#: encoder of the Zipper configs' ``hubert_unit_tokenizer``, read from there so
+#: that the units fitted here are the ones those configs expect.
+TINY_HUBERT = Config.fromfile(
+    osp.join(REPO, 'configs', '_base_', 'models', 'zipper_tiny.py')
+).hubert_unit_tokenizer.encoder.arch.to_dict()
 
 
 def read_manifest(path: str, limit: int = 0) -> list:

@@ -7,7 +7,8 @@ units_file = 'work_dirs/speech_units/synth_speech_units64.pth'
 num_units = 64
 # The alternative units: k-means over the first transformer layer of a tiny
 # HuBERT at random init (no pretrained weights can be downloaded here), fitted
-# by `tools/misc/fit_speech_units.py --features ssl` (its TINY_HUBERT).
+# by `tools/misc/fit_speech_units.py --features ssl`, which reads its encoder
+# from here.
 hubert_unit_tokenizer = dict(
     type='SSLSpeechUnitTokenizer', num_units=num_units, layer=1,
     checkpoint='work_dirs/speech_units/synth_speech_hubert-tiny-l1_units64.pth',
