@@ -1,4 +1,5 @@
-"""Speech demos of a trained Zipper model.
+"""Speech demos of a trained Zipper model: a command line over
+:class:`~mmfusion.apis.ASRInferencer` and :class:`~mmfusion.apis.TTSInferencer`.
 
 ASR: print the transcript of a speech file and write its spectrogram with the
 transcript drawn on it::
@@ -18,20 +19,14 @@ Characters outside the text tokenizer's alphabet are handled as the
 tokenizer documents (``CharTokenizer``: dropped with a warning by default).
 """
 import argparse
-import os
-import os.path as osp
 from typing import Optional
 
+import mmcv
 import numpy as np
-import torch
-
 from mmengine.config import DictAction
 
-from mmfusion.apis import init_model
-from mmfusion.datasets.transforms import LoadAudioFromFile
-from mmfusion.models.zipper import check_zipper_task
-from mmfusion.registry import VISUALIZERS
-from mmfusion.structures import FusionDataSample
+from mmfusion.apis import ASRInferencer, TTSInferencer
+from mmfusion.apis.sequence_inferencers import log_mel_image
 from mmfusion.utils import register_all_modules
 
 
@@ -59,50 +54,30 @@ def parse_args(argv=None):
 def spectrogram_image(wave: np.ndarray, model, height: int = 240) -> np.ndarray:
     """RGB uint8 image of the log-mel spectrogram (low frequencies at the
     bottom, 4 pixels per 20 ms frame)."""
-    import matplotlib
-    log_mel = model.unit_tokenizer.log_mel(torch.from_numpy(wave)).numpy().T  # (mels, frames)
-    lo, hi = np.percentile(log_mel, [2, 99.5])
-    scaled = np.clip((log_mel - lo) / max(hi - lo, 1e-6), 0, 1)[::-1]
-    rgb = (matplotlib.colormaps['magma'](scaled)[..., :3] * 255).astype(np.uint8)
-    reps = max(1, height // rgb.shape[0])
-    return np.ascontiguousarray(rgb.repeat(reps, axis=0).repeat(4, axis=1))
+    return log_mel_image(wave, model.unit_tokenizer, height)
 
 
 def run_asr(args) -> str:
-    model = init_model(args.config, args.checkpoint, args.device, args.cfg_options)
-    check_zipper_task(model, 'text', 'speech', f'{args.task}: the model of {args.config}')
-    rate = model.unit_tokenizer.sample_rate
-    loaded = LoadAudioFromFile(sample_rate=rate)(dict(audio_path=args.audio))
-    wave = loaded['audio']
-    if wave.size == 0:
-        raise ValueError(f'audio file {args.audio} holds no samples')
-    inputs = dict(audio=torch.from_numpy(wave)[None].to(args.device),
-                  audio_lengths=torch.tensor([wave.size], device=args.device))
-    with torch.no_grad():
-        sample = model.predict(inputs, [FusionDataSample()])[0]
-    print(sample.pred_text)
+    asr = ASRInferencer(args.config, args.checkpoint, args.device, args.cfg_options,
+                        show_progress=False)
+    result = asr(args.audio, return_vis=bool(args.out_file))
+    text = result['predictions'][0]['text']
+    print(text)
     if args.out_file:
-        visualizer = VISUALIZERS.build(dict(type='FusionVisualizer', name='audio_demo'))
-        os.makedirs(osp.dirname(osp.abspath(args.out_file)), exist_ok=True)
-        visualizer.add_datasample('asr', spectrogram_image(wave, model), sample,
-                                  out_file=args.out_file)
+        mmcv.imwrite(mmcv.rgb2bgr(result['visualization'][0]), args.out_file)
         print(f'spectrogram with the transcript: {args.out_file}')
-    return sample.pred_text
+    return text
 
 
 def run_tts(args) -> Optional[np.ndarray]:
-    import soundfile
-    model = init_model(args.config, args.checkpoint, args.device, args.cfg_options)
-    check_zipper_task(model, 'speech', 'text', f'{args.task}: the model of {args.config}')
-    with torch.no_grad():
-        sample = model.predict(dict(text=[args.text]), [FusionDataSample()])[0]
-    units = sample.pred_units
-    if units.numel() == 0:
+    tts = TTSInferencer(args.config, args.checkpoint, args.device, args.cfg_options,
+                        show_progress=False)
+    result = tts(args.text, frames_per_unit=args.frames_per_unit)
+    wave, pred = result['visualization'][0], result['predictions'][0]
+    if wave is None:
         raise ValueError(f'the model produced no speech units for {args.text!r}')
-    wave = model.unit_tokenizer.units_to_wave(units, args.frames_per_unit).numpy()
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    soundfile.write(args.out, wave, model.unit_tokenizer.sample_rate, subtype='PCM_16')
-    print(f'{len(units)} units, {wave.size / model.unit_tokenizer.sample_rate:.2f} s: {args.out}')
+    tts.save_visualization(wave, args.out)
+    print(f'{pred["num_units"]} units, {wave.size / pred["sample_rate"]:.2f} s: {args.out}')
     return wave
 
 

@@ -1,4 +1,5 @@
-"""Zero-shot classification of one point cloud or mesh by free-form class names.
+"""Zero-shot classification of one point cloud or mesh by free-form class names
+(a command line over :class:`~mmfusion.apis.PointCloudZeroShotInferencer`).
 
 ::
 
@@ -25,25 +26,17 @@ so weight files named in the config (the CLIP and I2P-MAE ``checkpoint=``
 keys) that are not on disk are skipped with a warning.
 """
 import argparse
-import os
 import os.path as osp
-import warnings
 from typing import List, Optional, Sequence
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from mmengine.config import Config
+import mmcv
 
-from mmfusion.apis import init_model
-from mmfusion.datasets.transforms import LoadPointsFromFile
-from mmfusion.models.encoders.pointcloud.projection import gather_pixel_features
-from mmfusion.utils.config_weights import drop_weight_files
+from mmfusion.apis import PointCloudZeroShotInferencer
+from mmfusion.apis.sequence_inferencers import MESH_SUFFIXES, point_saliency  # noqa: F401
 
 NAME = 'zeroshot_i2pmae-tiny_1xb32-300it_synthshapes3d'
 DEFAULT_CONFIG = f'configs/i2pmae/{NAME}.py'
 DEFAULT_CHECKPOINT = f'work_dirs/{NAME}/iter_300.pth'
-AXIS_NAMES = 'xyz'
 
 
 def parse_texts(texts: str) -> List[str]:
@@ -58,55 +51,6 @@ def parse_texts(texts: str) -> List[str]:
     return names
 
 
-def point_preprocessor_cfg(cfg: Config) -> dict:
-    pre = cfg.model.get('data_preprocessor') or {}
-    points = pre.get('points') if isinstance(pre, dict) else None
-    if not points:
-        raise ValueError(f'the config\'s model.data_preprocessor has no `points` preprocessor '
-                         f'({pre.get("type") if isinstance(pre, dict) else pre}); expected '
-                         'MultiModalDataPreprocessor(points=PointDataPreprocessor(...))')
-    return points
-
-
-def point_saliency(saliency: torch.Tensor, pix: torch.Tensor, image_size: int) -> torch.Tensor:
-    """(B, V, h, w) saliency maps and (B, V, N, 2) pixels -> (B, N) per-point
-    saliency: each map upsampled bicubically to the view size, read at the
-    point's pixel, averaged over the views."""
-    B, V = saliency.shape[:2]
-    maps = F.interpolate(saliency.flatten(0, 1)[:, None].float(), size=(image_size, image_size),
-                         mode='bicubic', align_corners=False).unflatten(0, (B, V))
-    return gather_pixel_features(maps, pix, image_size)[..., 0].mean(1)
-
-
-def draw_panels(views: np.ndarray, points: np.ndarray, saliency: np.ndarray,
-                view_axes: Sequence[Sequence[int]], title: str, out_file: str) -> None:
-    """Write the V depth views and the saliency-coloured scatter side by side."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    panels = len(views) + 1
-    fig = Figure(figsize=(4 * panels, 4.4), dpi=100)
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, panels)
-    for i, (ax, view) in enumerate(zip(axes, views)):
-        row, col, depth = (AXIS_NAMES[a] for a in view_axes[i])
-        ax.imshow(view, cmap='gray')
-        ax.set_title(f'depth view {i + 1}: rows {row}, cols {col}, depth {depth}', fontsize=10)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    ax = axes[-1]
-    order = np.argsort(saliency)  # the most salient points drawn last, on top
-    sc = ax.scatter(points[order, 0], points[order, 2], c=saliency[order], s=6, cmap='viridis')
-    ax.set_aspect('equal')
-    ax.set_xlabel('x')
-    ax.set_ylabel('z')
-    ax.set_title('points (x, z) by 2D saliency (mean of views)', fontsize=10)
-    fig.colorbar(sc, ax=ax, fraction=0.046, pad=0.04)
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    fig.savefig(out_file)
-
-
 def run(path: str, texts: Sequence[str], config: str = DEFAULT_CONFIG,
         checkpoint: str = DEFAULT_CHECKPOINT, out_file: Optional[str] = None,
         num_points: Optional[int] = None, device: str = 'cpu') -> dict:
@@ -116,9 +60,6 @@ def run(path: str, texts: Sequence[str], config: str = DEFAULT_CONFIG,
     first), ``out_file``, ``points`` (N, 3) the model's input cloud and
     ``saliency`` (N,).
     """
-    texts = list(texts)
-    if len(texts) < 2:
-        raise ValueError(f'at least 2 class names are needed to rank, got {texts}')
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f'checkpoint not found: {checkpoint} (`make i2pmae` trains the '
                                 'tiny SynthShapes3D zero-shot model)')
@@ -126,54 +67,26 @@ def run(path: str, texts: Sequence[str], config: str = DEFAULT_CONFIG,
         raise FileNotFoundError(f'config not found: {config}')
     if num_points is not None and num_points < 1:
         raise ValueError(f'--num-points must be >= 1, got {num_points}')
-    cfg = Config.fromfile(config)
-    if cfg.model.get('type') != 'PointCLIPAligner':
-        raise ValueError(f'{config}: the demo needs a PointCLIPAligner model, got '
-                         f'{cfg.model.get("type")}')
-    points_cfg = point_preprocessor_cfg(cfg)
-    if num_points is not None:
-        points_cfg['num_points'] = num_points
-    num_points = points_cfg.get('num_points')
-    dropped = drop_weight_files(cfg.model, only_missing=True)
-    if dropped:
-        warnings.warn('weight files of the config not found, skipped (the trained checkpoint '
-                      f'holds all weights): {"; ".join(dropped)}', stacklevel=2)
+    inferencer = PointCloudZeroShotInferencer(config, checkpoint, device=device,
+                                              num_points=num_points, show_progress=False)
+    result = inferencer(path, texts=list(texts), top_k=1, return_datasamples=True)
+    sample, image = result['predictions'][0], result['visualization'][0]
+    ranking = inferencer.ranking(sample)
 
-    loader = LoadPointsFromFile(use_dims=[0, 1, 2], mesh_samples=num_points or 2048)
-    cloud = loader(dict(points_path=path))['points']  # ValueError naming the file
-
-    model = init_model(cfg, checkpoint, device=device)
-    batch = model.data_preprocessor(dict(inputs=dict(points=[torch.from_numpy(cloud)])),
-                                    training=False)
-    inputs = batch['inputs']
-    with torch.no_grad():
-        sample = model.predict(inputs, classes=texts)[0]
-        teacher = model.teacher(inputs['points'], inputs.get('points_lengths'))
-    scores = sample.pred_score.float().cpu().numpy()
-    order = np.argsort(-scores, kind='stable')
-    ranking = [(texts[i], float(scores[i])) for i in order]
-    saliency = point_saliency(teacher['saliency'], teacher['pix'], model.teacher.image_size)
-
-    n_model = inputs['points'].shape[1]
     kind = 'surface points sampled from the mesh' if osp.splitext(path)[1].lower() in \
-        ('.off', '.obj', '.stl') else 'points'
-    print(f'{path}: {len(cloud)} {kind}, {n_model} to the model')
-    width = max(len('class'), *(len(n) for n in texts))
+        MESH_SUFFIXES else 'points'
+    print(f'{path}: {sample.metainfo["num_points"]} {kind}, {len(sample.points)} to the model')
+    width = max(len('class'), *(len(n) for n, _ in ranking))
     print(f'{"rank":>4}  {"class":<{width}}  probability')
     for rank, (name, prob) in enumerate(ranking, 1):
         print(f'{rank:>4}  {name:<{width}}  {prob:11.4f}')
 
     if out_file is None:
         out_file = f'{osp.splitext(osp.basename(path))[0]}_pointcloud_demo.png'
-    if osp.dirname(out_file):
-        os.makedirs(osp.dirname(out_file), exist_ok=True)
-    pts = inputs['points'][0, :, :3].float().cpu().numpy()
-    sal = saliency[0].cpu().numpy()
-    best, prob = ranking[0]
-    draw_panels(teacher['views'][0].float().cpu().numpy(), pts, sal, model.teacher.views,
-                f'{osp.basename(path)}: {best} ({prob:.1%})', out_file)
+    mmcv.imwrite(mmcv.rgb2bgr(image), out_file)
     print(f'wrote {out_file}')
-    return dict(ranking=ranking, out_file=out_file, points=pts, saliency=sal)
+    return dict(ranking=ranking, out_file=out_file, points=sample.points.numpy(),
+                saliency=sample.saliency)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -196,7 +109,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     try:
         run(args.file, parse_texts(args.texts), args.config, args.checkpoint, args.out_file,
             args.num_points, args.device)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, TypeError, FileNotFoundError) as e:
         parser.exit(1, f'{parser.prog}: error: {e}\n')
 
 
