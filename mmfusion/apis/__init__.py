@@ -4,6 +4,7 @@ from .model_index import (find_root, get_model, list_models, load_model_index, m
                           model_info, resolve_weights)
 from .sequence_inferencers import (ASRInferencer, MambaCaptionInferencer,
                                    PointCloudZeroShotInferencer, TTSInferencer)
+from .vision_inferencers import OpenVocabSegInferencer
 from .xdecoder_inferencer import XDecoderInferencer
 
 __all__ = ['init_model', 'inference_model', 'load_image', 'load_weights', 'build_test_pipeline',
@@ -11,3 +12,4 @@ __all__ = ['init_model', 'inference_model', 'load_image', 'load_weights', 'build
            'model_info', 'model_config', 'resolve_weights', 'find_root']
 __all__ += ['ASRInferencer', 'TTSInferencer', 'MambaCaptionInferencer',
             'PointCloudZeroShotInferencer']
+__all__ += ['OpenVocabSegInferencer']
