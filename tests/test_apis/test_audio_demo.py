@@ -1,6 +1,7 @@
 """demo/audio_demo.py: ASR (resampled / mixed input, spectrogram PNG with the
 transcript) and TTS (a playable WAV) on Zipper models with random weights;
 bad files fail naming them."""
+import glob
 import importlib.util
 import os.path as osp
 
@@ -17,8 +18,22 @@ _spec = importlib.util.spec_from_file_location('audio_demo', osp.join(REPO, 'dem
 demo = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(demo)
 
-ASR = osp.join(REPO, 'configs/zipper/zipper_asr_tiny_synth-speech.py')
-TTS = osp.join(REPO, 'configs/zipper/zipper_tts_tiny_synth-speech.py')
+
+
+def _zipper_config(output, context, pattern):
+    """The first Zipper config running ``output`` from ``context`` (found by what
+    it builds: the file names follow the configs' naming scheme, not this test)."""
+    from mmengine.config import Config
+    for path in sorted(glob.glob(osp.join(REPO, 'configs', 'zipper', pattern))):
+        model = Config.fromfile(path).model
+        if model.get('type') == 'Zipper' and (model.get('output'), model.get('context')) == \
+                (output, context):
+            return path
+    raise FileNotFoundError(f'no Zipper config for {output} from {context} in configs/zipper')
+
+
+ASR = _zipper_config('text', 'speech', '*asr*.py')
+TTS = _zipper_config('speech', 'text', '*tts*.py')
 
 
 def _checkpoint(config, fitted_units, tmp_path):
