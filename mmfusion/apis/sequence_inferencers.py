@@ -113,15 +113,24 @@ def log_mel_image(wave: np.ndarray, tokenizer, height: int = 240) -> np.ndarray:
     return np.ascontiguousarray(rgb.repeat(reps, axis=0).repeat(4, axis=1))
 
 
+def _is_rate(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def _is_wave_tuple(item: Any) -> bool:
-    return (isinstance(item, tuple) and len(item) == 2
-            and isinstance(item[0], (np.ndarray, torch.Tensor, list))
-            and isinstance(item[1], (int, np.integer)) and not isinstance(item[1], bool))
+    """``(waveform, rate)``, or ``(rate, waveform)`` as Gradio's audio gives it."""
+    return isinstance(item, tuple) and len(item) == 2 and any(
+        isinstance(w, (np.ndarray, torch.Tensor, list)) and _is_rate(r)
+        for w, r in (item, item[::-1]))
 
 
-def _mono(wave: np.ndarray, what: str) -> np.ndarray:
-    """(T,), (T, C) or (C, T) with at most 8 channels -> (T,) float32."""
-    wave = np.asarray(wave, dtype=np.float32)
+def _mono(wave: Any, what: str) -> np.ndarray:
+    """(T,), (T, C) or (C, T) with at most 8 channels -> (T,) float32; integer
+    PCM (e.g. int16) is scaled to [-1, 1]."""
+    wave = np.asarray(wave)
+    if np.issubdtype(wave.dtype, np.integer):
+        wave = wave / float(np.iinfo(wave.dtype).max + 1)
+    wave = wave.astype(np.float32)
     if wave.ndim == 2 and min(wave.shape) <= 8:
         wave = wave.mean(axis=int(np.argmin(wave.shape)))
     if wave.ndim != 1:
@@ -140,9 +149,10 @@ class ASRInferencer(_SequenceInferencer):
     context='speech'``) or the ``VocabExpansionASR`` baseline.
 
     Inputs: speech files (any format soundfile reads), a folder of them,
-    ``(waveform, sample_rate)`` tuples, or bare 1-D waveforms at the model's
-    rate (``sample_rate``). Stereo is mixed to mono; another rate is
-    resampled (``resample=False``: refused). Files are read with the
+    ``(waveform, sample_rate)`` tuples (or ``(sample_rate, waveform)``, as
+    Gradio's audio input gives them), or bare 1-D waveforms at the model's
+    rate (``sample_rate``). Integer PCM is scaled to [-1, 1], stereo is mixed
+    to mono; another rate is resampled (``resample=False``: refused). Files are read with the
     ``LoadAudioFromFile`` transform the configs use.
 
     Predictions: ``{'text', 'duration_s'}``. Drawing: the log-mel spectrogram
@@ -187,7 +197,7 @@ class ASRInferencer(_SequenceInferencer):
             wave = _mono(loaded['audio'], f'audio file {item}')
             return wave, dict(audio_path=str(item), ori_sample_rate=loaded['ori_sample_rate'])
         if _is_wave_tuple(item):
-            wave, rate = item
+            wave, rate = item if _is_rate(item[1]) else item[::-1]
         elif isinstance(item, (np.ndarray, torch.Tensor)):
             wave, rate = item, self.sample_rate
         else:

@@ -104,6 +104,10 @@ def test_asr_files_folders_tuples_and_arrays_agree_with_the_model(zipper, tmp_pa
     assert one == [ref48, ref16, ref16, ref16, ref16]
     assert [p['text'] for p in inf(inputs, batch_size=2)['predictions']] == one
     assert inf((wave48, 48000))['predictions'][0]['text'] == ref48  # one tuple, one input
+    # Gradio's microphone: (rate, int16 samples).
+    pcm = np.round(wave16 * 32767).astype(np.int16)
+    ref_pcm = reference(pcm / np.float32(32768))
+    assert inf((RATE, pcm))['predictions'][0]['text'] == ref_pcm
     assert inf(wave16, return_vis=False)['visualization'] is None
 
 
@@ -453,3 +457,30 @@ def test_point_errors_name_what_is_wrong(zero_shot, zipper, tmp_path):
         PointCloudZeroShotInferencer(inf.model, num_points=0)
     with pytest.raises(TypeError, match='PointCLIPAligner'):
         PointCloudZeroShotInferencer(zipper['asr'])
+
+
+def test_built_from_model_index_names(zipper):
+    """A model-index name (its config's stem) builds the same model types; with
+    ``weights=False`` nothing is loaded and the output is still well-formed."""
+    from mmfusion.apis import list_models
+    names = set(list_models())
+
+    def name_of(config):
+        name = osp.splitext(osp.basename(config))[0]
+        assert name in names, f'{name} is not in the model index'
+        return name
+
+    asr = ASRInferencer(name_of(_zipper_config('text', 'speech')), weights=False,
+                        cfg_options=zipper['opts'], show_progress=False)
+    assert isinstance(asr(_speech())['predictions'][0]['text'], str)
+    tts = TTSInferencer(name_of(_zipper_config('speech', 'text')), weights=False,
+                        cfg_options=zipper['opts'], show_progress=False)
+    assert tts('a star', return_vis=False)['predictions'][0]['text'] == 'a star'
+    cap = MambaCaptionInferencer(name_of(_mamba_config('linear')), weights=False,
+                                 show_progress=False)
+    assert cap.architecture == 'linear' and isinstance(
+        cap('skimage:coffee', return_vis=False)['predictions'][0]['caption'], str)
+    config = _config('i2pmae', ['zeroshot_*.py'], lambda m: m.get('type') == 'PointCLIPAligner')
+    points = PointCloudZeroShotInferencer(name_of(config), weights=False, show_progress=False)
+    ranked = points(_torus(1100), texts=TEXTS, return_vis=False)['predictions'][0]['ranking']
+    assert sorted(r['label'] for r in ranked) == sorted(TEXTS)
