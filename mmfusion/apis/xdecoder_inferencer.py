@@ -1,19 +1,24 @@
-"""X-Decoder inference on images: open-vocabulary segmentation, referring
-segmentation, captioning and image-text retrieval behind one call."""
+"""X-Decoder inference behind one call: a task dispatcher over the task
+Inferencers of :mod:`mmfusion.apis.vision_inferencers` (one model shared by
+all of them; no inference code of its own)."""
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Union
 
-import mmcv
 import numpy as np
-import torch
 from mmengine.config import Config
-from mmengine.dataset import pseudo_collate
 from torch import nn
 
-from mmfusion.models.xdecoder import SEG_TASKS, TASKS
-from mmfusion.registry import INFERENCERS, VISUALIZERS
+from mmfusion.registry import INFERENCERS
 from mmfusion.structures import FusionDataSample
-from .inference import ImageType, build_test_pipeline, init_model, load_weights, prepare_inputs
+
+from . import vision_inferencers as vi
+from .inference import ImageType
+from .vision_inferencers import SEG_TASKS, OpenVocabSegInferencer, Texts
+
+TASKS = SEG_TASKS + ('referring', 'caption', 'retrieval')
+TASK_INFERENCERS = dict(semantic=OpenVocabSegInferencer, instance=OpenVocabSegInferencer,
+                        panoptic=OpenVocabSegInferencer, referring=vi.ReferringSegInferencer,
+                        caption=vi.CaptionInferencer, retrieval=vi.RetrievalInferencer)
 
 # What each task writes; the first field is the one a drawing needs.
 PRED_FIELDS = dict(
@@ -24,12 +29,12 @@ PRED_FIELDS = dict(
     caption=('pred_caption',),
     retrieval=('pred_retrieval_scores', 'pred_image_embedding', 'pred_text_embeddings'),
 )
-Texts = Union[str, Sequence[str], Sequence[Sequence[str]], None]
 
 
 @INFERENCERS.register_module()
 class XDecoderInferencer:
-    """Run an :class:`~mmfusion.models.XDecoder` on images.
+    """Every task of an :class:`~mmfusion.models.XDecoder` (segmentation
+    tasks also of a FrozenSeg) on images, returning data samples.
 
     Example::
 
@@ -38,10 +43,14 @@ class XDecoderInferencer:
                              texts=[['person', 'sky'], ['dog', 'grass', 'road']])
         inferencer.visualize('a.jpg', samples[0], 'semantic', 'a_seg.png')
 
+    For JSON predictions, drawings and ``out_dir`` files use the task's
+    Inferencer (``inferencer.inferencer_for(task)``, e.g.
+    :class:`OpenVocabSegInferencer`) directly.
+
     Args:
-        model: a config path / :class:`Config`, or an already built model (it
-            keeps its weights unless ``checkpoint`` is given; its ``cfg``, if
-            any, gives the test pipeline).
+        model: a model-index name, a config path / :class:`Config`, or an
+            already built model (it keeps its weights unless ``checkpoint``
+            is given; its ``cfg``, if any, gives the test pipeline).
         checkpoint: weights to load into the model.
         device: e.g. ``'cpu'``, ``'cuda:0'``.
         cfg_options: config overrides (config input only).
@@ -52,108 +61,53 @@ class XDecoderInferencer:
                  checkpoint: Optional[str] = None,
                  device: str = 'cpu',
                  cfg_options: Optional[dict] = None) -> None:
-        if isinstance(model, nn.Module):
-            if cfg_options:
-                raise ValueError('cfg_options only apply when the model is given as a config')
-            load_weights(model, checkpoint)
-            self.model = model.to(device).eval()
-        else:
-            self.model = init_model(model, checkpoint, device=device, cfg_options=cfg_options)
-        self.pipeline = build_test_pipeline(getattr(self.model, 'cfg', None))
-        self._visualizer = None
+        seg = OpenVocabSegInferencer(model, checkpoint if checkpoint else False, device,
+                                     cfg_options, show_progress=False)
+        self.model = seg.model
+        self._inferencers: Dict[type, OpenVocabSegInferencer] = {OpenVocabSegInferencer: seg}
 
-    # -- inputs ------------------------------------------------------------
-    def default_classes(self) -> Optional[List[str]]:
-        """The model's own class names (config ``classes`` or the
-        checkpoint's ``dataset_meta``), used when no texts are given."""
-        classes = getattr(self.model, 'classes', None) or \
-            (getattr(self.model, 'dataset_meta', None) or {}).get('classes')
-        return list(classes) if classes else None
+    @property
+    def tasks(self) -> tuple:
+        return tuple(getattr(self.model, 'tasks', SEG_TASKS))
 
-    def _known_stuff(self) -> set:
-        """Names the model knows as stuff (one merged segment per class)."""
-        meta = getattr(self.model, 'dataset_meta', None) or {}
-        things = getattr(self.model, 'thing_classes', None)
-        if things is None:
-            things = meta.get('thing_classes')
-        if things is None:
-            return set()
-        return set(self.default_classes() or ()) - set(things)
-
-    @staticmethod
-    def _per_image_lists(texts: Texts, num_images: int, what: str,
-                         task: str) -> List[List[str]]:
-        """A shared list of strings or one list per image -> one list per image."""
-        usage = (f'texts for task {task!r} must be a list of {what} shared by all images '
-                 f'or a list of such lists, one per image')
-        if isinstance(texts, str) or not isinstance(texts, Sequence):
-            raise ValueError(f'{usage}; got {type(texts).__name__} {texts!r}')
-        texts = list(texts)
-        if texts and all(isinstance(t, (list, tuple)) for t in texts):
-            if len(texts) != num_images:
-                raise ValueError(f'{usage}: got {len(texts)} lists for {num_images} images')
-            lists = [list(t) for t in texts]
-        elif all(isinstance(t, str) for t in texts):
-            lists = [texts] * num_images
-        else:
-            raise ValueError(f'{usage}; got a mix of strings and lists: {texts!r}')
-        for i, names in enumerate(lists):
-            if not names:
-                raise ValueError(f'{usage}; the list for image {i} is empty')
-            bad = [t for t in names if not isinstance(t, str) or not t.strip()]
-            if bad:
-                raise ValueError(f'{what} must be non-empty strings; image {i} has {bad!r}')
-            if len(set(names)) != len(names):
-                raise ValueError(f'{what} of image {i} repeat a name: {names!r}')
-        return lists
-
-    def metainfo(self, task: str, texts: Texts, num_images: int) -> List[Dict]:
-        """Per image the metainfo ``model.predict`` reads for ``task``."""
+    def inferencer_for(self, task: str):
+        """The task's Inferencer over this model."""
         if task not in TASKS:
             raise ValueError(f'unknown task {task!r}; expected one of {TASKS}')
+        cls = TASK_INFERENCERS[task]
+        if cls not in self._inferencers:
+            self._inferencers[cls] = cls(self.model, show_progress=False)
+        return self._inferencers[cls]
+
+    @property
+    def visualizer(self):
+        """The segmentation drawer (``alpha``: mask opacity)."""
+        return self.inferencer_for('semantic').drawer()
+
+    def default_classes(self) -> Optional[List[str]]:
+        return self.inferencer_for('semantic').default_classes()
+
+    @staticmethod
+    def task_kwargs(task: str, texts: Texts) -> dict:
+        """``texts`` as the task Inferencer's call kwargs."""
         if task in SEG_TASKS:
-            if texts is None:
-                classes = self.default_classes()
-                if classes is None:
-                    raise ValueError(f'task {task!r} needs class names: pass texts=[...] '
-                                     '(the model has no default classes)')
-                lists = [classes] * num_images
-            else:
-                lists = self._per_image_lists(texts, num_images, 'class names', task)
-            # A name the model knows as stuff stays stuff; any other is a thing.
-            stuff = self._known_stuff()
-            return [dict(classes=list(c), thing_classes=[n for n in c if n not in stuff])
-                    for c in lists]
+            return dict(task=task, texts=texts)
+        if task == 'referring':
+            return dict(text=texts)
         if task == 'caption':
             if texts is not None:
                 raise ValueError(f'task "caption" takes no texts, got {texts!r}')
-            return [{} for _ in range(num_images)]
-        if task == 'retrieval':
-            if texts is None:
-                raise ValueError('task "retrieval" needs texts: a list of candidate sentences '
-                                 '(shared) or one list per image')
-            lists = self._per_image_lists(texts, num_images, 'candidate sentences', task)
-            return [dict(texts=list(c)) for c in lists]
-        # referring
-        if isinstance(texts, str):
-            sentences = [texts] * num_images
-        elif isinstance(texts, Sequence) and all(isinstance(t, str) for t in texts):
-            sentences = list(texts)
-        else:
-            raise ValueError('task "referring" needs texts: one sentence (str) for all images '
-                             f'or a list of sentences, one per image; got {texts!r}')
-        if len(sentences) != num_images:
-            raise ValueError(f'task "referring" needs one sentence per image: got '
-                             f'{len(sentences)} sentences for {num_images} images')
-        for i, sentence in enumerate(sentences):
-            if not sentence.strip():
-                raise ValueError(f'the referring sentence for image {i} is empty')
-        return [dict(text=s) for s in sentences]
+            return {}
+        return dict(texts=texts)
 
-    # -- inference ---------------------------------------------------------
-    @torch.no_grad()
+    def metainfo(self, task: str, texts: Texts, num_images: int) -> List[Dict]:
+        """Per image the metainfo ``model.predict`` reads for ``task``
+        (raises ``ValueError`` for texts that do not fit the task)."""
+        kwargs = self.task_kwargs(task, texts) if task in TASKS else {}
+        return self.inferencer_for(task).metainfo(num_images, **kwargs)
+
     def __call__(self,
-                 images: Union[ImageType, Sequence[ImageType]],
+                 images: Union[ImageType, List[ImageType]],
                  task: str = 'semantic',
                  texts: Texts = None,
                  batch_size: int = 4) -> Union[FusionDataSample, List[FusionDataSample]]:
@@ -179,26 +133,11 @@ class XDecoderInferencer:
         images = [images] if single else list(images)
         if not images:
             raise ValueError('no images given')
-        if batch_size < 1:
-            raise ValueError(f'batch_size must be >= 1, got {batch_size}')
-        metas = self.metainfo(task, texts, len(images))
-        samples = []
-        for start in range(0, len(images), batch_size):
-            batch = prepare_inputs(images[start:start + batch_size], self.pipeline)
-            for packed, meta in zip(batch, metas[start:start + batch_size]):
-                packed['data_samples'].set_metainfo(meta)
-            data = self.model.data_preprocessor(pseudo_collate(batch), False)
-            samples.extend(self.model.predict(data['inputs'], data['data_samples'], task=task))
+        inferencer = self.inferencer_for(task)
+        kwargs = self.task_kwargs(task, texts)
+        samples = inferencer(images, return_datasamples=True, batch_size=batch_size,
+                             return_vis=False, **kwargs)['predictions']
         return samples[0] if single else samples
-
-    # -- drawing -----------------------------------------------------------
-    @property
-    def visualizer(self):
-        if self._visualizer is None:
-            self._visualizer = VISUALIZERS.build(
-                dict(type='FusionVisualizer', name=f'xdecoder_inferencer_{id(self)}'))
-            self._visualizer.dataset_meta = getattr(self.model, 'dataset_meta', None) or {}
-        return self._visualizer
 
     def visualize(self, image: ImageType, sample: FusionDataSample, task: str,
                   out_file: Optional[str] = None, score_thr: float = 0.3) -> np.ndarray:
@@ -206,18 +145,21 @@ class XDecoderInferencer:
         masks coloured by class with their names, the referring mask with its
         sentence, the caption, or the ranked retrieval candidates. Writes
         ``out_file`` (PNG) when given; returns the RGB drawing."""
-        if task not in TASKS:
-            raise ValueError(f'unknown task {task!r}; expected one of {TASKS}')
+        inferencer = self.inferencer_for(task)
         field = PRED_FIELDS[task][0]
         if field not in sample:
             raise ValueError(f'the sample has no {field}: run the inferencer with task={task!r} '
                              'first')
+        kwargs = dict(alpha=self.visualizer.alpha)
+        if task in ('semantic', 'instance', 'panoptic'):
+            kwargs['score_thr'] = score_thr
+        if task in ('caption', 'retrieval'):
+            kwargs = {}
         view = FusionDataSample(metainfo=sample.metainfo)
         for key in PRED_FIELDS[task]:
             if key in sample:
                 setattr(view, key, getattr(sample, key))
-        rgb = mmcv.imread(str(image), channel_order='rgb') if not isinstance(image, np.ndarray) \
-            else np.ascontiguousarray(mmcv.bgr2rgb(image) if image.ndim == 3 else
-                                      mmcv.gray2rgb(image))
-        return self.visualizer.add_datasample(task, rgb, view, draw_gt=False, out_file=out_file,
-                                              pred_score_thr=score_thr)
+        drawn = inferencer.visualize_one(image, view, **kwargs)
+        if out_file is not None:
+            inferencer.save_visualization(drawn, out_file)
+        return drawn
