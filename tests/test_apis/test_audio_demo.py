@@ -27,7 +27,7 @@ def _zipper_config(output, context, pattern):
     for path in sorted(glob.glob(osp.join(REPO, 'configs', 'zipper', pattern))):
         model = Config.fromfile(path).model
         if model.get('type') == 'Zipper' and (model.get('output'), model.get('context')) == \
-                (output, context):
+                (output, context) and model.unit_tokenizer.type == 'SpeechUnitTokenizer':
             return path
     raise FileNotFoundError(f'no Zipper config for {output} from {context} in configs/zipper')
 

@@ -41,7 +41,8 @@ def _config(folder: str, patterns, accept) -> str:
 def _zipper_config(output: str, context: str) -> str:
     pattern = '*asr*.py' if output == 'text' else '*tts*.py'
     return _config('zipper', [pattern, '*.py'], lambda m: m.get('type') == 'Zipper' and (
-        m.get('output'), m.get('context')) == (output, context))
+        m.get('output'), m.get('context')) == (output, context)
+        and m.unit_tokenizer.type == 'SpeechUnitTokenizer')  # the fixture's log-mel units
 
 
 def _speech(seconds: float = 0.5, rate: int = RATE, seed: int = 0) -> np.ndarray:
