@@ -43,20 +43,16 @@ import argparse
 import os.path as osp
 from typing import List, Optional, Sequence, Tuple, Union
 
-import mmcv
-import numpy as np
-import torch
-from mmengine.config import DictAction
-from mmengine.dataset import pseudo_collate
+from mmengine.config import Config, DictAction
 from mmengine.utils import mkdir_or_exist
 
-from mmfusion.apis import XDecoderInferencer, inference_model, init_model, load_image
-from mmfusion.apis.inference import build_test_pipeline, prepare_inputs
-from mmfusion.models.sam import SAM
-from mmfusion.models.xdecoder import SEG_TASKS, TASKS
-from mmfusion.registry import VISUALIZERS
-from mmfusion.structures.prompt_sampling import build_prompts
+from mmfusion.apis import MedicalSegInferencer, PromptableSegInferencer, XDecoderInferencer
+from mmfusion.apis.inference import load_image
+from mmfusion.apis.xdecoder_inferencer import TASKS
 from mmfusion.utils import register_all_modules
+
+SEG_TASKS = ('semantic', 'instance', 'panoptic')
+MULTI_TASK = ('XDecoder', 'FrozenSeg')
 
 
 def parse_texts(task: str, values: Optional[List[str]]) -> Union[None, str, List[str]]:
@@ -68,50 +64,6 @@ def parse_texts(task: str, values: Optional[List[str]]) -> Union[None, str, List
     if task == 'referring':  # one sentence, quoted or not
         return ' '.join(values)
     return list(values)  # retrieval: one candidate sentence per value
-
-
-def describe(sample, task: str, score_thr: float = 0.3) -> str:
-    """A short text summary of ``task``'s prediction."""
-    classes = sample.metainfo.get('classes') or []
-
-    def name(label: int) -> str:
-        return classes[label] if label < len(classes) else str(label)
-
-    if task == 'semantic':
-        seg = sample.pred_sem_seg.data[0]
-        labels, counts = seg.unique(return_counts=True)
-        order = counts.argsort(descending=True)
-        found = [f'{name(int(labels[k]))} {counts[k].item() / seg.numel():.1%}' for k in order]
-        return f'semantic: {len(found)} of {len(classes)} classes found: ' + ', '.join(found)
-    if task == 'panoptic':
-        from mmdet.evaluation.functional import INSTANCE_OFFSET
-        pan = sample.pred_panoptic_seg.sem_seg[0]
-        ids, counts = pan.unique(return_counts=True)
-        parts = []
-        for k in counts.argsort(descending=True).tolist():
-            label, instance = int(ids[k]) % INSTANCE_OFFSET, int(ids[k]) // INSTANCE_OFFSET
-            text = 'void' if label == len(classes) else name(label)
-            text += f' #{instance}' if instance else ''
-            parts.append(f'{text} {counts[k].item() / pan.numel():.1%}')
-        return f'panoptic: {len(parts)} segments: ' + ', '.join(parts)
-    if task == 'instance':
-        inst = sample.pred_instances
-        keep = [k for k in inst.scores.argsort(descending=True).tolist()
-                if inst.scores[k] >= score_thr]
-        parts = [f'{name(int(inst.labels[k]))} {inst.scores[k]:.2f} '
-                 f'({inst.masks[k].float().mean().item():.1%})' for k in keep]
-        return (f'instance: {len(parts)} instances with score >= {score_thr}'
-                + (': ' + ', '.join(parts) if parts else ''))
-    if task == 'referring':
-        share = sample.pred_sem_seg.data.float().mean().item()
-        return f'referring "{sample.metainfo["text"]}": the mask covers {share:.1%} of the image'
-    if task == 'caption':
-        return f'caption: {sample.pred_caption}'
-    scores = sample.pred_retrieval_scores.tolist()
-    texts = sample.metainfo['texts']
-    lines = [f'{rank}. {scores[k]:.3f}  {texts[k]}' for rank, k in
-             enumerate(sorted(range(len(scores)), key=lambda i: -scores[i]), 1)]
-    return 'retrieval (softmax over the candidates):\n' + '\n'.join(lines)
 
 
 def parse_points(values: Sequence[str]) -> Tuple[List[List[float]], List[int]]:
@@ -130,46 +82,6 @@ def parse_points(values: Sequence[str]) -> Tuple[List[List[float]], List[int]]:
     return points, labels
 
 
-def run_sam(model, image: Union[str, np.ndarray], args: argparse.Namespace,
-            parser: argparse.ArgumentParser) -> None:
-    """Prompted or automatic masks of a SAM, drawn with the prompts."""
-    if args.auto and (args.box or args.points):
-        parser.error('--auto segments everything; it takes no --box/--points')
-    if not args.auto and not (args.box or args.points):
-        parser.error(f'{args.config} is a SAM: give --box, --points or --auto')
-    batch = prepare_inputs([image], build_test_pipeline(model.cfg))[0]
-    sample = batch['data_samples']
-    if args.auto:
-        model.test_cfg['mode'] = 'auto'
-    else:
-        try:
-            points, labels = parse_points(args.points or [])
-            sample.prompts = build_prompts(args.box, points or None, labels or None,
-                                           sample.metainfo.get('scale_factor', (1.0, 1.0)))
-        except ValueError as e:
-            parser.error(str(e))
-        h, w = sample.metainfo['ori_shape'][:2]
-        outside = [b for b in args.box or [] if min(b) < 0 or b[2] > w or b[3] > h]
-        outside += [p for p in points if not (0 <= p[0] < w and 0 <= p[1] < h)]
-        if outside:
-            parser.error(f'prompts {outside} lie outside the {w}x{h} image')
-    with torch.no_grad():
-        batch = pseudo_collate([dict(inputs=batch['inputs'], data_samples=sample)])
-        result = model.test_step(batch)[0]
-    if 'pred_sem_seg' in result:
-        del result.pred_sem_seg  # the instances are drawn one by one
-    visualizer = VISUALIZERS.build(dict(type='FusionVisualizer', name='image_demo',
-                                        alpha=args.alpha))
-    rgb = mmcv.bgr2rgb(image) if isinstance(image, np.ndarray) else \
-        mmcv.imread(image, channel_order='rgb')
-    visualizer.add_datasample('demo', rgb, result, draw_gt=False, out_file=args.out_file,
-                              pred_score_thr=0.0)
-    inst = result.pred_instances
-    print(f'{len(inst)} masks; predicted IoU: '
-          + ', '.join(f'{s:.2f}' for s in inst.scores.tolist()))
-    print(f'wrote {args.out_file}')
-
-
 def parse_args(argv: Optional[Sequence[str]] = None
                ) -> Tuple[argparse.Namespace, argparse.ArgumentParser]:
     parser = argparse.ArgumentParser(
@@ -179,6 +91,9 @@ def parse_args(argv: Optional[Sequence[str]] = None
     parser.add_argument('checkpoint', help='checkpoint file, or "none"')
     parser.add_argument('image', help='image file, or skimage:NAME (e.g. skimage:astronaut)')
     parser.add_argument('--out-file', default='outputs/demo.png', help='overlay PNG to write')
+    parser.add_argument('--out-dir', default=None,
+                        help="also write the Inferencer's outputs there: preds/NAME.json "
+                             '(masks as COCO RLE) and vis/NAME.png')
     parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
     parser.add_argument('--alpha', type=float, default=0.5, help='opacity of the predicted mask')
     parser.add_argument('--task', choices=TASKS,
@@ -203,57 +118,96 @@ def parse_args(argv: Optional[Sequence[str]] = None
     return parser.parse_args(argv), parser
 
 
+def model_type(args: argparse.Namespace) -> str:
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    return cfg.model.get('type', '')
+
+
+def sam_call(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
+    """The PromptableSegInferencer kwargs of the SAM flags."""
+    if args.auto and (args.box or args.points):
+        parser.error('--auto segments everything; it takes no --box/--points')
+    if not args.auto and not (args.box or args.points):
+        parser.error(f'{args.config} is a SAM: give --box, --points or --auto')
+    if args.auto:
+        return dict(auto=True)
+    try:
+        points, labels = parse_points(args.points or [])
+    except ValueError as e:
+        parser.error(str(e))
+    return dict(boxes=args.box, points=points or None, labels=labels or None)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args, parser = parse_args(argv)
     register_all_modules()
-    checkpoint = None if args.checkpoint.lower() == 'none' else args.checkpoint
+    weights = False if args.checkpoint.lower() == 'none' else args.checkpoint
     try:
         image = load_image(args.image)
     except ValueError as e:
         parser.error(str(e))
-    model = init_model(args.config, checkpoint, device=args.device, cfg_options=args.cfg_options)
-    mkdir_or_exist(osp.dirname(osp.abspath(args.out_file)))
+    if isinstance(image, str) and not osp.isfile(image):
+        parser.error(f'image not found: {image}')
+    kind = model_type(args)
+    build = dict(weights=weights, device=args.device, cfg_options=args.cfg_options,
+                 show_progress=False)
+    if kind != 'SAM' and (args.box or args.points or args.auto):
+        parser.error(f'--box/--points/--auto are for SAM; {args.config} builds a {kind}')
+    if kind not in MULTI_TASK and (args.task or args.texts):
+        parser.error(f'--task/--texts are for multi-task models (X-Decoder, FrozenSeg); '
+                     f'{args.config} builds a {kind}')
 
-    if isinstance(model, SAM):
-        run_sam(model, image, args, parser)
-        return
-    if args.box or args.points or args.auto:
-        parser.error(f'--box/--points/--auto are for SAM; {args.config} builds a '
-                     f'{type(model).__name__}')
-
-    tasks = getattr(model, 'tasks', None)  # multi-task models say which tasks they have
-    if tasks:
-        task = args.task or model.default_task
-        if task not in tasks:
-            parser.error(f'--task {task}: {args.config} predicts {", ".join(tasks)}')
+    if kind in MULTI_TASK:
+        dispatcher = XDecoderInferencer(args.config, weights or None, args.device,
+                                        args.cfg_options)
+        task = args.task or dispatcher.model.default_task
+        if task not in dispatcher.tasks:
+            parser.error(f'--task {task}: {args.config} predicts {", ".join(dispatcher.tasks)}')
         if task == 'caption' and args.texts:
             parser.error('--task caption takes no --texts')
-        inferencer = XDecoderInferencer(model)
-        inferencer.visualizer.alpha = args.alpha
         texts = parse_texts(task, args.texts)
         try:  # bad --texts are usage errors; the model's own errors raise as they are
-            inferencer.metainfo(task, texts, 1)
+            dispatcher.metainfo(task, texts, 1)
         except ValueError as e:
             parser.error(str(e))
-        sample = inferencer(image, task=task, texts=texts)
-        inferencer.visualize(image, sample, task, out_file=args.out_file,
-                             score_thr=args.score_thr)
-        print(describe(sample, task, args.score_thr))
-        print(f'wrote {args.out_file}')
-        return
+        inferencer = dispatcher.inferencer_for(task)
+        call = dispatcher.task_kwargs(task, texts)
+        if task != 'caption' and task != 'retrieval':
+            call['alpha'] = args.alpha
+        if task in SEG_TASKS:
+            call['score_thr'] = args.score_thr
+    elif kind == 'SAM':
+        call = dict(sam_call(args, parser), alpha=args.alpha)
+        inferencer = PromptableSegInferencer(args.config, **build)
+    elif kind == 'GMS':
+        call = dict(alpha=args.alpha)
+        inferencer = MedicalSegInferencer(args.config, **build)
+    elif kind == 'SEMat':
+        parser.error(f'{args.config} is a SEMat: use demo/matting_demo.py (image + --box)')
+    else:
+        parser.error(f'{args.config} builds a {kind}; the image demo runs X-Decoder, FrozenSeg, '
+                     'SAM and GMS models (audio_demo.py, matting_demo.py and the web demo '
+                     'cover the others)')
 
-    if args.task or args.texts:
-        parser.error(f'--task/--texts are for multi-task models (X-Decoder, FrozenSeg); '
-                     f'{args.config} builds a {type(model).__name__}')
-    result = inference_model(model, image)
-    visualizer = VISUALIZERS.build(dict(type='FusionVisualizer', name='image_demo',
-                                        alpha=args.alpha))
-    visualizer.dataset_meta = model.dataset_meta
-    rgb = mmcv.bgr2rgb(image) if isinstance(image, np.ndarray) else \
-        mmcv.imread(image, channel_order='rgb')
-    visualizer.add_datasample('demo', rgb, result, draw_gt=False, out_file=args.out_file)
-    fg = result.pred_sem_seg.data.float().mean().item()
-    print(f'wrote {args.out_file} (predicted foreground: {fg:.1%} of the image)')
+    try:
+        out = inferencer(image, out_dir=args.out_dir, **call)
+    except ValueError as e:
+        if kind in MULTI_TASK:
+            raise
+        parser.error(str(e))
+    mkdir_or_exist(osp.dirname(osp.abspath(args.out_file)))
+    inferencer.save_visualization(out['visualization'][0], args.out_file)
+    pred = out['predictions'][0]
+    if kind in MULTI_TASK and task in SEG_TASKS:
+        print(inferencer.describe(pred, args.score_thr))
+    elif kind == 'GMS':
+        print(f'wrote {args.out_file} ({inferencer.describe(pred)})')
+        return
+    else:
+        print(inferencer.describe(pred))
+    print(f'wrote {args.out_file}')
 
 
 if __name__ == '__main__':
