@@ -10,7 +10,7 @@ import pytest
 from mmengine.runner import Runner
 from PIL import Image
 
-from mmfusion.apis import inference_model, init_model
+from mmfusion.apis import MedicalSegInferencer, inference_model, init_model
 from tests.conftest import DATA, REPO, tiny_gms_cfg
 
 IMAGE = osp.join(DATA, 'medical_seg', 'images', 'case_000.png')
@@ -59,3 +59,23 @@ def test_image_demo_writes_overlay_matching_inference(trained):
     assert (overlay[~mask] == original[~mask]).all()
     if mask.any():
         assert (overlay[mask] == np.array([255, 64, 64])).all()
+
+
+def test_medical_inferencer_on_trained_weights(trained):
+    """MedicalSegInferencer on the checkpoint trained above: the same masks as
+    ``inference_model``, as RLE in preds/NAME.json next to vis/NAME.png."""
+    from pycocotools import mask as mask_utils
+    cfg_path, ckpt, work = trained
+    images = [IMAGE, osp.join(DATA, 'medical_seg', 'images', 'case_001.png')]
+    inferencer = MedicalSegInferencer(cfg_path, ckpt, show_progress=False)
+    out = inferencer(images, batch_size=2, out_dir=str(work / 'infer'))
+    model = init_model(cfg_path, ckpt)
+    for path, pred in zip(images, out['predictions']):
+        name = osp.splitext(osp.basename(path))[0]
+        expected = inference_model(model, path).pred_sem_seg.data[0].numpy().astype(bool)
+        rle = dict(pred['mask'], counts=pred['mask']['counts'].encode())
+        np.testing.assert_array_equal(mask_utils.decode(rle).astype(bool), expected)
+        with open(work / 'infer' / 'preds' / f'{name}.json') as f:
+            assert json.load(f) == pred
+        drawn = np.array(Image.open(work / 'infer' / 'vis' / f'{name}.png'))
+        assert drawn.shape == np.array(Image.open(path).convert('RGB')).shape
