@@ -222,5 +222,5 @@ class Zipper(FusionBaseModel):
             else:
                 sample.pred_units = self._units(seq[i, 1:])
                 if gt_units is not None:
-                    sample.gt_units = gt_units[i].cpu() - UNIT_OFFSET
+                    sample.gt_units = gt_units[i].cpu()
         return data_samples
