@@ -137,10 +137,8 @@ class _ImageInferencer(FusionInferencer):
 class _XDecoderTaskInferencer(_ImageInferencer):
     """One task of an X-Decoder (or FrozenSeg) ``predict(..., task=...)``."""
     model_types = ('XDecoder', )
-    #: the task ``predict`` runs (fixed, or the ``task`` kwarg)
+    #: the task ``predict`` runs (:class:`OpenVocabSegInferencer`: the ``task`` kwarg)
     task: str = ''
-    #: the data-sample fields the task fills (the first one is drawn)
-    pred_fields: Sequence[str] = ()
 
     def __init__(self, model: ModelSpec, weights: Union[str, bool, None] = None,
                  device: str = 'cpu', cfg_options: Optional[dict] = None,
@@ -151,7 +149,8 @@ class _XDecoderTaskInferencer(_ImageInferencer):
             raise ValueError(f'{type(self).__name__}: this {type(self.model).__name__} has no '
                              f'{self.task} branch; it predicts {", ".join(tasks)}')
 
-    def check_task(self, task: str) -> str:
+    def check_task(self, task: Optional[str]) -> str:
+        """The task this call runs."""
         return self.task
 
     @torch.no_grad()
@@ -453,11 +452,14 @@ def _prompt_lists(value: Any, num_images: int, width: int, name: str
                              f'list of them), got {v!r}')
         return arr
 
+    def depth(v: Any) -> int:
+        if isinstance(v, (list, tuple, np.ndarray)):
+            return 1 + max([depth(x) for x in v if x is not None] or [0])
+        return 0
+
     shared_depth = 1 if width == 0 else 2
-    depth, probe = 0, value
-    while isinstance(probe, (list, tuple, np.ndarray)) and len(probe):
-        depth, probe = depth + 1, probe[0]
-    if depth > shared_depth:  # one list per image
+    is_list = isinstance(value, (list, tuple, np.ndarray))
+    if is_list and (depth(value) > shared_depth or any(v is None for v in value)):
         if len(value) != num_images:
             raise ValueError(f'{name}: got {len(value)} per-image lists for {num_images} images')
         return [as_items(v, f' of image {i}') if v is not None and len(v) else None
@@ -635,12 +637,16 @@ class MattingInferencer(_ImageInferencer):
         if box is None:
             raise ValueError('matting needs box=[x1, y1, x2, y2] (image pixels) around the '
                              'object, or one box per image')
-        boxes = _prompt_lists(box, num_images, 4, 'box')
-        for i, b in enumerate(boxes):
-            if b is None or len(b) != 1:
-                raise ValueError(f'box: one [x1, y1, x2, y2] per image; image {i} has '
-                                 f'{0 if b is None else len(b)}')
-        return [dict(alpha_box=[float(v) for v in b[0]]) for b in boxes]
+        try:
+            boxes = np.asarray(box, dtype=np.float64)
+        except (TypeError, ValueError):
+            boxes = None
+        if boxes is not None and boxes.shape == (4, ):
+            boxes = np.repeat(boxes[None], num_images, axis=0)
+        if boxes is None or boxes.shape != (num_images, 4):
+            raise ValueError(f'box must be [x1, y1, x2, y2] for all images or one such box per '
+                             f'image ({num_images}); got {box!r}')
+        return [dict(alpha_box=[float(v) for v in b]) for b in boxes]
 
     def prepare_sample(self, sample: FusionDataSample, item: Any, index: int) -> None:
         h, w = sample.metainfo['ori_shape'][:2]
