@@ -37,7 +37,10 @@ SAM (coordinates in the image's pixels)::
 IMAGE is a file or ``skimage:NAME`` for an image bundled with scikit-image
 (``skimage:astronaut``, ``skimage:coffee``, ``skimage:chelsea``, ...).
 CHECKPOINT may be ``none`` to use only the weights the config itself loads
-(e.g. to smoke-test a config).
+(e.g. to smoke-test a config). The demo is a command line over the Inferencers
+of ``mmfusion.apis`` (OpenVocabSeg / ReferringSeg / Caption / Retrieval,
+PromptableSeg, MedicalSeg); ``--out-dir DIR`` also writes their JSON
+predictions (masks as COCO RLE) to ``DIR/preds/``.
 """
 import argparse
 import os.path as osp
