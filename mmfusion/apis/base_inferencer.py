@@ -18,6 +18,7 @@ layout and builds models through the default scope's registry; mmfusion's
 model index and ``init_model`` (unknown types explained, checkpoints' dataset
 meta kept) replace those two steps, the rest of the protocol is mmengine's.
 """
+import copy
 import json
 import os
 import os.path as osp
@@ -32,6 +33,9 @@ from mmengine.dataset import pseudo_collate
 from mmengine.infer import BaseInferencer
 from mmengine.logging import print_log
 from torch import nn
+
+from mmfusion.registry import VISUALIZERS
+from mmfusion.utils.config_weights import drop_weight_files
 
 from .inference import build_test_pipeline, init_model, load_image, load_weights, prepare_inputs
 
@@ -81,7 +85,17 @@ def resolve_model(model: ModelSpec, weights: Union[str, bool, None], device: str
     if weights is None:
         print_log(f'no weights given for {model if not isinstance(model, Config) else "config"}:'
                   ' the model keeps its random initialisation', logger='current', level=30)
-    built = init_model(model, weights or None, device=device, cfg_options=cfg_options)
+    cfg = copy.deepcopy(model) if isinstance(model, Config) else Config.fromfile(str(model))
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if 'model' in cfg:
+        # Weight files the config names for its parts (pre-trained towers, a
+        # SAM or CLIP) that this machine lacks: a trained checkpoint holds them.
+        dropped = drop_weight_files(cfg.model, only_missing=True)
+        if dropped:
+            print_log('weight files of the config not found, skipped (a trained checkpoint '
+                      f'holds all weights): {"; ".join(dropped)}', logger='current', level=30)
+    built = init_model(cfg, weights or None, device=device)
     return built, built.cfg
 
 
@@ -127,6 +141,20 @@ class FusionInferencer(BaseInferencer):
         self.pipeline = self._init_pipeline(self.cfg)
         self.collate_fn = pseudo_collate
         self.visualizer = None
+        self._drawer = None
+
+    def drawer(self, alpha: Optional[float] = None):
+        """The inferencer's own :class:`FusionVisualizer`, built on first use
+        (``alpha``: set its mask opacity)."""
+        if self._drawer is None:
+            self._drawer = VISUALIZERS.build(
+                dict(type='FusionVisualizer', name=f'{type(self).__name__}-{id(self)}'))
+            self._drawer.dataset_meta = getattr(self.model, 'dataset_meta', None) or {}
+        if alpha is not None:
+            if not 0 <= alpha <= 1:
+                raise ValueError(f'alpha (mask opacity) must be in [0, 1], got {alpha}')
+            self._drawer.alpha = alpha
+        return self._drawer
 
     # -- stages ------------------------------------------------------------
     def _init_pipeline(self, cfg: Optional[Config]):

@@ -18,7 +18,6 @@ for their parts (pre-trained towers, unit files, teacher checkpoints) when
 those are not on this machine, with a warning: a trained checkpoint holds
 every weight (``mmfusion.apis.get_model`` does the same for index names).
 """
-import copy
 import os
 import os.path as osp
 import warnings
@@ -32,7 +31,7 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from torch import nn
 
-from mmfusion.registry import INFERENCERS, VISUALIZERS
+from mmfusion.registry import INFERENCERS
 from mmfusion.structures import FusionDataSample
 
 from .base_inferencer import FusionInferencer, ModelSpec, read_rgb
@@ -44,48 +43,12 @@ MESH_SUFFIXES = ('.off', '.obj', '.stl')
 AXIS_NAMES = 'xyz'
 
 
-def config_without_missing_weights(model: ModelSpec, cfg_options: Optional[dict]
-                                   ) -> Tuple[ModelSpec, Optional[dict]]:
-    """A config file / :class:`Config` as a Config with ``cfg_options``
-    merged and the weight files it names that do not exist dropped (with a
-    warning); names and built models are returned as they are."""
-    if isinstance(model, Config):
-        cfg = copy.deepcopy(model)
-    elif isinstance(model, (str, Path)) and osp.isfile(str(model)):
-        cfg = Config.fromfile(str(model))
-    else:
-        return model, cfg_options
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    if 'model' in cfg:
-        from mmfusion.utils.config_weights import drop_weight_files
-        dropped = drop_weight_files(cfg.model, only_missing=True)
-        if dropped:
-            warnings.warn('weight files of the config not found, skipped (a trained checkpoint '
-                          f'holds all weights): {"; ".join(dropped)}', stacklevel=3)
-    return cfg, None
-
-
 class _SequenceInferencer(FusionInferencer):
     """Drops the config's missing weight files before building; draws with
     one :class:`FusionVisualizer` of its own."""
 
-    def __init__(self, model: ModelSpec, weights: Union[str, bool, None] = None,
-                 device: str = 'cpu', cfg_options: Optional[dict] = None,
-                 show_progress: bool = True) -> None:
-        model, cfg_options = config_without_missing_weights(model, cfg_options)
-        super().__init__(model, weights, device, cfg_options, show_progress)
-        self._visualizer = None
-
     def _init_pipeline(self, cfg):
         return None  # inputs are read by ``preprocess``
-
-    @property
-    def drawer(self):
-        if self._visualizer is None:
-            self._visualizer = VISUALIZERS.build(
-                dict(type='FusionVisualizer', name=f'{type(self).__name__}-{id(self)}'))
-        return self._visualizer
 
     def _batches(self, items: list, batch_size: int) -> Iterable[list]:
         if batch_size < 1:
@@ -248,7 +211,7 @@ class ASRInferencer(_SequenceInferencer):
     def visualize_one(self, inp: np.ndarray, pred: FusionDataSample, **kwargs) -> np.ndarray:
         """``inp``: the waveform the model read."""
         image = log_mel_image(np.asarray(inp), self.model.unit_tokenizer)
-        return self.drawer.add_datasample('asr', image, pred, draw_gt=False)
+        return self.drawer().add_datasample('asr', image, pred, draw_gt=False)
 
     def pred_to_dict(self, pred: FusionDataSample) -> dict:
         return dict(text=str(pred.pred_text),
@@ -368,13 +331,6 @@ class MambaCaptionInferencer(FusionInferencer):
     task_kind = 'image captioning (linear-time student)'
     model_types = ('MultimodalCausalLM', 'MambaDistiller')
 
-    def __init__(self, model: ModelSpec, weights: Union[str, bool, None] = None,
-                 device: str = 'cpu', cfg_options: Optional[dict] = None,
-                 show_progress: bool = True) -> None:
-        model, cfg_options = config_without_missing_weights(model, cfg_options)
-        super().__init__(model, weights, device, cfg_options, show_progress)
-        self._visualizer = None
-
     @property
     def captioner(self) -> nn.Module:
         """The network that captions: the student of a distiller."""
@@ -402,10 +358,7 @@ class MambaCaptionInferencer(FusionInferencer):
         return Compose(transforms)
 
     def visualize_one(self, inp: Any, pred: FusionDataSample, **kwargs) -> np.ndarray:
-        if self._visualizer is None:
-            self._visualizer = VISUALIZERS.build(
-                dict(type='FusionVisualizer', name=f'{type(self).__name__}-{id(self)}'))
-        return self._visualizer.add_datasample('caption', read_rgb(inp), pred, draw_gt=False)
+        return self.drawer().add_datasample('caption', read_rgb(inp), pred, draw_gt=False)
 
     def pred_to_dict(self, pred: FusionDataSample) -> dict:
         return dict(caption=str(pred.pred_caption))

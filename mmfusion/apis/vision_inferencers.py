@@ -31,13 +31,12 @@ from mmdet.evaluation.functional import INSTANCE_OFFSET
 from mmdet.structures.mask import mask2bbox
 from mmengine.structures import PixelData
 
-from mmfusion.registry import INFERENCERS, VISUALIZERS
+from mmfusion.registry import INFERENCERS
 from mmfusion.structures import FusionDataSample
 from mmfusion.structures.prompt_sampling import build_prompts
 
 from .base_inferencer import FusionInferencer, ModelSpec, mask_to_rle, read_rgb, to_numpy
 from .inference import load_image, prepare_inputs
-from .sequence_inferencers import config_without_missing_weights
 
 SEG_TASKS = ('semantic', 'instance', 'panoptic')
 Texts = Union[str, Sequence[str], Sequence[Sequence[str]], None]
@@ -77,25 +76,6 @@ class _ImageInferencer(FusionInferencer):
     """Images through the config's test pipeline, per-image metainfo set by
     :meth:`metainfo`, drawn by one :class:`FusionVisualizer` of its own."""
     visualize_kwargs = {'return_vis', 'alpha'}
-
-    def __init__(self, model: ModelSpec, weights: Union[str, bool, None] = None,
-                 device: str = 'cpu', cfg_options: Optional[dict] = None,
-                 show_progress: bool = True) -> None:
-        model, cfg_options = config_without_missing_weights(model, cfg_options)
-        super().__init__(model, weights, device, cfg_options, show_progress)
-        self._drawer = None
-
-    def drawer(self, alpha: Optional[float] = None):
-        """The inferencer's :class:`FusionVisualizer` (``alpha``: set its mask opacity)."""
-        if self._drawer is None:
-            self._drawer = VISUALIZERS.build(
-                dict(type='FusionVisualizer', name=f'{type(self).__name__}-{id(self)}'))
-            self._drawer.dataset_meta = getattr(self.model, 'dataset_meta', None) or {}
-        if alpha is not None:
-            if not 0 <= alpha <= 1:
-                raise ValueError(f'alpha (mask opacity) must be in [0, 1], got {alpha}')
-            self._drawer.alpha = alpha
-        return self._drawer
 
     def metainfo(self, num_images: int, **kwargs) -> List[dict]:
         """Per image the metainfo the model's ``predict`` reads."""
