@@ -51,6 +51,10 @@ def mask_to_rle(mask: np.ndarray) -> dict:
     return rle
 
 
+def _is_skimage(item: Any) -> bool:
+    return isinstance(item, str) and item.startswith('skimage:')
+
+
 def to_numpy(value: Any) -> Any:
     """Tensors to numpy arrays, anything else as is."""
     return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
@@ -176,8 +180,7 @@ class FusionInferencer(BaseInferencer):
             inputs = [inputs]
         if not inputs:
             raise ValueError('no inputs given')
-        return [load_image(x) if isinstance(x, str) and x.startswith('skimage:') else x
-                for x in inputs]
+        return [load_image(x) if _is_skimage(x) else x for x in inputs]
 
     def _check_path(self, item: Any) -> None:
         if isinstance(item, (str, Path)) and not osp.isfile(str(item)):
@@ -224,18 +227,28 @@ class FusionInferencer(BaseInferencer):
     def __call__(self, inputs: Any, return_datasamples: bool = False, batch_size: int = 1,
                  **kwargs) -> dict:
         self._names = None
+        if isinstance(inputs, (list, tuple)) or _is_skimage(inputs):
+            self._names = self.input_names(inputs if isinstance(inputs, (list, tuple))
+                                           else [inputs])
         ori = self._inputs_to_list(inputs)
-        self._names = self.input_names(ori)
+        if self._names is None:
+            self._names = self.input_names(ori)
         return super().__call__(ori, return_datasamples=return_datasamples,
                                 batch_size=batch_size, **kwargs)
 
     # -- outputs -----------------------------------------------------------
     @staticmethod
     def input_names(inputs: Sequence) -> List[str]:
-        """File stems for path inputs, ``00000``... for the others; repeats get a suffix."""
+        """File stems for path inputs, NAME for ``skimage:NAME``, ``00000``... for
+        the others; repeats get a suffix."""
         names, seen = [], {}
         for i, item in enumerate(inputs):
-            name = Path(str(item)).stem if isinstance(item, (str, Path)) else f'{i:05d}'
+            if _is_skimage(item):
+                name = item.split(':', 1)[1]
+            elif isinstance(item, (str, Path)):
+                name = Path(str(item)).stem
+            else:
+                name = f'{i:05d}'
             seen[name] = seen.get(name, 0) + 1
             names.append(name if seen[name] == 1 else f'{name}_{seen[name] - 1}')
         return names
