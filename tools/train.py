@@ -9,6 +9,9 @@ from mmfusion.engine.optim import enable_amp
 from mmfusion.utils import explain_unknown_type, register_all_modules
 from mmfusion.utils.dist import prepare_launcher, runner_class, shutdown_launcher
 
+# --vis-backend names -> mmengine's visualisation backends
+VIS_BACKENDS = dict(local='LocalVisBackend', tensorboard='TensorboardVisBackend')
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train an mmfusion model')
@@ -27,6 +30,10 @@ def parse_args() -> argparse.Namespace:
                         'model.mapping_net.base_channels=16')
     parser.add_argument('--sync-bn', choices=['torch', 'mmcv'],
                         help='convert BatchNorm layers to synchronised BatchNorm (DDP only)')
+    parser.add_argument('--vis-backend', nargs='+', choices=sorted(VIS_BACKENDS),
+                        help='where scalars (losses, lr, metrics) go: local (JSON under the '
+                        'log dir, always kept: analyze_logs.py reads it) and/or tensorboard '
+                        '(event files under <log dir>/vis_data; tensorboard --logdir WORK_DIR)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
@@ -43,6 +50,10 @@ def build_cfg(args: argparse.Namespace) -> Config:
 
     if args.amp:
         enable_amp(cfg.optim_wrapper)
+
+    if args.vis_backend:
+        names = ['local'] + [n for n in args.vis_backend if n != 'local']
+        cfg.visualizer.vis_backends = [dict(type=VIS_BACKENDS[n]) for n in names]
 
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
