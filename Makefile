@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: i2pmae install data synthshapes synthshapes-32k synthshapes3d synthmatte voc_mattes cgal_meshes clip clip-convnext xdecoder speech zipper mmmamba sam frozenseg semat demo publish test clean-demo
+.PHONY: lint i2pmae install data synthshapes synthshapes-32k synthshapes3d synthmatte voc_mattes cgal_meshes clip clip-convnext xdecoder speech zipper mmmamba sam frozenseg semat demo publish test clean-demo
 
 install:
 	bash tools/install.sh
@@ -248,6 +248,10 @@ publish:
 
 test: install
 	$(PY) -m pytest -q
+
+# ruff.toml: pyflakes, pycodestyle errors and import order.
+lint: install
+	$(PY) -m ruff check .
 
 clean-demo:
 	rm -rf work_dirs/vae_kl-f4-tiny_1xb8-600it_synth-lesion work_dirs/gms_kl-f4-tiny_1xb8-800it_synth-lesion outputs/gms_demo

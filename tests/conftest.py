@@ -50,6 +50,7 @@ def _ssl_units_standin(tokenizer_cfg, fitted_units: str) -> str:
     """Encoder units (``SSLSpeechUnitTokenizer``) of the config's own encoder,
     fitted on noise next to ``fitted_units`` (once per encoder config)."""
     import hashlib
+
     from mmfusion.registry import TOKENIZERS
     cfg = dict(tokenizer_cfg, checkpoint=None)
     key = hashlib.sha1(repr(sorted(cfg.items())).encode()).hexdigest()[:12]

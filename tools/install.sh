@@ -66,7 +66,8 @@ else
 fi
 
 echo "[install] OpenMMLab stack and runtime requirements"
-pip install -q -r requirements/mminstall.txt -r requirements/runtime.txt -r requirements/tests.txt
+pip install -q -c requirements/constraints.txt \
+    -r requirements/mminstall.txt -r requirements/runtime.txt -r requirements/tests.txt
 pip install -q --no-build-isolation --no-deps -e .
 "$VENV/bin/python" -c "import torch, torchvision, torchaudio, mmcv.ops, mmdet, mmseg, mmfusion; print('[install] ok: torch', torch.__version__, 'mmcv', mmcv.__version__)"
 echo "$want" > "$STAMP"

@@ -6,6 +6,7 @@ from typing import Dict, List, Optional, Sequence
 from mmdet.datasets import CocoPanopticDataset
 
 from mmfusion.registry import DATASETS
+
 from .coco_utils import load_coco_json
 from .refcoco_dataset import load_refs
 

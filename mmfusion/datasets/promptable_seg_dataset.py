@@ -4,6 +4,7 @@ from typing import List
 from mmengine.dataset import BaseDataset
 
 from mmfusion.registry import DATASETS
+
 from .coco_utils import category_names, load_coco_json
 from .medical_seg_dataset import MedicalSegDataset
 

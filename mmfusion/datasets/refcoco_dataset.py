@@ -5,6 +5,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 from mmengine.dataset import BaseDataset
 
 from mmfusion.registry import DATASETS
+
 from .coco_utils import category_names, load_coco_json
 
 

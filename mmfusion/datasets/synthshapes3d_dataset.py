@@ -4,6 +4,7 @@ import os.path as osp
 from typing import List
 
 from mmfusion.registry import DATASETS
+
 from .pointcloud_datasets import ModelNet40Dataset
 from .synthshapes3d_meta import HELD_OUT
 

@@ -53,8 +53,8 @@ def _history_buffer_getattr(obj: object, name: str) -> object:
 
 
 def _safe_globals() -> List:
-    from mmengine.logging.history_buffer import HistoryBuffer
     from mmengine.config.config import ConfigDict
+    from mmengine.logging.history_buffer import HistoryBuffer
     numpy_core = getattr(np, '_core', None) or np.core
     allowed = [
         HistoryBuffer, ConfigDict, OrderedDict,

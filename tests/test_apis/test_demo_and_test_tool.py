@@ -11,6 +11,7 @@ from mmengine.runner import Runner
 from PIL import Image
 
 from mmfusion.apis import MedicalSegInferencer, inference_model, init_model
+
 from tests.conftest import DATA, REPO, tiny_gms_cfg
 
 IMAGE = osp.join(DATA, 'medical_seg', 'images', 'case_000.png')

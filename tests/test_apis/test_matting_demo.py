@@ -10,6 +10,7 @@ from mmengine.config import Config
 from PIL import Image
 
 from mmfusion.registry import MODELS
+
 from tests.conftest import REPO
 
 _spec = importlib.util.spec_from_file_location('matting_demo',
@@ -55,8 +56,8 @@ def test_writes_alpha_composite_and_sam_mask(setup, capsys):
     np.testing.assert_array_equal(alpha, np.round(result['alpha'] * 255).astype(np.uint8))
     # the composite is alpha * image + (1 - alpha) * the resized background
     photo = np.array(Image.open(image)).astype(np.float32)
-    from skimage import data
     import cv2
+    from skimage import data
     back = cv2.resize(data.coffee(), (100, 70), interpolation=cv2.INTER_AREA).astype(np.float32)
     a = result['alpha'][..., None]
     expected = np.clip(a * photo + (1 - a) * back + 0.5, 0, 255).astype(np.uint8)

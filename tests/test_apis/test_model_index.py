@@ -24,6 +24,7 @@ from mmengine.config import Config
 
 from mmfusion.apis import get_model, list_models, load_model_index, model_config
 from mmfusion.apis.model_index import resolve_weights
+
 from tests.conftest import DATA, REPO, shrink_model_cfg
 
 CONFIGS = osp.join(REPO, 'configs')

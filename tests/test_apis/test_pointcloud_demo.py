@@ -12,6 +12,7 @@ from PIL import Image
 
 from mmfusion.registry import MODELS
 from mmfusion.utils.config_weights import drop_weight_files
+
 from tests.conftest import REPO
 
 pytest.importorskip('open_clip')

@@ -9,6 +9,7 @@ from mmengine.config import Config
 from PIL import Image
 
 from mmfusion.registry import MODELS
+
 from tests.conftest import REPO
 
 _spec = importlib.util.spec_from_file_location('image_demo', osp.join(REPO, 'demo/image_demo.py'))

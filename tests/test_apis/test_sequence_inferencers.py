@@ -22,6 +22,7 @@ from mmfusion.apis import (
     init_model,
 )
 from mmfusion.utils.config_weights import drop_weight_files
+
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.usefixtures('one_thread')

@@ -23,6 +23,7 @@ from mmfusion.apis import (
     RetrievalInferencer,
 )
 from mmfusion.apis.vision_inferencers import alpha_to_uint8
+
 from tests.conftest import REPO, tiny_gms_cfg
 
 XDECODER = osp.join(REPO, 'configs/xdecoder/xdecoder_r18-tiny_2xb8-2300it_synthshapes.py')

@@ -13,6 +13,7 @@ from skimage import data
 
 from mmfusion.apis import XDecoderInferencer, inference_model
 from mmfusion.structures import FusionDataSample
+
 from tests.conftest import REPO
 
 TINY = osp.join(REPO, 'configs', 'xdecoder', 'xdecoder_r18-tiny_2xb8-2300it_synthshapes.py')

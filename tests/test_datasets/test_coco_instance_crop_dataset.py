@@ -8,6 +8,7 @@ from mmengine.config import Config
 from mmfusion.datasets import CocoInstanceCropDataset
 from mmfusion.datasets.synthshapes_meta import HELD_OUT, THING_CLASSES
 from mmfusion.datasets.transforms import CropToBox
+
 from tests.conftest import REPO
 
 CROPS_CFG = osp.join(REPO, 'configs', '_base_', 'datasets', 'synthshapes_crops.py')

@@ -13,6 +13,7 @@ from mmengine.registry import init_default_scope
 
 from mmfusion.datasets import COCOMattingDataset
 from mmfusion.registry import DATASETS
+
 from tests.conftest import REPO
 
 CONFIG = osp.join(REPO, 'configs', '_base_', 'datasets', 'matting_coco_matting.py')

@@ -15,8 +15,8 @@ from mmengine.dataset import Compose
 
 from mmfusion.datasets import MedicalSegDataset
 from mmfusion.datasets.medical_seg_dataset import read_gms_split_file
-from mmfusion.datasets.transforms import (ColorJitter, RandomRotate90,
-                                          RandomShiftScaleRotate)
+from mmfusion.datasets.transforms import ColorJitter, RandomRotate90, RandomShiftScaleRotate
+
 from tests.conftest import DATA, REPO
 
 ROOT = osp.join(DATA, 'gms_split')

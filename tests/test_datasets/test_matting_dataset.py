@@ -8,6 +8,7 @@ from PIL import Image
 
 from mmfusion.datasets import MattingDataset
 from mmfusion.evaluation.metrics import MattingMetric
+
 from tools.dataset_converters.generate_synthmatte import main as generate
 
 PIPELINE = [dict(type='LoadImageFromFile'), dict(type='LoadMattingAnnotations'),

@@ -13,6 +13,7 @@ from mmengine.registry import init_default_scope
 
 from mmfusion.datasets import RefMatteDataset
 from mmfusion.registry import DATASETS, METRICS
+
 from tests.conftest import REPO
 
 BASE = osp.join(REPO, 'configs', '_base_', 'datasets')

@@ -8,6 +8,7 @@ from mmengine.dataset import Compose
 from PIL import Image
 
 from mmfusion.datasets import MedicalSegDataset
+
 from tests.conftest import DATA
 
 ROOT = osp.join(DATA, 'medical_seg')

@@ -11,8 +11,13 @@ from pycocotools import mask as mask_utils
 
 from mmfusion.datasets import PromptableSegDataset
 from mmfusion.registry import TRANSFORMS
-from mmfusion.structures.prompt_sampling import (build_prompts, corrective_points,
-                                                 evaluation_click, jitter_boxes, masks_to_boxes)
+from mmfusion.structures.prompt_sampling import (
+    build_prompts,
+    corrective_points,
+    evaluation_click,
+    jitter_boxes,
+    masks_to_boxes,
+)
 
 H, W = 32, 40
 

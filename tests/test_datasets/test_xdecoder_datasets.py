@@ -11,6 +11,7 @@ from PIL import Image
 
 from mmfusion.datasets import ADE20KSemanticDataset, CocoPanopticCaptionDataset, RefCocoDataset
 from mmfusion.datasets.synthshapes_meta import ALL_CLASSES, STUFF_CLASSES, THING_CLASSES
+
 from tests.conftest import DATA
 
 FIX = osp.join(DATA, 'xdecoder_formats')
@@ -190,6 +191,7 @@ def test_tiny_config_datasets_and_evaluators(synthshapes_root, family, recipe, c
     from mmengine.registry import init_default_scope
 
     from mmfusion.registry import DATASETS, METRICS
+
     from tests.conftest import REPO
     init_default_scope('mmfusion')
     folder = osp.join(REPO, 'configs', family)

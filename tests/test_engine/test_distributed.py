@@ -20,6 +20,7 @@ from mmengine.runner import Runner
 
 from mmfusion.models.wrappers import frozen_submodules
 from mmfusion.registry import MODELS
+
 from tests.conftest import REPO, split_invariant_gms_cfg
 
 WORLD = 2

@@ -6,6 +6,7 @@ from mmengine.runner import Runner
 
 from mmfusion.models.encoders import FeatureCache, encoder_fingerprint
 from mmfusion.models.encoders.feature_cache import split_batch, stack_samples
+
 from tests.test_models.test_encoders.test_freeze_mechanism import ToyImageEncoder, probe_cfg
 
 

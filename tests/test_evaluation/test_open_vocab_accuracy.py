@@ -13,8 +13,8 @@ def test_matches_sklearn_and_splits_seen_novel():
     labels = rng.integers(0, 7, 50)
     metric = OpenVocabAccuracy(topk=(1, 3), novel_classes=['c5', 'c6'])
     metric.dataset_meta = dict(classes=classes)
-    metric.process({}, [dict(pred_score=torch.from_numpy(s), gt_label=torch.tensor(l))
-                        for s, l in zip(scores, labels)])
+    metric.process({}, [dict(pred_score=torch.from_numpy(s), gt_label=torch.tensor(label))
+                        for s, label in zip(scores, labels)])
     out = metric.compute_metrics(metric.results)
     assert out['top1'] == pytest.approx(top_k_accuracy_score(labels, scores, k=1,
                                                              labels=range(7)))

@@ -6,17 +6,16 @@ from it: ``PQStat`` (per-category tp/fp/fn/iou accumulators) and ``rgb2id``.
 The test supplies both, written from panopticapi's definitions, and averages
 PQ/SQ/RQ with panopticapi's ``pq_average`` formula.
 """
-import os.path as osp
 from collections import defaultdict
 
+import mmdet.evaluation.functional.panoptic_utils as mmdet_pq
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-import mmdet.evaluation.functional.panoptic_utils as mmdet_pq
 from mmdet.evaluation.functional import INSTANCE_OFFSET
 from mmengine.structures import InstanceData
+from PIL import Image
+
 from mmfusion.registry import METRICS
 
 CLASSES = ('cat', 'dog', 'sky', 'grass')  # things, then stuff

@@ -9,6 +9,7 @@ import os.path as osp
 import pytest
 
 from mmfusion.models.common import CausalLMStack, FusionBaseModel
+
 from tests.conftest import REPO
 
 MODELS_DIR = osp.join(REPO, 'mmfusion', 'models')
@@ -103,6 +104,7 @@ def test_the_forward_mode_switch_exists_once():
 
 def test_every_registered_top_level_model_is_a_fusion_base_model():
     import mmengine.model
+
     from mmfusion.registry import MODELS
     models = {name: cls for name, cls in MODELS.module_dict.items()
               if inspect.isclass(cls) and issubclass(cls, mmengine.model.BaseModel)

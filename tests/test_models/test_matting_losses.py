@@ -5,10 +5,16 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from mmfusion.models.common.matting_losses import (ghmc_loss, gradient_loss, known_l1_loss,
-                                                   laplacian_loss, laplacian_pyramid,
-                                                   logit_regularization_loss, trimap_to_classes,
-                                                   unknown_l1_loss)
+from mmfusion.models.common.matting_losses import (
+    ghmc_loss,
+    gradient_loss,
+    known_l1_loss,
+    laplacian_loss,
+    laplacian_pyramid,
+    logit_regularization_loss,
+    trimap_to_classes,
+    unknown_l1_loss,
+)
 
 
 def _t(a):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mmfusion.datasets import ModelNet40Dataset
+
 from tools.dataset_converters import cgal_meshes_to_modelnet as converter
 
 CUBE = ('# Output of a CGAL tool\nOFF\n8 12 0\n-1 -1 -1\n1 -1 -1\n1 1 -1\n-1 1 -1\n-1 -1 1\n'

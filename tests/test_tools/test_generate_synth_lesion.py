@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image
 
 from mmfusion.datasets import MedicalSegDataset
+
 from tests.conftest import REPO
 
 GEN = 'tools/dataset_converters/generate_synth_lesion.py'

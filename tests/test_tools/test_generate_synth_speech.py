@@ -7,8 +7,8 @@ import soundfile
 
 from mmfusion.datasets.synthshapes_meta import COLOURS, SHAPES, SIZES, STUFF_CLASSES
 from mmfusion.datasets.transforms import LoadAudioFromFile
-from tools.dataset_converters.generate_synth_speech import (HELD_OUT_VARIANTS, HELD_OUT_VOICES,
-                                                            main)
+
+from tools.dataset_converters.generate_synth_speech import HELD_OUT_VARIANTS, HELD_OUT_VOICES, main
 
 WORDS = (set(COLOURS) | set(SHAPES) | {s + 's' for s in SHAPES} | set(SIZES)
          | {w for s in STUFF_CLASSES for w in s.split()}

@@ -5,8 +5,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tools.dataset_converters.generate_synthmatte import (BG_PHOTOS, BG_PHOTOS_TEST, KINDS,
-                                                          generate_sample, main)
+from tools.dataset_converters.generate_synthmatte import (
+    BG_PHOTOS,
+    BG_PHOTOS_TEST,
+    KINDS,
+    generate_sample,
+    main,
+)
 
 
 @pytest.fixture(scope='module')

@@ -7,6 +7,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from mmfusion.datasets.synthshapes_meta import ALL_CLASSES, HELD_OUT, THING_CLASSES
+
 from tools.dataset_converters.generate_synthshapes import main
 
 

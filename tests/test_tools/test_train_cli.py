@@ -55,6 +55,7 @@ def test_amp_training_step_keeps_the_frozen_encoder_in_its_dtype(synthshapes_roo
     from mmengine.runner import Runner
 
     from mmfusion.engine import CPUAmpOptimWrapper
+
     from tests.test_models.test_encoders.test_freeze_mechanism import probe_cfg
     cfg = probe_cfg(synthshapes_root, str(tmp_path / 'work'),
                     dict(type='ToyImageEncoder', frozen_dtype='bf16'), max_iters=2)

@@ -24,6 +24,7 @@ from mmfusion.datasets.transforms import LoadAudioFromFile
 from mmfusion.evaluation.metrics.speech_recognition_metric import error_rates
 from mmfusion.registry import TOKENIZERS
 from mmfusion.utils import register_all_modules
+
 from tools.misc.fit_speech_units import read_manifest
 
 

@@ -33,8 +33,7 @@ from mmengine.runner import Runner
 from mmengine.utils import ProgressBar
 
 from mmfusion.apis import init_model
-from mmfusion.evaluation.metrics.speech_recognition_metric import (UnitErrorRateMetric,
-                                                                   error_rates)
+from mmfusion.evaluation.metrics.speech_recognition_metric import UnitErrorRateMetric, error_rates
 from mmfusion.models.common.sequence import pad_sequences
 from mmfusion.models.zipper import check_zipper_task
 from mmfusion.utils import register_all_modules

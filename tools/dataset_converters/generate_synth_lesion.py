@@ -58,8 +58,7 @@ from scipy.ndimage import distance_transform_edt, gaussian_filter
 from scipy.special import expit
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-from tools.dataset_converters.generated_dataset import (check_existing,  # noqa: E402
-                                                        parse_split_arguments)
+from tools.dataset_converters.generated_dataset import check_existing, parse_split_arguments  # noqa: E402
 
 # Bump whenever the image model changes, so stale outputs are not reused.
 GENERATOR_VERSION = 1

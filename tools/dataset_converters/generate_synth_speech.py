@@ -38,8 +38,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-from mmfusion.datasets.synthshapes_meta import (COLOURS, SHAPES, SIZES,  # noqa: E402
-                                                STUFF_CLASSES)
+from mmfusion.datasets.synthshapes_meta import COLOURS, SHAPES, SIZES, STUFF_CLASSES  # noqa: E402
 
 SAMPLE_RATE = 16000
 # espeak-ng's own (non-MBROLA) English voices, and voice variants.

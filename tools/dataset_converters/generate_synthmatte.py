@@ -52,8 +52,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-from tools.dataset_converters.generated_dataset import (check_existing,  # noqa: E402
-                                                        parse_split_arguments)
+from tools.dataset_converters.generated_dataset import check_existing, parse_split_arguments  # noqa: E402
 
 GENERATOR_VERSION = 1
 SPLITS = ('train', 'val', 'test')

@@ -46,7 +46,15 @@ from pycocotools import mask as mask_utils
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 from mmfusion.datasets.synthshapes_meta import (  # noqa: E402
-    ALL_CLASSES, COLOURS, HELD_OUT, SEEN_CLASSES, SHAPES, SIZES, STUFF_CLASSES, THING_CLASSES)
+    ALL_CLASSES,
+    COLOURS,
+    HELD_OUT,
+    SEEN_CLASSES,
+    SHAPES,
+    SIZES,
+    STUFF_CLASSES,
+    THING_CLASSES,
+)
 
 SPLITS = ('train', 'val', 'val_novel')
 THING_IDS = {name: i + 1 for i, name in enumerate(THING_CLASSES)}

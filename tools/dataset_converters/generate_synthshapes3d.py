@@ -60,8 +60,7 @@ import numpy as np
 import trimesh
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-from mmfusion.datasets.synthshapes3d_meta import (BASES, CLASSES, HELD_OUT,  # noqa: E402
-                                                  SEEN_CLASSES)
+from mmfusion.datasets.synthshapes3d_meta import BASES, CLASSES, HELD_OUT, SEEN_CLASSES  # noqa: E402
 
 GENERATOR_VERSION = 1
 SPLITS = ('train', 'val', 'test')

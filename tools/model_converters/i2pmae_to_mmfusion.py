@@ -37,8 +37,7 @@ from torch import Tensor
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmfusion.utils.checkpoint import unwrap_state_dict  # noqa: E402
-from mmfusion.utils.key_mapping import (ConversionReport, Rule, convert_keys,  # noqa: E402
-                                        converter_main)
+from mmfusion.utils.key_mapping import ConversionReport, Rule, convert_keys, converter_main  # noqa: E402
 
 CLIP_TEXT = r'clip_model\.(transformer\..*|token_embedding\.weight|positional_embedding|' \
             r'ln_final\.(weight|bias)|text_projection|logit_scale)'

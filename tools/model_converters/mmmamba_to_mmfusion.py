@@ -30,10 +30,8 @@ from torch import Tensor
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmfusion.models.common.causal_lm import _read_hf_safetensors  # noqa: E402
-from mmfusion.models.mmmamba.official import (convert_official_lm,  # noqa: E402
-                                              infer_mamba_heads)
-from mmfusion.utils.checkpoint import (AtomicLocalBackend, load_state_dict_file,  # noqa: E402
-                                       unwrap_state_dict)
+from mmfusion.models.mmmamba.official import convert_official_lm, infer_mamba_heads  # noqa: E402
+from mmfusion.utils.checkpoint import AtomicLocalBackend, load_state_dict_file, unwrap_state_dict  # noqa: E402
 from mmfusion.utils.key_mapping import ConversionReport  # noqa: E402
 
 PREFIX = 'language_model.'

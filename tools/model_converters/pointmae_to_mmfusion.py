@@ -30,8 +30,7 @@ from torch import Tensor
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmfusion.utils.checkpoint import unwrap_state_dict  # noqa: E402
-from mmfusion.utils.key_mapping import (ConversionReport, Rule, convert_keys,  # noqa: E402
-                                        converter_main)
+from mmfusion.utils.key_mapping import ConversionReport, Rule, convert_keys, converter_main  # noqa: E402
 
 PRETRAIN_RULES = [Rule(r'MAE_encoder\.(.*)', r'encoder.\1')]
 PRETRAIN_DROPS = [(r'mask_token|decoder_pos_embed\..*|MAE_decoder\..*|increase_dim\..*',

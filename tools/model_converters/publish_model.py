@@ -31,8 +31,13 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import torch  # noqa: E402
 
-from mmfusion.utils.checkpoint import (STATE_DICT_CONTAINERS, AtomicLocalBackend,  # noqa: E402
-                                       load_from_local, safe_torch_load, unwrap_state_dict)
+from mmfusion.utils.checkpoint import (  # noqa: E402
+    STATE_DICT_CONTAINERS,
+    AtomicLocalBackend,
+    load_from_local,
+    safe_torch_load,
+    unwrap_state_dict,
+)
 
 #: The ``meta`` entries a published ``.pth`` keeps (what inference reads, and
 #: provenance); the rest of a training checkpoint's ``meta`` (epoch, iter,

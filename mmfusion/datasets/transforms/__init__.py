@@ -1,13 +1,11 @@
 from .captions import SampleCaption
 from .formatting import PackFusionInputs
-from .loading import (LoadBinaryMask, LoadImageFromFile, LoadMattingAnnotations,
-                      LoadMattingPanels)
-from .loading_masks import (LoadPanopticAnnotations, LoadReferringMask,
-                            SampleReferringExpression)
+from .loading import LoadBinaryMask, LoadImageFromFile, LoadMattingAnnotations, LoadMattingPanels
 from .loading_audio import LoadAudioFromFile
+from .loading_masks import LoadPanopticAnnotations, LoadReferringMask, SampleReferringExpression
 from .loading_points import LoadPointsFromFile
-from .point_transforms import PointsRandomRotate, PointsScaleAndTranslate
 from .point_projection import PointsToDepthImage
+from .point_transforms import PointsRandomRotate, PointsScaleAndTranslate
 from .processing import CropToBox, MattingRandomFlip
 from .promptable import GeneratePrompts, LoadPromptableAnnotations
 from .seg_augment import ColorJitter, RandomRotate90, RandomShiftScaleRotate

@@ -5,8 +5,8 @@ import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
 
-from mmfusion.registry import TRANSFORMS
 from mmfusion.models.encoders.pointcloud.projection import VIEW_AXES, splat_depth_views
+from mmfusion.registry import TRANSFORMS
 
 
 @TRANSFORMS.register_module()

@@ -5,13 +5,18 @@ import mmcv
 import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
-from mmengine import fileio
 from mmdet.structures.mask import BitmapMasks
+from mmengine import fileio
 from scipy import ndimage
 
 from mmfusion.registry import TRANSFORMS
-from mmfusion.structures.prompt_sampling import (evaluation_click, jitter_boxes, masks_to_boxes,
-                                                 random_points_in)
+from mmfusion.structures.prompt_sampling import (
+    evaluation_click,
+    jitter_boxes,
+    masks_to_boxes,
+    random_points_in,
+)
+
 from .loading import read_binary_mask
 from .loading_masks import decode_coco_segmentation, rgb2id
 

@@ -7,7 +7,6 @@ from mmengine.runner import Runner
 from mmfusion.models.encoders.feature_cache import FeatureCache, encoder_fingerprint
 from mmfusion.registry import HOOKS
 
-
 # Name fragments of the random augmentations of mmcv/mmdet/mmseg/mmpretrain.
 _RANDOM_MARKERS = ('Random', 'RandAugment', 'AutoAugment', 'ColorJitter', 'PhotoMetricDistortion',
                    'Mixup', 'CutMix', 'Mosaic')

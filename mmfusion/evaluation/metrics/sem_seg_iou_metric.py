@@ -1,7 +1,6 @@
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-
 from mmseg.evaluation import IoUMetric
 
 from mmfusion.registry import METRICS

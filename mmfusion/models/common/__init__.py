@@ -5,11 +5,24 @@ Nothing here imports a family folder."""
 from .base_model import FusionBaseModel
 from .causal_lm import CausalDecoderTower, CausalLMStack
 from .generation import greedy_decode
-from .mask import (MaskCriterion, MaskedAttentionDecoder, PointSampleHungarianMatcher,
-                   TransformerEncoderFPNPixelDecoder)
+from .mask import (
+                   MaskCriterion,
+                   MaskedAttentionDecoder,
+                   PointSampleHungarianMatcher,
+                   TransformerEncoderFPNPixelDecoder,
+)
 from .open_vocab_seg import OpenVocabSegMixin
-from .sequence import (BOS, EOS, PAD, SPECIALS, UNK, lengths_to_padding_mask, next_token_loss,
-                       pad_sequences, token_noise)
+from .sequence import (
+                   BOS,
+                   EOS,
+                   PAD,
+                   SPECIALS,
+                   UNK,
+                   lengths_to_padding_mask,
+                   next_token_loss,
+                   pad_sequences,
+                   token_noise,
+)
 
 __all__ = [
     'FusionBaseModel', 'CausalDecoderTower', 'CausalLMStack', 'greedy_decode', 'MaskCriterion',

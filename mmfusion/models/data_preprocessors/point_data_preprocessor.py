@@ -4,8 +4,8 @@ import torch
 from mmengine.model import BaseDataPreprocessor
 from torch import Tensor
 
-from mmfusion.registry import MODELS
 from mmfusion.models.common.sequence import pad_sequences
+from mmfusion.registry import MODELS
 
 
 @MODELS.register_module()

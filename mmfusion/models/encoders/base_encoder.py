@@ -9,6 +9,7 @@ from mmengine.model import BaseModule
 from torch import nn
 
 from mmfusion.utils.dependency import require
+
 from .feature_cache import FeatureCache, split_batch, stack_samples
 
 _DTYPES = {'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16,

@@ -10,8 +10,11 @@ from torch import Tensor, nn
 
 from mmfusion.models.common.base_model import FusionBaseModel
 from mmfusion.models.common.mask import SEG_TASKS
-from mmfusion.models.common.open_vocab_ensemble import (clip_oov_logits, clip_scoring_setup,
-                                                        split_synonyms)
+from mmfusion.models.common.open_vocab_ensemble import (
+    clip_oov_logits,
+    clip_scoring_setup,
+    split_synonyms,
+)
 from mmfusion.models.common.open_vocab_seg import OpenVocabSegMixin
 from mmfusion.models.encoders.feature_cache import sample_ids_of
 from mmfusion.registry import MODELS

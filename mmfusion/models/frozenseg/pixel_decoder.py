@@ -4,11 +4,10 @@ the decoder's feature injector."""
 from typing import List, Tuple
 
 import torch
-from torch import nn
 from mmcv.cnn import ConvModule
-from mmengine.config import ConfigDict
 from mmdet.models.layers import Mask2FormerTransformerEncoder, MSDeformAttnPixelDecoder
-from torch import Tensor
+from mmengine.config import ConfigDict
+from torch import Tensor, nn
 
 from mmfusion.registry import MODELS
 

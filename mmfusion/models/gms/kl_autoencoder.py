@@ -7,6 +7,7 @@ from torch import Tensor
 from mmfusion.models.common.base_model import FusionBaseModel
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
+
 from .gms import mask_to_vae_input, pack_seg_predictions, stack_masks, vae_output_to_prob
 
 

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmfusion.registry import MODELS
 from mmfusion.models.common import FusionBaseModel
+from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
 
 #: How the classifier pools the (normalised) top tokens itself when it has a ``norm``.

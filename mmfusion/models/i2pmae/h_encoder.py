@@ -9,11 +9,10 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from mmfusion.registry import MODELS
 from mmfusion.models.encoders.base_encoder import BaseEncoder
 from mmfusion.models.encoders.pointcloud.ops import farthest_point_sample, gather_points, knn_group
-from mmfusion.models.encoders.pointcloud.point_mae import (Block, MiniPointNet,
-                                                           TransformerEncoder)
+from mmfusion.models.encoders.pointcloud.point_mae import Block, MiniPointNet, TransformerEncoder
+from mmfusion.registry import MODELS
 
 POOLS = ('max', 'max+mean', 'mean,max')
 
@@ -176,6 +175,7 @@ class I2PMAEEncoder(BaseEncoder):
         stripped) or an mmfusion checkpoint with ``prefix``; other heads'
         keys are ignored, encoder keys must all be present."""
         from mmengine.logging import print_log
+
         from mmfusion.utils import load_state_dict_file, load_strict, select_prefix
         owner = type(self).__name__
         state = select_prefix(load_state_dict_file(path), prefix, path, owner)

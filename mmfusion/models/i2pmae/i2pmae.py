@@ -13,11 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmfusion.registry import MODELS
 from mmfusion.models.common import FusionBaseModel
 from mmfusion.models.encoders.pointcloud.ops import gather_points, knn_group
 from mmfusion.models.encoders.pointcloud.point_mae import Block, TransformerEncoder
 from mmfusion.models.encoders.pointcloud.projection import gather_pixel_features
+from mmfusion.registry import MODELS
+
 from .teacher import DepthViewTeacher
 
 MASKINGS = ('2d_guided', 'random')

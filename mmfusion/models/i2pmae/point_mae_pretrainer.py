@@ -5,9 +5,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmfusion.registry import MODELS
 from mmfusion.models.common import FusionBaseModel
 from mmfusion.models.encoders.pointcloud.point_mae import Block, PointMAEEncoder
+from mmfusion.registry import MODELS
+
 from .i2pmae import ImageToPointMixin, chamfer_l2, init_trunc_normal
 
 

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmfusion.registry import MODELS
 from mmfusion.models.encoders.pointcloud.projection import VIEW_AXES, splat_depth_views
+from mmfusion.registry import MODELS
 
 
 @MODELS.register_module()

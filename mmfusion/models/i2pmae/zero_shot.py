@@ -7,11 +7,12 @@ import torch.nn.functional as F
 from mmengine.dist import get_dist_info
 from torch import Tensor, nn
 
-from mmfusion.registry import MODELS
-from mmfusion.structures import FusionDataSample
 from mmfusion.models.common import FusionBaseModel
 from mmfusion.models.encoders.text.prompt_templates import get_templates
+from mmfusion.registry import MODELS
+from mmfusion.structures import FusionDataSample
 from mmfusion.utils.dependency import require
+
 from .teacher import DepthViewTeacher
 
 

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmfusion.models.layers import GroupedQueryAttention, RMSNorm
+
 from .ssd import mamba_ssm_available, ssd_chunked, ssd_kernel, ssd_step
 
 

@@ -11,11 +11,18 @@ from torch import Tensor
 from mmfusion.models.common.base_model import FusionBaseModel
 from mmfusion.models.common.causal_lm import Caches, CausalLMStack
 from mmfusion.models.common.generation import greedy_decode
-from mmfusion.models.common.sequence import (BOS, EOS, PAD, lengths_to_padding_mask,
-                                             next_token_loss, pad_sequences)
+from mmfusion.models.common.sequence import (
+    BOS,
+    EOS,
+    PAD,
+    lengths_to_padding_mask,
+    next_token_loss,
+    pad_sequences,
+)
 from mmfusion.registry import MODELS, TOKENIZERS
 from mmfusion.structures import FusionDataSample
 from mmfusion.utils import load_strict
+
 from .mamba2_mixer import Mamba2Mixer
 from .official import convert_official_lm
 

@@ -13,6 +13,7 @@ from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
 from mmfusion.structures.prompt_sampling import corrective_points, evaluation_click
 from mmfusion.utils.dependency import require
+
 from .automatic_mask_generator import SAMAutomaticMaskGenerator
 
 _TRAIN_DEFAULTS = dict(num_points=8, num_mask_only=2, max_objects=None,

@@ -10,13 +10,20 @@ from mmengine.structures import PixelData
 from torch import Tensor
 
 from mmfusion.models.common import FusionBaseModel
-from mmfusion.models.common.matting_losses import (ghmc_loss, gradient_loss, known_l1_loss,
-                                                    laplacian_loss, logit_regularization_loss,
-                                                    trimap_to_classes, unknown_l1_loss)
+from mmfusion.models.common.matting_losses import (
+    ghmc_loss,
+    gradient_loss,
+    known_l1_loss,
+    laplacian_loss,
+    logit_regularization_loss,
+    trimap_to_classes,
+    unknown_l1_loss,
+)
 from mmfusion.models.encoders.vision import SAM_MODEL_ARCHS, build_sam_parts
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
 from mmfusion.utils.dependency import require
+
 from .matte_decoder import MatteDecoder
 from .matting_tokens import MattingTokens
 

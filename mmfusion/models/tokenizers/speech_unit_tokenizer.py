@@ -18,9 +18,9 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from mmfusion.models.encoders.speech import LogMelFrontend
 from mmfusion.registry import TOKENIZERS
 from mmfusion.utils.dependency import require
-from mmfusion.models.encoders.speech import LogMelFrontend
 
 
 @TOKENIZERS.register_module()

@@ -2,8 +2,9 @@
 import re
 from typing import List, Sequence
 
-from mmfusion.registry import TOKENIZERS
 from mmfusion.models.common.sequence import BOS, EOS, SPECIALS, UNK
+from mmfusion.registry import TOKENIZERS
+
 from .char_tokenizer import content_indices
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")

@@ -2,8 +2,8 @@
 instance and panoptic segmentation, referring segmentation, captioning and
 retrieval; and the region-text pretraining of its backbone."""
 from .attention_mask import xdecoder_layout, xdecoder_self_attn_mask
-from .tasks import SEG_TASKS, TASKS
 from .region_text_pretrainer import RegionTextHead, RegionTextPretrainer, mask_pool
+from .tasks import SEG_TASKS, TASKS
 from .xdecoder import XDecoder
 from .xdecoder_head import XDecoderHead
 

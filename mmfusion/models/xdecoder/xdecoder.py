@@ -17,6 +17,7 @@ from mmfusion.models.common.open_vocab_seg import OpenVocabSegMixin
 from mmfusion.models.encoders.feature_cache import sample_ids_of
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
+
 from .tasks import SEG_TASKS, TASKS
 
 

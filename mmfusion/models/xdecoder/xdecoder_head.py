@@ -17,8 +17,10 @@ from mmfusion.models.common.generation import greedy_decode
 from mmfusion.models.common.mask import MaskPostProcessor, pad_class_logits, per_layer_loss_name
 from mmfusion.registry import MODELS
 from mmfusion.utils.dist import all_gather_list, all_gather_with_grad
+
 from .attention_mask import xdecoder_layout, xdecoder_self_attn_mask
 from .tasks import TASKS
+
 # The paper's settings of each branch (X-Decoder's training config: grounding
 # on the top 6 layers with class 0.4 / mask 1 / Dice 1, captioning and
 # retrieval weight 8 on the top 3 layers; captions decoded greedily for up to

@@ -6,8 +6,16 @@ from torch import Tensor
 
 from mmfusion.models.common.base_model import FusionBaseModel
 from mmfusion.models.common.generation import greedy_decode
-from mmfusion.models.common.sequence import (BOS, EOS, PAD, SPECIALS, lengths_to_padding_mask,
-                                             next_token_loss, pad_sequences, token_noise)
+from mmfusion.models.common.sequence import (
+    BOS,
+    EOS,
+    PAD,
+    SPECIALS,
+    lengths_to_padding_mask,
+    next_token_loss,
+    pad_sequences,
+    token_noise,
+)
 from mmfusion.registry import MODELS, TOKENIZERS
 from mmfusion.structures import FusionDataSample
 

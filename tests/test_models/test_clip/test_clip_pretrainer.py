@@ -3,6 +3,7 @@ from mmengine.config import Config
 
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
+
 from tests.conftest import REPO
 
 TINY_CLIP = dict(embed_dim=16,

@@ -9,8 +9,11 @@ from mmdet.models.layers import TransformerEncoderPixelDecoder
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
-from mmfusion.models.common.mask import (MaskCriterion, MaskedAttentionDecoder,
-                                         PointSampleHungarianMatcher)
+from mmfusion.models.common.mask import (
+    MaskCriterion,
+    MaskedAttentionDecoder,
+    PointSampleHungarianMatcher,
+)
 from mmfusion.registry import MODELS, TASK_UTILS
 
 C = 32

@@ -6,9 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from mmfusion.models.common.open_vocab_ensemble import (OpenVocabEnsemble, geometric_ensemble,
-                                                        binary_mask_pool, max_over_synonyms,
-                                                        split_synonyms)
+from mmfusion.models.common.open_vocab_ensemble import (
+    OpenVocabEnsemble,
+    binary_mask_pool,
+    geometric_ensemble,
+    max_over_synonyms,
+    split_synonyms,
+)
 
 
 def _hand(in_logits, out_logits, seen, alpha, beta, valid):

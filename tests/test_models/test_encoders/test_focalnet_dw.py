@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from mmfusion.models.encoders.vision import FocalNetDW
 from mmfusion.registry import MODELS
+
 from tests.conftest import DATA, REPO
 
 KEYS = osp.join(DATA, 'focalnet_dw_focalt_keys.json')

@@ -10,6 +10,7 @@ from torch import nn
 
 from mmfusion.models.encoders import BaseEncoder
 from mmfusion.registry import MODELS
+
 from tests.conftest import REPO
 
 

@@ -16,9 +16,15 @@ import pytest
 import torch
 from mmengine.dataset import pseudo_collate
 
-from mmfusion.models.encoders.pointcloud import (PointMAEEncoder, PointNet2SSG, ball_query,
-                                                 farthest_point_sample, knn_group)
+from mmfusion.models.encoders.pointcloud import (
+    PointMAEEncoder,
+    PointNet2SSG,
+    ball_query,
+    farthest_point_sample,
+    knn_group,
+)
 from mmfusion.registry import MODELS
+
 from tests.conftest import DATA
 
 TINY_MAE = dict(num_group=12, group_size=8, embed_dims=32, depth=2, num_heads=2)

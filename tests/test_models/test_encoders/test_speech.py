@@ -16,11 +16,13 @@ import torchaudio
 from torchaudio.models import wav2vec2_model
 from torchaudio.models.wav2vec2.utils.import_fairseq import _map_key
 
-from mmfusion.models.data_preprocessors import (AudioDataPreprocessor,
-                                                MultiModalDataPreprocessor)
-from mmfusion.models.encoders.speech import (ConformerEncoder, LogMelFrontend,
-                                             Wav2Vec2Encoder,
-                                             lengths_to_padding_mask)
+from mmfusion.models.data_preprocessors import AudioDataPreprocessor, MultiModalDataPreprocessor
+from mmfusion.models.encoders.speech import (
+    ConformerEncoder,
+    LogMelFrontend,
+    Wav2Vec2Encoder,
+    lengths_to_padding_mask,
+)
 from mmfusion.registry import MODELS
 
 # torchaudio.models.wav2vec2_model kwargs: a tiny pre-norm model whose conv

@@ -9,6 +9,7 @@ from mmengine.config import Config
 
 from mmfusion.models.frozenseg.official import convert_official_frozenseg
 from mmfusion.registry import MODELS
+
 from tests.conftest import REPO
 
 KEYS = osp.join(REPO, 'tests', 'data', 'frozenseg_official_keys.json')

@@ -109,6 +109,7 @@ def test_dice_gradient_reaches_mapping_net_through_frozen_decoder(gms_cfg):
     model = MODELS.build(gms_cfg.model)
     model.train()
     from mmengine.dataset import pseudo_collate
+
     from mmfusion.datasets import MedicalSegDataset
     ds = MedicalSegDataset(**{k: v for k, v in gms_cfg.train_dataloader.dataset.items() if k != 'type'})
     data = model.data_preprocessor(pseudo_collate([ds[0], ds[1]]), True)
@@ -128,6 +129,7 @@ def test_dice_gradient_reaches_mapping_net_through_frozen_decoder(gms_cfg):
 def test_predict_fills_pred_sem_seg_at_original_size(gms_cfg):
     model = MODELS.build(gms_cfg.model).eval()
     from mmengine.dataset import pseudo_collate
+
     from mmfusion.datasets import MedicalSegDataset
     ds_cfg = {k: v for k, v in gms_cfg.test_dataloader.dataset.items() if k != 'type'}
     ds = MedicalSegDataset(**ds_cfg)
@@ -160,8 +162,9 @@ def test_posterior_noise_modes_against_the_posterior(gms_cfg, noise):
     img = torch.rand(2, 3, 32, 32) * 2 - 1
     seen = []
     model.mapping_net.register_forward_hook(lambda m, args, out: seen.append(args[0]))
-    from mmfusion.structures import FusionDataSample
     from mmengine.structures import PixelData
+
+    from mmfusion.structures import FusionDataSample
     empty = torch.zeros(1, 32, 32, dtype=torch.long)
     samples = [FusionDataSample(gt_sem_seg=PixelData(data=empty)) for _ in range(2)]
     torch.manual_seed(3)

@@ -21,6 +21,7 @@ from mmengine.config import Config
 
 from mmfusion.models.gms.official import convert_official_gms
 from mmfusion.registry import MODELS, PARAM_SCHEDULERS
+
 from tests.conftest import REPO
 
 KEYS = osp.join(REPO, 'tests', 'data', 'gms_official_keys.json')

@@ -5,10 +5,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmfusion.models.encoders.pointcloud.projection import (gather_pixel_features,
-                                                            points_to_pixels, splat_depth_views)
-from mmfusion.models.i2pmae import (DepthViewTeacher, I2PMAE, I2PMAEEncoder, PointCLIPAligner,
-                                    PointMAEPretrainer)
+from mmfusion.models.encoders.pointcloud.projection import (
+    gather_pixel_features,
+    points_to_pixels,
+    splat_depth_views,
+)
+from mmfusion.models.i2pmae import (
+    DepthViewTeacher,
+)
 from mmfusion.models.i2pmae.h_encoder import pack_rows, propagate_visible
 from mmfusion.models.i2pmae.i2pmae import ImageToPointMixin, chamfer_l2
 from mmfusion.registry import MODELS

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from mmfusion.models.i2pmae import I2PMAE, PointCloudClassifier, smooth_cross_entropy
 from mmfusion.registry import MODELS
+
 from tests.conftest import REPO
 
 KEYS = osp.join(REPO, 'tests', 'data', 'i2pmae_official_keys.json')

@@ -9,12 +9,20 @@ import torch.nn.functional as F
 from mmengine.config import Config
 
 from mmfusion.models.layers import GroupedQueryAttention
-from mmfusion.models.mmmamba import (Mamba2Mixer, MambaDistiller, MultimodalCausalLM,
-                                     mamba_ssm_available, segment_sum, ssd_chunked, ssd_kernel,
-                                     ssd_recurrent)
+from mmfusion.models.mmmamba import (
+    Mamba2Mixer,
+    MambaDistiller,
+    MultimodalCausalLM,
+    mamba_ssm_available,
+    segment_sum,
+    ssd_chunked,
+    ssd_kernel,
+    ssd_recurrent,
+)
 from mmfusion.models.tokenizers import WordTokenizer
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
+
 from tests.conftest import REPO
 
 CFG_DIR = osp.join(REPO, 'configs', 'mmmamba')

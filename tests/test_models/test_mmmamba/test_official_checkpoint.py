@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from mmengine.config import Config
 
 from mmfusion.models.mmmamba import MultimodalCausalLM, split_internlm2_wqkv
+
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.usefixtures('one_thread')

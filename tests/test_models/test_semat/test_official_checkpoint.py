@@ -9,8 +9,9 @@ import torch
 from mmengine.config import Config
 
 from mmfusion.models.semat import SEMat
-from mmfusion.registry import MODELS
 from mmfusion.models.semat.official import convert_official_semat
+from mmfusion.registry import MODELS
+
 from tests.conftest import REPO
 
 KEYS = osp.join(REPO, 'tests', 'data', 'semat_official_keys.json')

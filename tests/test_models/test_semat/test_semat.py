@@ -8,9 +8,15 @@ import torch
 from mmengine.structures import PixelData
 from torch import nn
 
-from mmfusion.models.common.matting_losses import (ghmc_loss, gradient_loss, known_l1_loss,
-                                                    laplacian_loss, logit_regularization_loss,
-                                                    trimap_to_classes, unknown_l1_loss)
+from mmfusion.models.common.matting_losses import (
+    ghmc_loss,
+    gradient_loss,
+    known_l1_loss,
+    laplacian_loss,
+    logit_regularization_loss,
+    trimap_to_classes,
+    unknown_l1_loss,
+)
 from mmfusion.models.encoders.vision import split_sam_checkpoint
 from mmfusion.models.sam import SAM
 from mmfusion.models.semat import MatteDecoder, SEMat

@@ -8,6 +8,7 @@ import torch
 
 from mmfusion.models.common.sequence import BOS, EOS, UNK
 from mmfusion.models.tokenizers import CharTokenizer, SpeechUnitTokenizer
+
 from tools.dataset_converters.generate_synth_speech import main as generate
 from tools.misc.fit_speech_units import main as fit_units
 from tools.misc.fit_speech_units import read_manifest

@@ -9,7 +9,8 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from mmfusion.registry import MODELS
-from tests.test_models.test_xdecoder.test_xdecoder import C, VOCAB, full_batch, tiny_cfg
+
+from tests.test_models.test_xdecoder.test_xdecoder import VOCAB, C, full_batch, tiny_cfg
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 

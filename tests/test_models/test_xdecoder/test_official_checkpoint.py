@@ -18,6 +18,7 @@ from PIL import Image
 from mmfusion.models.xdecoder.official import convert_official_xdecoder
 from mmfusion.registry import MODELS
 from mmfusion.utils.checkpoint import safe_torch_load
+
 from tests.conftest import DATA, REPO
 
 CONFIG = osp.join(REPO, 'configs', 'xdecoder', 'xdecoder_focalt_8xb4-50e_coco-panoptic.py')

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from mmfusion.models.xdecoder import mask_pool
 from mmfusion.registry import MODELS
+
 from .test_xdecoder import CLASSES, THINGS, batch, synthetic_sample, tiny_cfg
 
 pytestmark = pytest.mark.usefixtures('one_thread')

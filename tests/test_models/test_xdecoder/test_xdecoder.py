@@ -117,8 +117,7 @@ def test_gt_segments_add_stuff_from_semantic_map():
 
 
 def test_predict_all_tasks_feed_the_metrics(tmp_path):
-    from mmfusion.evaluation.metrics import (CocoMaskAPMetric, PanopticQualityMetric,
-                                             SemSegIoUMetric)
+    from mmfusion.evaluation.metrics import CocoMaskAPMetric, PanopticQualityMetric, SemSegIoUMetric
     model = build(task='semantic', object_mask_threshold=0.0)
     model.eval()
     inputs, _ = batch()

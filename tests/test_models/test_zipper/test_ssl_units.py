@@ -8,6 +8,7 @@ import torch
 
 from mmfusion.models.tokenizers import SpeechUnitTokenizer, SSLSpeechUnitTokenizer
 from mmfusion.registry import MODELS
+
 from tools.dataset_converters.generate_synth_speech import main as generate
 from tools.misc.fit_speech_units import TINY_HUBERT, read_manifest
 from tools.misc.fit_speech_units import main as fit_units
@@ -119,6 +120,7 @@ def test_fit_tool_writes_ssl_units_a_zipper_reads(speech_root, tmp_path):
 
 def test_configs_use_the_encoder_the_fit_tool_fits_by_default():
     from mmengine.config import Config
+
     from tests.conftest import REPO
     cfg = Config.fromfile(f'{REPO}/configs/zipper/zipper_speech-lm_hubert-units_tiny_synth-speech.py')
     tokenizer = cfg.model.unit_tokenizer

@@ -8,6 +8,7 @@ import torch
 from mmfusion.models.common.sequence import EOS, PAD
 from mmfusion.models.tokenizers import SpeechUnitTokenizer
 from mmfusion.registry import MODELS
+
 from tools.dataset_converters.generate_synth_speech import main as generate
 from tools.misc.fit_speech_units import read_manifest
 

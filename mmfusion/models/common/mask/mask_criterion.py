@@ -10,6 +10,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmfusion.registry import MODELS, TASK_UTILS
+
 from .matcher import batch_gt_masks, dense_mask_pairs
 
 

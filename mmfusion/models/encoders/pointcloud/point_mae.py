@@ -11,9 +11,10 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 from torch import Tensor, nn
 
+from mmfusion.models.encoders.base_encoder import BaseEncoder
 from mmfusion.registry import MODELS
 from mmfusion.utils import load_state_dict_file, load_strict, select_prefix
-from mmfusion.models.encoders.base_encoder import BaseEncoder
+
 from .ops import farthest_point_sample, gather_points, knn_group
 
 POOL_MODES = ('max+mean', 'max', 'mean', 'cls', 'cls+max')

@@ -5,9 +5,10 @@ import torch
 from mmengine.logging import print_log
 from torch import Tensor, nn
 
+from mmfusion.models.encoders.base_encoder import BaseEncoder
 from mmfusion.registry import MODELS
 from mmfusion.utils import load_state_dict_file, load_strict, select_prefix
-from mmfusion.models.encoders.base_encoder import BaseEncoder
+
 from .ops import ball_query, farthest_point_sample, gather_points
 
 

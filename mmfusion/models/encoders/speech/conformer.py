@@ -3,10 +3,11 @@ from typing import Dict, Optional
 import torch
 from torch import Tensor, nn
 
+from mmfusion.models.encoders.base_encoder import BaseEncoder
 from mmfusion.registry import MODELS
 from mmfusion.utils import load_state_dict_file, load_strict, select_prefix
 from mmfusion.utils.dependency import require
-from mmfusion.models.encoders.base_encoder import BaseEncoder
+
 from .log_mel import LogMelFrontend
 from .utils import lengths_to_padding_mask
 

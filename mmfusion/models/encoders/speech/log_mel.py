@@ -6,6 +6,7 @@ from torch import Tensor
 
 from mmfusion.registry import MODELS
 from mmfusion.utils.dependency import require
+
 from .utils import full_lengths
 
 

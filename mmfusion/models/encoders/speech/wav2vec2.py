@@ -6,10 +6,11 @@ from typing import Dict, List, Optional, Union
 import torch
 from torch import Tensor
 
+from mmfusion.models.encoders.base_encoder import BaseEncoder
 from mmfusion.registry import MODELS
 from mmfusion.utils import load_state_dict_file, load_strict, select_prefix
 from mmfusion.utils.dependency import require
-from mmfusion.models.encoders.base_encoder import BaseEncoder
+
 from .utils import full_lengths, lengths_to_padding_mask
 
 # torchaudio factories that return a ``Wav2Vec2Model`` (HuBERT and WavLM

@@ -4,10 +4,11 @@ from typing import Dict, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from mmfusion.registry import MODELS
-from mmfusion.utils import load_strict
 from mmfusion.models.encoders.base_encoder import BaseEncoder
 from mmfusion.models.encoders.openclip_utils import import_open_clip, read_openclip_checkpoint
+from mmfusion.registry import MODELS
+from mmfusion.utils import load_strict
+
 from .prompt_ensemble import PromptEnsembleMixin, valid_token_mask
 
 

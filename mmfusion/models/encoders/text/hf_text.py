@@ -5,9 +5,9 @@ from typing import Dict, Optional, Sequence
 import torch.nn.functional as F
 from torch import Tensor
 
+from mmfusion.models.encoders.base_encoder import BaseEncoder
 from mmfusion.registry import MODELS
 from mmfusion.utils.dependency import require
-from mmfusion.models.encoders.base_encoder import BaseEncoder
 
 _POOLINGS = ('mean', 'cls')
 

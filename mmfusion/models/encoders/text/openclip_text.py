@@ -4,11 +4,17 @@ from typing import Dict, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
+from mmfusion.models.encoders.base_encoder import BaseEncoder
+from mmfusion.models.encoders.openclip_utils import (
+    build_tower,
+    import_open_clip,
+    is_custom_text,
+    read_openclip_checkpoint,
+    resolve_model_cfg,
+)
 from mmfusion.registry import MODELS
 from mmfusion.utils import load_strict
-from mmfusion.models.encoders.base_encoder import BaseEncoder
-from mmfusion.models.encoders.openclip_utils import (build_tower, import_open_clip, is_custom_text,
-                                                     read_openclip_checkpoint, resolve_model_cfg)
+
 from .prompt_ensemble import PromptEnsembleMixin, valid_token_mask
 
 # Top-level names open_clip's CLIP class gives its text modules.

@@ -3,10 +3,10 @@ from typing import Dict, Optional, Tuple
 
 from torch import Tensor
 
+from mmfusion.models.encoders.base_encoder import BaseEncoder
 from mmfusion.registry import MODELS
 from mmfusion.utils import load_state_dict_file, load_strict, select_prefix
 from mmfusion.utils.dependency import require
-from mmfusion.models.encoders.base_encoder import BaseEncoder
 
 
 def _is_ldm_layout(state_dict: Dict[str, Tensor]) -> bool:

@@ -5,12 +5,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mmfusion.models.encoders.base_encoder import BaseEncoder
+from mmfusion.models.encoders.openclip_utils import (
+    build_tower,
+    normalize_indices,
+    read_openclip_checkpoint,
+    resolve_model_cfg,
+    take_in_order,
+)
 from mmfusion.registry import MODELS
 from mmfusion.utils import load_strict
-from mmfusion.models.encoders.base_encoder import BaseEncoder
-from mmfusion.models.encoders.openclip_utils import (build_tower, normalize_indices,
-                                                     read_openclip_checkpoint, resolve_model_cfg,
-                                                     take_in_order)
 
 
 @MODELS.register_module()

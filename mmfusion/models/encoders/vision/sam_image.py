@@ -4,10 +4,10 @@ from typing import Dict, List, Mapping, Optional, Union
 
 from torch import Tensor, nn
 
+from mmfusion.models.encoders.base_encoder import BaseEncoder
 from mmfusion.registry import MODELS
 from mmfusion.utils import load_strict, read_weights, select_prefix
 from mmfusion.utils.dependency import require
-from mmfusion.models.encoders.base_encoder import BaseEncoder
 
 # Official hyper-parameters (segment_anything/build_sam.py) plus a tiny variant
 # of the same architecture for tests and quick experiments. An arch may also

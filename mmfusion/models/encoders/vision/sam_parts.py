@@ -8,6 +8,7 @@ from torch import Tensor
 from mmfusion.models.encoders.base_encoder import BaseEncoder
 from mmfusion.utils import load_state_dict_file, load_strict, read_weights
 from mmfusion.utils.dependency import require
+
 from .sam_image import SAMImageEncoder
 
 Checkpoint = Union[str, Mapping[str, Tensor], None]

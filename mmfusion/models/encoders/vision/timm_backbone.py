@@ -4,9 +4,9 @@ from typing import Dict, List, Optional, Sequence
 
 from torch import Tensor
 
+from mmfusion.models.encoders.base_encoder import BaseEncoder
 from mmfusion.registry import MODELS
 from mmfusion.utils.dependency import require
-from mmfusion.models.encoders.base_encoder import BaseEncoder
 
 
 @MODELS.register_module()
