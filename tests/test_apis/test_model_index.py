@@ -34,7 +34,7 @@ NAMES = sorted(INDEX)
 
 def family_folders() -> List[str]:
     return sorted(d for d in glob.glob(osp.join(CONFIGS, '*')) if osp.isdir(d)
-                  and osp.basename(d) != '_base_')
+                  and osp.basename(d) not in ('_base_', '_examples_'))
 
 
 def is_eval_only(path: str) -> bool:
