@@ -21,6 +21,8 @@ def parse_args() -> argparse.Namespace:
                         help='override config entries, e.g. test_dataloader.batch_size=4')
     parser.add_argument('--amp', action='store_true',
                         help='mixed-precision inference: fp16 autocast on CUDA, bf16 on CPU')
+    parser.add_argument('--no-progress', action='store_true',
+                        help='no progress bar (batches, rate, ETA on stderr)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
@@ -47,6 +49,8 @@ def main() -> None:
         cfg.test_evaluator = [*evaluators, dict(type='DumpResults', out_file_path=args.out)]
     if args.amp:
         cfg.test_cfg = dict(cfg.get('test_cfg') or {}, fp16=True)
+    if not args.no_progress:
+        cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='ProgressBarHook')]
     prepare_launcher(cfg, args.launcher)
 
     with explain_unknown_type():

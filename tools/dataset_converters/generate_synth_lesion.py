@@ -58,7 +58,11 @@ from scipy.ndimage import distance_transform_edt, gaussian_filter
 from scipy.special import expit
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-from tools.dataset_converters.generated_dataset import check_existing, parse_split_arguments  # noqa: E402
+from tools.dataset_converters.generated_dataset import (  # noqa: E402
+    check_existing,
+    parse_split_arguments,
+    progress,
+)
 
 # Bump whenever the image model changes, so stale outputs are not reused.
 GENERATOR_VERSION = 1
@@ -304,7 +308,7 @@ def main() -> None:
     index = 0
     for split in SPLITS:
         stems = []
-        for _ in range(counts[split]):
+        for _ in progress(counts[split], split):
             stem = f'case_{index:05d}'
             image, mask = generate_sample(args.seed, index, args.size)
             Image.fromarray(np.repeat(image[..., None], 3, axis=2)).save(

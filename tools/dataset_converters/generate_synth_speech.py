@@ -40,6 +40,8 @@ import numpy as np
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 from mmfusion.datasets.synthshapes_meta import COLOURS, SHAPES, SIZES, STUFF_CLASSES  # noqa: E402
 
+from tools.dataset_converters.generated_dataset import progress  # noqa: E402
+
 SAMPLE_RATE = 16000
 # espeak-ng's own (non-MBROLA) English voices, and voice variants.
 TRAIN_VOICES = ['en-us', 'en-gb', 'en-gb-scotland', 'en-gb-x-rp', 'en-gb-x-gbclan',
@@ -115,7 +117,7 @@ def generate(out: str, counts: Dict[str, int], num_text: int, seed: int) -> Dict
             os.makedirs(osp.join(out, 'wavs', split), exist_ok=True)
             total = 0.0
             with open(osp.join(out, f'{split}.jsonl'), 'w') as f:
-                for i in range(count):
+                for i in progress(count, split):
                     text = sentence(rng)
                     voice = str(rng.choice(split_voices))
                     speed, pitch = int(rng.integers(130, 201)), int(rng.integers(25, 76))

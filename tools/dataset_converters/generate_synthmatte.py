@@ -52,7 +52,11 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-from tools.dataset_converters.generated_dataset import check_existing, parse_split_arguments  # noqa: E402
+from tools.dataset_converters.generated_dataset import (  # noqa: E402
+    check_existing,
+    parse_split_arguments,
+    progress,
+)
 
 GENERATOR_VERSION = 1
 SPLITS = ('train', 'val', 'test')
@@ -264,7 +268,7 @@ def main(argv: List[str] = None) -> None:
         for folder in ('fg', 'bg', 'alpha', 'merged', 'trimap'):
             os.makedirs(osp.join(args.out, split, folder))
         records = []
-        for _ in range(counts[split]):
+        for _ in progress(counts[split], split):
             stem = f'matte_{index:05d}'
             sample = generate_sample(args.seed, index, args.size, split)
             record = {}

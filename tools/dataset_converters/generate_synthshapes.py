@@ -56,6 +56,8 @@ from mmfusion.datasets.synthshapes_meta import (  # noqa: E402
     THING_CLASSES,
 )
 
+from tools.dataset_converters.generated_dataset import progress  # noqa: E402
+
 SPLITS = ('train', 'val', 'val_novel')
 THING_IDS = {name: i + 1 for i, name in enumerate(THING_CLASSES)}
 STUFF_IDS = {name: len(THING_CLASSES) + i + 1 for i, name in enumerate(STUFF_CLASSES)}
@@ -218,7 +220,7 @@ def generate(out: str, counts: Dict[str, int], size: int, seed: int) -> Dict[str
         for sub in (f'images/{split}', f'annotations/panoptic_{split}', f'semantic/{split}'):
             os.makedirs(osp.join(out, sub), exist_ok=True)
         images, anns, pan_anns, caps = [], [], [], []
-        for i in range(counts[split]):
+        for i in progress(counts[split], split):
             rng = np.random.default_rng([seed, k, i])
             scene = make_scene(rng, size, split)
             stem = f'{image_id:06d}'

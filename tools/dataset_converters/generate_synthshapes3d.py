@@ -62,6 +62,8 @@ import trimesh
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 from mmfusion.datasets.synthshapes3d_meta import BASES, CLASSES, HELD_OUT, SEEN_CLASSES  # noqa: E402
 
+from tools.dataset_converters.generated_dataset import progress  # noqa: E402
+
 GENERATOR_VERSION = 1
 SPLITS = ('train', 'val', 'test')
 Z_SCALES = {'tall': 1.8, 'flat': 0.45, '': 1.0}
@@ -307,7 +309,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     for k, split in enumerate(SPLITS):
         classes = CLASSES if split == 'test' else SEEN_CLASSES
         ids = []
-        for i in range(counts[split]):
+        for i in progress(counts[split], split):
             name = classes[i % len(classes)]
             sample_id = f'{folder_name(name)}_{numbers[name]:04d}'
             numbers[name] += 1

@@ -6,7 +6,7 @@ import json
 import os
 import os.path as osp
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 
 def parse_split_arguments(description: str, out: str, counts: Dict[str, int],
@@ -46,3 +46,17 @@ def check_existing(out: str, params: dict) -> bool:
                  f'  requested: {json.dumps(params, sort_keys=True)}\n'
                  'pass --overwrite to regenerate it')
     return True
+
+
+def progress(count: int, desc: str) -> Iterator[int]:
+    """``range(count)`` with mmengine's progress bar (rate and ETA) on stderr,
+    so that stdout keeps the generator's one-line summary."""
+    from mmengine.utils import ProgressBar
+    if count <= 0:
+        return
+    print(f'{desc}: {count}', file=sys.stderr)
+    bar = ProgressBar(count, file=sys.stderr)
+    for i in range(count):
+        yield i
+        bar.update()
+    print(file=sys.stderr)
