@@ -91,22 +91,22 @@ speech: install
 
 zipper:
 	test -f work_dirs/speech_units/synth_speech_units64.pth || $(MAKE) speech
-	$(PY) tools/train.py configs/zipper/zipper_text-lm_tiny_synth-speech.py
-	$(PY) tools/train.py configs/zipper/zipper_speech-lm_tiny_synth-speech.py
-	$(PY) tools/train.py configs/zipper/zipper_asr-rope-noise_frozen-text_tiny_synth-speech.py
-	$(PY) tools/train.py configs/zipper/zipper_tts-rope_tiny_synth-speech.py
+	$(PY) tools/train.py configs/zipper/zipper_text-lm_tiny_1xb64-600it_synth-speech.py
+	$(PY) tools/train.py configs/zipper/zipper_speech-lm_tiny_1xb16-600it_synth-speech.py
+	$(PY) tools/train.py configs/zipper/zipper_asr-rope-noise_frozen-text-tiny_1xb16-1500it_synth-speech.py
+	$(PY) tools/train.py configs/zipper/zipper_tts-rope_tiny_1xb16-1500it_synth-speech.py
 	$(PY) tools/analysis_tools/zipper_tts_roundtrip.py \
-	  configs/zipper/zipper_tts-rope_tiny_synth-speech.py \
-	  work_dirs/zipper_tts-rope_tiny_synth-speech/iter_1500.pth \
-	  configs/zipper/zipper_asr-rope-noise_frozen-text_tiny_synth-speech.py \
-	  work_dirs/zipper_asr-rope-noise_frozen-text_tiny_synth-speech/iter_1500.pth
-	$(PY) tools/train.py configs/zipper/zipper_asr_tiny_synth-speech.py
-	$(PY) tools/train.py configs/zipper/zipper_tts-rope_scratch-speech_tiny_synth-speech.py
+	  configs/zipper/zipper_tts-rope_tiny_1xb16-1500it_synth-speech.py \
+	  work_dirs/zipper_tts-rope_tiny_1xb16-1500it_synth-speech/iter_1500.pth \
+	  configs/zipper/zipper_asr-rope-noise_frozen-text-tiny_1xb16-1500it_synth-speech.py \
+	  work_dirs/zipper_asr-rope-noise_frozen-text-tiny_1xb16-1500it_synth-speech/iter_1500.pth
+	$(PY) tools/train.py configs/zipper/zipper_asr_tiny_1xb16-1500it_synth-speech.py
+	$(PY) tools/train.py configs/zipper/zipper_tts-rope_scratch-speech-tiny_1xb16-1500it_synth-speech.py
 	$(PY) tools/analysis_tools/zipper_tts_roundtrip.py \
-	  configs/zipper/zipper_tts-rope_scratch-speech_tiny_synth-speech.py \
-	  work_dirs/zipper_tts-rope_scratch-speech_tiny_synth-speech/iter_1500.pth \
-	  configs/zipper/zipper_asr-rope-noise_frozen-text_tiny_synth-speech.py \
-	  work_dirs/zipper_asr-rope-noise_frozen-text_tiny_synth-speech/iter_1500.pth
+	  configs/zipper/zipper_tts-rope_scratch-speech-tiny_1xb16-1500it_synth-speech.py \
+	  work_dirs/zipper_tts-rope_scratch-speech-tiny_1xb16-1500it_synth-speech/iter_1500.pth \
+	  configs/zipper/zipper_asr-rope-noise_frozen-text-tiny_1xb16-1500it_synth-speech.py \
+	  work_dirs/zipper_asr-rope-noise_frozen-text-tiny_1xb16-1500it_synth-speech/iter_1500.pth
 
 # mmMamba: the teacher, three distillation stages for the linear and the hybrid
 # student with the official recipe, then with ours (the *-ours configs; each stage

@@ -39,8 +39,8 @@ MODELS = dict(
     sam=TabModel('PromptableSegInferencer', 'sam_vit-tiny_1xb8-2600it_synthshapes'),
     matting=TabModel('MattingInferencer', 'semat_sam-tiny_1xb8-1200it_synthmatte'),
     medical=TabModel('MedicalSegInferencer', 'gms_kl-f4-tiny_1xb8-800it_synth-lesion'),
-    asr=TabModel('ASRInferencer', 'zipper_asr-rope-noise_frozen-text_tiny_synth-speech'),
-    tts=TabModel('TTSInferencer', 'zipper_tts-rope_tiny_synth-speech'),
+    asr=TabModel('ASRInferencer', 'zipper_asr-rope-noise_frozen-text-tiny_1xb16-1500it_synth-speech'),
+    tts=TabModel('TTSInferencer', 'zipper_tts-rope_tiny_1xb16-1500it_synth-speech'),
     pointcloud=TabModel('PointCloudZeroShotInferencer',
                         'zeroshot_i2pmae-tiny_1xb32-300it_synthshapes3d'),
 )

@@ -123,7 +123,7 @@ class ASRInferencer(_SequenceInferencer):
 
     Example::
 
-        asr = ASRInferencer('zipper_asr_tiny_synth-speech')
+        asr = ASRInferencer('zipper_asr_tiny_1xb16-1500it_synth-speech')
         asr('speech.wav')['predictions'][0]['text']
     """
     task_kind = 'speech recognition'

@@ -179,7 +179,7 @@ def test_local_weights_are_the_checkpoint_training_writes():
 def test_list_models_and_unknown_names():
     assert list_models() == NAMES and len(NAMES) == len(INDEX)
     assert list_models('xdecoder_focalt*') == [n for n in NAMES if n.startswith('xdecoder_focalt')]
-    assert list_models('*_synth-speech') == sorted(
+    assert list_models('*_synth-speech*') == sorted(
         n for n in NAMES if INDEX[n]['Config'].startswith('configs/zipper/'))
     assert list_models('no-such-model*') == []
     with pytest.raises(KeyError, match=r"did you mean \['mmmamba-teacher_tiny"):
@@ -205,7 +205,7 @@ def test_the_index_is_found_from_any_directory(tmp_path, monkeypatch):
 def test_pretrained_true_explains_what_to_fetch_or_train():
     with pytest.raises(FileNotFoundError, match='nothing is downloaded.*xdecoder_to_mmfusion'):
         get_model('xdecoder_focalt_8xb4-50e_coco-panoptic', pretrained=True)
-    name = 'zipper_text-lm_tiny_synth-speech'
+    name = 'zipper_text-lm_tiny_1xb64-600it_synth-speech'
     if not osp.exists(osp.join(REPO, INDEX[name]['Weights'])):
         with pytest.raises(FileNotFoundError, match='nothing is downloaded.*make zipper'):
             resolve_weights(name)
@@ -381,11 +381,11 @@ ALIASES = {
         dict(row=r'^zero-shot panoptic \| ADE20K \|', column=r'^Focal-T$')],
     'xdecoder_focalt_refcocog-umd-val': [
         dict(row=r'\| RefCOCOg UMD val \|', column=r'^Focal-T$')],
-    'zipper_text-lm_tiny_synth-speech': [dict(row=r'^text tower, character LM \|')],
-    'zipper_speech-lm_tiny_synth-speech': [dict(row=r'^speech tower, unit LM \|')],
-    'zipper_asr_tiny_synth-speech': [
+    'zipper_text-lm_tiny_1xb64-600it_synth-speech': [dict(row=r'^text tower, character LM \|')],
+    'zipper_speech-lm_tiny_1xb16-600it_synth-speech': [dict(row=r'^speech tower, unit LM \|')],
+    'zipper_asr_tiny_1xb16-1500it_synth-speech': [
         dict(row=r'^Zipper ASR as the paper \(')],
-    'zipper_tts-rope_tiny_synth-speech': [
+    'zipper_tts-rope_tiny_1xb16-1500it_synth-speech': [
         dict(row=r'^TTS units', caption=r'zipper_tts_roundtrip')],
 }
 _MMMAMBA_ROWS = {'linear': r'mmMamba-linear, official losses',
@@ -564,7 +564,7 @@ def test_a_wrong_metric_is_caught(monkeypatch):
     # the hybrid student's CIDEr, which the README gives in another row
     monkeypatch.setitem(index['mmmamba-linear_stage2_tiny_1xb32-300it_synthshapes-caption']
                         ['Results'][0]['Metrics'], 'CIDEr', 321.6)
-    monkeypatch.setitem(index['zipper_asr_tiny_synth-speech']['Results'][0]['Metrics'],
+    monkeypatch.setitem(index['zipper_asr_tiny_1xb16-1500it_synth-speech']['Results'][0]['Metrics'],
                         'WER', 55.4)  # its CER
     monkeypatch.setitem(index['clip_vit-tiny_1xb128-1k_synthshapes']['Results'][0]['Metrics'],
                         'Top-1', 0.971)  # its top-1 on the seen classes only
@@ -573,7 +573,7 @@ def test_a_wrong_metric_is_caught(monkeypatch):
     assert len(problems) == 4, problems
     for expected in ('mmmamba-linear_stage3_tiny_1xb32-600it_synthshapes-caption: CIDEr = 315.8',
                      'mmmamba-linear_stage2_tiny_1xb32-300it_synthshapes-caption: CIDEr = 321.6',
-                     'zipper_asr_tiny_synth-speech: WER = 55.4',
+                     'zipper_asr_tiny_1xb16-1500it_synth-speech: WER = 55.4',
                      'clip_vit-tiny_1xb128-1k_synthshapes: Top-1 = 0.971'):
         assert any(p.startswith(expected) for p in problems), (expected, problems)
 

@@ -13,8 +13,8 @@ from tools.dataset_converters.generate_synth_speech import main as generate
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
-ASR = osp.join(REPO, 'configs/zipper/zipper_asr-rope_frozen-text_tiny_synth-speech.py')
-TTS = osp.join(REPO, 'configs/zipper/zipper_tts-rope_tiny_synth-speech.py')
+ASR = osp.join(REPO, 'configs/zipper/zipper_asr-rope_frozen-text-tiny_1xb16-1500it_synth-speech.py')
+TTS = osp.join(REPO, 'configs/zipper/zipper_tts-rope_tiny_1xb16-1500it_synth-speech.py')
 
 
 def _checkpoint(config, opts, path, seed):

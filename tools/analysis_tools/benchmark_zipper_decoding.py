@@ -33,7 +33,7 @@ from mmfusion.models.common.sequence import BOS, EOS, PAD
 from mmfusion.registry import MODELS
 from mmfusion.utils import register_all_modules
 
-DEFAULT_CONFIG = 'configs/zipper/zipper_asr-rope-noise_frozen-text_tiny_synth-speech.py'
+DEFAULT_CONFIG = 'configs/zipper/zipper_asr-rope-noise_frozen-text-tiny_1xb16-1500it_synth-speech.py'
 
 
 def parse_args(argv=None):

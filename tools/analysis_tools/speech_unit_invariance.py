@@ -9,8 +9,8 @@ describe the words rather than the voice have a low same-text UER against
 the other-text one. One JSON line per config::
 
     python tools/analysis_tools/speech_unit_invariance.py \\
-        configs/zipper/zipper_speech-lm_tiny_synth-speech.py \\
-        configs/zipper/zipper_speech-lm_hubert-units_tiny_synth-speech.py
+        configs/zipper/zipper_speech-lm_tiny_1xb16-600it_synth-speech.py \\
+        configs/zipper/zipper_speech-lm_hubert-units-tiny_1xb16-600it_synth-speech.py
 
 Each config's ``model.unit_tokenizer`` (with its fitted ``checkpoint``) is used.
 """

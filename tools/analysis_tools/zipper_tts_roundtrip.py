@@ -17,8 +17,8 @@ tokenizer. Prints a table, writes ``roundtrip.json`` (and the first
 ``--save-wavs`` synthesised utterances) to ``--out-dir``::
 
     python tools/analysis_tools/zipper_tts_roundtrip.py \\
-        configs/zipper/zipper_tts-rope_tiny_synth-speech.py TTS_CKPT \\
-        configs/zipper/zipper_asr-rope-noise_frozen-text_tiny_synth-speech.py ASR_CKPT
+        configs/zipper/zipper_tts-rope_tiny_1xb16-1500it_synth-speech.py TTS_CKPT \\
+        configs/zipper/zipper_asr-rope-noise_frozen-text-tiny_1xb16-1500it_synth-speech.py ASR_CKPT
 """
 import argparse
 import json

@@ -122,7 +122,7 @@ def test_configs_use_the_encoder_the_fit_tool_fits_by_default():
     from mmengine.config import Config
 
     from tests.conftest import REPO
-    cfg = Config.fromfile(f'{REPO}/configs/zipper/zipper_speech-lm_hubert-units_tiny_synth-speech.py')
+    cfg = Config.fromfile(f'{REPO}/configs/zipper/zipper_speech-lm_hubert-units-tiny_1xb16-600it_synth-speech.py')
     tokenizer = cfg.model.unit_tokenizer
     assert tokenizer.type == 'SSLSpeechUnitTokenizer' and tokenizer.layer == 1
     assert json.loads(json.dumps(tokenizer.encoder.arch.to_dict())) == \

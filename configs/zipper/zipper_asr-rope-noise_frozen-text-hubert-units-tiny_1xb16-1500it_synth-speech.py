@@ -1,11 +1,11 @@
 # The final ASR recipe on the tiny-HuBERT units (k-means over the first layer
 # of a random-init HuBERT-shaped encoder, 35.6 units/s) instead of the log-mel
 # units (23.7 units/s): the speech tower pretrained on those units
-# (zipper_speech-lm_hubert-units_tiny_synth-speech.py), the position rate of
+# (zipper_speech-lm_hubert-units-tiny_1xb16-600it_synth-speech.py), the position rate of
 # the links scaled by the unit rates (1.65 * 35.6 / 23.7 = 2.48 units per
 # character).
-_base_ = ['./zipper_asr-rope-noise_frozen-text_tiny_synth-speech.py']
-hubert_speech_lm = 'work_dirs/zipper_speech-lm_hubert-units_tiny_synth-speech/iter_600.pth'
+_base_ = ['./zipper_asr-rope-noise_frozen-text-tiny_1xb16-1500it_synth-speech.py']
+hubert_speech_lm = 'work_dirs/zipper_speech-lm_hubert-units-tiny_1xb16-600it_synth-speech/iter_600.pth'
 model = dict(
     unit_tokenizer={{_base_.hubert_unit_tokenizer}},
     decoder=dict(

@@ -1,8 +1,8 @@
 # The Zipper paper's baseline for ASR: one decoder (the pretrained text tower)
 # whose vocabulary is expanded with the 64 speech units; each utterance is
 # "units <s> characters </s>", loss on the characters. Same data, schedule
-# and evaluation as zipper_asr_tiny_synth-speech.py.
-_base_ = ['./zipper_asr_tiny_synth-speech.py']
+# and evaluation as zipper_asr_tiny_1xb16-1500it_synth-speech.py.
+_base_ = ['./zipper_asr_tiny_1xb16-1500it_synth-speech.py']
 model = dict(
     _delete_=True,
     type='VocabExpansionASR',

@@ -10,8 +10,8 @@ _base_ = [
     '../_base_/datasets/synth_speech.py',
     '../_base_/default_runtime.py',
 ]
-text_lm = 'work_dirs/zipper_text-lm_tiny_synth-speech/iter_600.pth'
-speech_lm = 'work_dirs/zipper_speech-lm_tiny_synth-speech/iter_600.pth'
+text_lm = 'work_dirs/zipper_text-lm_tiny_1xb64-600it_synth-speech/iter_600.pth'
+speech_lm = 'work_dirs/zipper_speech-lm_tiny_1xb16-600it_synth-speech/iter_600.pth'
 model = dict(decoder=dict(towers=dict(
     text=dict(init_cfg=dict(type='Pretrained', checkpoint=text_lm, prefix='decoder.towers.text.')),
     speech=dict(init_cfg=dict(type='Pretrained', checkpoint=speech_lm,

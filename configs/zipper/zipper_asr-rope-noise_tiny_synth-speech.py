@@ -1,4 +1,0 @@
-# Claim (a) with the final recipe: zipper_asr-rope-noise_frozen-text_tiny_synth-speech.py
-# with the text tower trained too (at 0.3x, as the speech tower).
-_base_ = ['./zipper_asr-rope-noise_frozen-text_tiny_synth-speech.py']
-model = dict(decoder=dict(towers=dict(text=dict(frozen=False))))
