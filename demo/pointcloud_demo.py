@@ -32,7 +32,7 @@ from typing import List, Optional, Sequence
 import mmcv
 
 from mmfusion.apis import PointCloudZeroShotInferencer
-from mmfusion.apis.sequence_inferencers import MESH_SUFFIXES, point_saliency  # noqa: F401
+from mmfusion.apis.sequence_inferencers import MESH_SUFFIXES
 
 NAME = 'zeroshot_i2pmae-tiny_1xb32-300it_synthshapes3d'
 DEFAULT_CONFIG = f'configs/i2pmae/{NAME}.py'

@@ -22,6 +22,7 @@ import copy
 import json
 import os
 import os.path as osp
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -97,8 +98,8 @@ def resolve_model(model: ModelSpec, weights: Union[str, bool, None], device: str
         # SAM or CLIP) that this machine lacks: a trained checkpoint holds them.
         dropped = drop_weight_files(cfg.model, only_missing=True)
         if dropped:
-            print_log('weight files of the config not found, skipped (a trained checkpoint '
-                      f'holds all weights): {"; ".join(dropped)}', logger='current', level=30)
+            warnings.warn('weight files of the config not found, skipped (a trained checkpoint '
+                          f'holds all weights): {"; ".join(dropped)}', stacklevel=3)
     built = init_model(cfg, weights or None, device=device)
     return built, built.cfg
 

@@ -136,7 +136,8 @@ def test_saliency_is_the_upsampled_map_read_at_each_pixel():
     # A constant map reads back as that constant at every pixel.
     sal = torch.full((1, 3, 4, 4), 0.25)
     pix = torch.randint(0, 32, (1, 3, 10, 2))
-    assert torch.allclose(demo.point_saliency(sal, pix, 32), torch.full((1, 10), 0.25))
+    from mmfusion.apis.sequence_inferencers import point_saliency
+    assert torch.allclose(point_saliency(sal, pix, 32), torch.full((1, 10), 0.25))
 
 
 @pytest.mark.filterwarnings('ignore:weight files of the config')
