@@ -8,7 +8,8 @@ Exclusion rule: configs in a family's ``*_eval/`` folders (``synthshapes_eval``,
 ``real_photo_eval``, ``paper_eval``) are evaluation-only: each inherits a listed
 config of its family (or the ``_base_/models`` file one is built from) and is
 run with that model's checkpoint, so it has no entry of its own. Every other
-config under ``configs/`` (but ``_base_``) is listed, ``ablations/`` included.
+config under ``configs/`` (but ``_base_`` and ``_examples_``, docs/new_model.md's
+example, which docs/new_model.md's test trains) is listed, ``ablations/`` included.
 """
 import glob
 import json
