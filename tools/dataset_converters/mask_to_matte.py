@@ -314,8 +314,10 @@ def convert(ann_file: str, img_dir: str, out: str, category_ids: Optional[List[i
         if kept_here:
             Image.fromarray(image).save(osp.join(out, merged_rel))
         if verbose:
+            now = time.perf_counter()
+            eta = (now - start) / (i + 1) * (len(images) - i - 1)
             print(f'[{i + 1}/{len(images)}] {info["file_name"]}: {kept_here}/{len(todo)} mattes '
-                  f'({time.perf_counter() - t0:.1f}s)', flush=True)
+                  f'({now - t0:.1f}s, ETA {eta:.0f}s)', flush=True)
     if not records:
         raise ValueError(f'{ann_file}: no instance was kept (skipped: {skipped})')
     with open(osp.join(out, 'mattes.json'), 'w') as f:
