@@ -89,6 +89,7 @@ class BaseEncoder(BaseModule):
                 param.requires_grad_(True)
         if self.lora:
             self._inject_lora(self.lora)
+        self._lora_dropout_names = self._find_lora_dropouts()
         if self.frozen_dtype is not None:
             self.to(self.frozen_dtype)
             self.register_forward_pre_hook(self._cast_inputs_hook, with_kwargs=True)
@@ -120,16 +121,24 @@ class BaseEncoder(BaseModule):
             raise ValueError(f'{type(self).__name__}: LoRA target_modules {target_modules} '
                              f'do not match this encoder: {e}') from e
 
+    def _find_lora_dropouts(self) -> list:
+        return [name for name, _ in self.named_modules() if name.endswith('lora_dropout')]
+
     def train(self, mode: bool = True) -> 'BaseEncoder':
         super().train(mode and not self.frozen)
         if mode and self.frozen:
             for name in getattr(self, '_trainable_names', []):
                 self.get_submodule(name).train(True)
             # LoRA's own dropout is part of what trains (peft's ``lora_dropout``);
-            # the frozen base layers around it stay in eval mode.
-            for name, module in self.named_modules():
-                if name.endswith('lora_dropout'):
-                    module.train(True)
+            # the frozen base layers around it stay in eval mode. Listed once
+            # (in _apply_freeze, where LoRA is injected): the runner calls
+            # train() before every iteration, and re-listing every submodule
+            # was half the cost of that call.
+            names = getattr(self, '_lora_dropout_names', None)
+            if names is None:
+                names = self._lora_dropout_names = self._find_lora_dropouts()
+            for name in names:
+                self.get_submodule(name).train(True)
         return self
 
     # -- low dtype ---------------------------------------------------------
