@@ -153,11 +153,23 @@ def one_thread():
 SPEECH_GENERATOR = 'tools.dataset_converters.generate_synth_speech'
 
 
+def pytest_addoption(parser):
+    parser.addoption('--run-compile', action='store_true', default=False,
+                     help='also run the tests marked `compile` (torch.compile of every '
+                     "family's tiny recipe; minutes per family on CPU)")
+
+
 def pytest_collection_modifyitems(config, items):
-    """Without Debian's espeak-ng (tools/install.sh installs it as root or with
+    """Tests marked ``compile`` skip unless ``--run-compile`` is given.
+    Without Debian's espeak-ng (tools/install.sh installs it as root or with
     sudo, and warns otherwise) the tests of modules that synthesise SynthSpeech
     skip with that reason instead of failing."""
     import shutil
+    if not config.getoption('--run-compile'):
+        skip_compile = pytest.mark.skip(reason='torch.compile test: pass --run-compile')
+        for item in items:
+            if item.get_closest_marker('compile') is not None:
+                item.add_marker(skip_compile)
     if shutil.which('espeak-ng') is not None:
         return
     skip = pytest.mark.skip(reason='espeak-ng is not installed (apt-get install espeak-ng; '

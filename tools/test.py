@@ -7,6 +7,7 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 
 from mmfusion.utils import explain_unknown_type, register_all_modules
+from mmfusion.utils.compile import add_compile_args, apply_compile_args
 from mmfusion.utils.dist import prepare_launcher, runner_class, shutdown_launcher
 
 
@@ -23,6 +24,7 @@ def parse_args() -> argparse.Namespace:
                         help='mixed-precision inference: fp16 autocast on CUDA, bf16 on CPU')
     parser.add_argument('--no-progress', action='store_true',
                         help='no progress bar (batches, rate, ETA on stderr)')
+    add_compile_args(parser, 'test')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
@@ -51,6 +53,8 @@ def main() -> None:
         cfg.test_cfg = dict(cfg.get('test_cfg') or {}, fp16=True)
     if not args.no_progress:
         cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='ProgressBarHook')]
+    # mmengine compiles nothing in Runner.test(): CompileHook compiles test_step.
+    apply_compile_args(cfg, args)
     prepare_launcher(cfg, args.launcher)
 
     with explain_unknown_type():

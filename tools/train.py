@@ -7,6 +7,7 @@ from mmengine.config import Config, DictAction
 
 from mmfusion.engine.optim import enable_amp
 from mmfusion.utils import explain_unknown_type, register_all_modules
+from mmfusion.utils.compile import add_compile_args, apply_compile_args
 from mmfusion.utils.dist import prepare_launcher, runner_class, shutdown_launcher
 
 # --vis-backend names -> mmengine's visualisation backends
@@ -34,6 +35,7 @@ def parse_args() -> argparse.Namespace:
                         help='where scalars (losses, lr, metrics) go: local (JSON under the '
                         'log dir, always kept: analyze_logs.py reads it) and/or tensorboard '
                         '(event files under <log dir>/vis_data; tensorboard --logdir WORK_DIR)')
+    add_compile_args(parser, 'train')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
@@ -64,6 +66,7 @@ def build_cfg(args: argparse.Namespace) -> Config:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
             raise KeyError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
         cfg.auto_scale_lr.enable = True
+    apply_compile_args(cfg, args)
     prepare_launcher(cfg, args.launcher, sync_bn=args.sync_bn)
     return cfg
 

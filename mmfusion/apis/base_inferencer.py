@@ -36,6 +36,7 @@ from mmengine.logging import print_log
 from torch import nn
 
 from mmfusion.registry import VISUALIZERS
+from mmfusion.utils.compile import compile_inference
 from mmfusion.utils.config_weights import drop_weight_files
 
 from .inference import build_test_pipeline, init_model, load_image, load_weights, prepare_inputs
@@ -114,6 +115,10 @@ class FusionInferencer(BaseInferencer):
         device: e.g. ``'cpu'``, ``'cuda:0'``.
         cfg_options: config overrides (names and configs only).
         show_progress: a progress bar over batches.
+        compile: ``torch.compile`` the model's inference entry points
+            (``test_step``, ``predict``) in place: ``True`` or a dict of
+            ``torch.compile`` options (``backend``, ``mode``...). The first
+            call of each input shape compiles (minutes on CPU).
     """
     #: what the inferencer does, for messages and the web demo
     task_kind: str = ''
@@ -134,12 +139,15 @@ class FusionInferencer(BaseInferencer):
                  weights: Union[str, bool, None] = None,
                  device: str = 'cpu',
                  cfg_options: Optional[dict] = None,
-                 show_progress: bool = True) -> None:
+                 show_progress: bool = True,
+                 compile: Union[bool, dict] = False) -> None:
         self.model, self.cfg = resolve_model(model, weights, device, cfg_options)
         if self.model_types and type(self.model).__name__ not in self.model_types:
             raise TypeError(f'{type(self).__name__} ({self.task_kind}) runs '
                             f'{" / ".join(self.model_types)} models, got '
                             f'{type(self.model).__name__}')
+        if compile:
+            compile_inference(self.model, compile)
         self.scope = 'mmfusion'
         self.device = device
         self.show_progress = show_progress

@@ -132,8 +132,9 @@ class ASRInferencer(_SequenceInferencer):
 
     def __init__(self, model: ModelSpec, weights: Union[str, bool, None] = None,
                  device: str = 'cpu', cfg_options: Optional[dict] = None,
-                 show_progress: bool = True, resample: bool = True) -> None:
-        super().__init__(model, weights, device, cfg_options, show_progress)
+                 show_progress: bool = True, resample: bool = True,
+                 compile: Union[bool, dict] = False) -> None:
+        super().__init__(model, weights, device, cfg_options, show_progress, compile)
         if type(self.model).__name__ == 'Zipper':
             from mmfusion.models.zipper import check_zipper_task
             check_zipper_task(self.model, 'text', 'speech', f'{type(self).__name__}: the model')
@@ -242,8 +243,8 @@ class TTSInferencer(_SequenceInferencer):
 
     def __init__(self, model: ModelSpec, weights: Union[str, bool, None] = None,
                  device: str = 'cpu', cfg_options: Optional[dict] = None,
-                 show_progress: bool = True) -> None:
-        super().__init__(model, weights, device, cfg_options, show_progress)
+                 show_progress: bool = True, compile: Union[bool, dict] = False) -> None:
+        super().__init__(model, weights, device, cfg_options, show_progress, compile)
         from mmfusion.models.zipper import check_zipper_task
         check_zipper_task(self.model, 'speech', 'text', f'{type(self).__name__}: the model')
 
@@ -439,8 +440,9 @@ class PointCloudZeroShotInferencer(_SequenceInferencer):
 
     def __init__(self, model: ModelSpec, weights: Union[str, bool, None] = None,
                  device: str = 'cpu', cfg_options: Optional[dict] = None,
-                 show_progress: bool = True, num_points: Optional[int] = None) -> None:
-        super().__init__(model, weights, device, cfg_options, show_progress)
+                 show_progress: bool = True, num_points: Optional[int] = None,
+                 compile: Union[bool, dict] = False) -> None:
+        super().__init__(model, weights, device, cfg_options, show_progress, compile)
         pre = getattr(self.model.data_preprocessor, 'preprocessors', None)
         if pre is None or 'points' not in pre:
             raise ValueError(f'{type(self).__name__}: the model\'s data_preprocessor '

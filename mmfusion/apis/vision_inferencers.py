@@ -122,8 +122,8 @@ class _XDecoderTaskInferencer(_ImageInferencer):
 
     def __init__(self, model: ModelSpec, weights: Union[str, bool, None] = None,
                  device: str = 'cpu', cfg_options: Optional[dict] = None,
-                 show_progress: bool = True) -> None:
-        super().__init__(model, weights, device, cfg_options, show_progress)
+                 show_progress: bool = True, compile: Union[bool, dict] = False) -> None:
+        super().__init__(model, weights, device, cfg_options, show_progress, compile)
         tasks = getattr(self.model, 'tasks', ())
         if self.task and self.task not in tasks:
             raise ValueError(f'{type(self).__name__}: this {type(self.model).__name__} has no '

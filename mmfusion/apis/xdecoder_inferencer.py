@@ -54,15 +54,18 @@ class XDecoderInferencer:
         checkpoint: weights to load into the model.
         device: e.g. ``'cpu'``, ``'cuda:0'``.
         cfg_options: config overrides (config input only).
+        compile: ``torch.compile`` the model's inference (see
+            :class:`FusionInferencer`); every task's Inferencer shares it.
     """
 
     def __init__(self,
                  model: Union[str, Path, Config, nn.Module],
                  checkpoint: Optional[str] = None,
                  device: str = 'cpu',
-                 cfg_options: Optional[dict] = None) -> None:
+                 cfg_options: Optional[dict] = None,
+                 compile: Union[bool, dict] = False) -> None:
         seg = OpenVocabSegInferencer(model, checkpoint if checkpoint else False, device,
-                                     cfg_options, show_progress=False)
+                                     cfg_options, show_progress=False, compile=compile)
         self.model = seg.model
         self._inferencers: Dict[type, OpenVocabSegInferencer] = {OpenVocabSegInferencer: seg}
 

@@ -1,3 +1,4 @@
+from .compile_hook import CompileHook
 from .dataset_classes_hook import DatasetClassNamesHook
 from .feature_cache_hook import FeatureCacheHook
 from .progress_bar_hook import ProgressBarHook
@@ -6,4 +7,4 @@ from .throughput_hook import ThroughputHook
 from .visualization_hook import FusionVisualizationHook
 
 __all__ = ['DatasetClassNamesHook', 'FusionVisualizationHook', 'TorchRNGStateHook',
-           'FeatureCacheHook', 'ThroughputHook', 'ProgressBarHook']
+           'FeatureCacheHook', 'ThroughputHook', 'ProgressBarHook', 'CompileHook']

@@ -1,0 +1,156 @@
+"""``torch.compile`` for the tools, the benchmark and the Inferencers.
+
+``tools/train.py --compile`` sets mmengine's ``cfg.compile`` (a dict of
+``torch.compile`` keyword arguments, ``True`` for the defaults). mmengine
+0.10.7's ``Runner`` then compiles ``model.train_step`` only, once, inside
+``Runner.train()`` (``Runner._maybe_compile``); ``Runner.val()``,
+``Runner.test()`` and the validation loop inside ``train()`` call the eager
+``val_step`` / ``test_step``. :class:`~mmfusion.engine.hooks.CompileHook`, which
+:func:`enable_compile` adds, compiles those two with the same options when
+their loop starts, and logs how long the first (compiling) iteration took
+against the steady per-iteration time.
+
+Parts of a model that cannot be compiled are excluded where they are defined,
+with ``torch.compiler.disable`` (or a class attribute ``compile_exclude``
+naming methods, wrapped by :func:`apply_compile_exclusions`), each with its
+reason; graph breaks elsewhere are left to dynamo.
+"""
+import argparse
+import os
+import shutil
+from typing import Iterable, Optional, Union
+
+import torch
+from torch import nn
+
+#: ``torch.compile`` modes (``--compile-mode``)
+COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
+CompileCfg = Union[bool, dict, None]
+
+
+def compile_options(compile_cfg: CompileCfg) -> Optional[dict]:
+    """``cfg.compile`` as ``torch.compile`` keyword arguments, read as
+    mmengine reads it: ``None``/``False`` -> ``None`` (no compiling),
+    ``True`` -> ``{}``, a dict -> a copy."""
+    if compile_cfg is None or compile_cfg is False:
+        return None
+    if compile_cfg is True:
+        return {}
+    if not isinstance(compile_cfg, dict):
+        raise TypeError(f'compile must be a bool or a dict of torch.compile options, '
+                        f'got {type(compile_cfg).__name__}')
+    return dict(compile_cfg)
+
+
+def check_compiler(options: Optional[dict]) -> None:
+    """Inductor (the default backend) generates C++ for the CPU (and host
+    code next to its Triton kernels on CUDA) and builds it with the system
+    compiler: fail before the first iteration, not inside it."""
+    if options is None or options.get('backend', 'inductor') != 'inductor':
+        return
+    if os.environ.get('CXX') or any(shutil.which(c) for c in ('g++', 'c++', 'clang++')):
+        return
+    raise RuntimeError('torch.compile\'s inductor backend builds C++ and found no compiler '
+                       '(g++, c++, clang++ or $CXX): install one (apt-get install g++), or '
+                       'pass --compile-backend aot_eager (no code generation)')
+
+
+def enable_compile(cfg, backend: Optional[str] = None, mode: Optional[str] = None) -> None:
+    """Set ``cfg.compile`` (mmengine's switch; ``train()`` compiles
+    ``train_step``) and add :class:`CompileHook` (compiled ``val_step`` /
+    ``test_step``, compile time in the log), in place."""
+    options = {}
+    if backend:
+        options['backend'] = backend
+    if mode:
+        if mode not in COMPILE_MODES:
+            raise ValueError(f'compile mode must be one of {COMPILE_MODES}, got {mode!r}')
+        options['mode'] = mode
+    check_compiler(options)
+    cfg.compile = options or True
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(h.get('type') in ('CompileHook', 'mmfusion.CompileHook') for h in hooks):
+        hooks.append(dict(type='CompileHook'))
+    cfg.custom_hooks = hooks
+
+
+def add_compile_args(parser: argparse.ArgumentParser, step: str = 'train') -> None:
+    """``--compile``, ``--compile-backend`` and ``--compile-mode`` (tools/train.py,
+    tools/test.py; ``step``: what they compile, for the help text)."""
+    what = ("the train step (mmengine's cfg.compile) and the val steps" if step == 'train'
+            else 'the test step')
+    parser.add_argument('--compile', action='store_true',
+                        help=f'torch.compile {what}; the first iterations compile (minutes on '
+                        'CPU, which needs a C++ compiler), the log says how long')
+    parser.add_argument('--compile-backend',
+                        help='torch.compile backend (implies --compile; default inductor; '
+                        'aot_eager / eager tell compiler problems from model problems)')
+    parser.add_argument('--compile-mode', choices=COMPILE_MODES,
+                        help='torch.compile mode (implies --compile)')
+
+
+def apply_compile_args(cfg, args: argparse.Namespace) -> None:
+    """:func:`enable_compile` when the arguments of :func:`add_compile_args` ask for it."""
+    if args.compile or args.compile_backend or args.compile_mode:
+        enable_compile(cfg, args.compile_backend, args.compile_mode)
+
+
+def is_compiled(fn) -> bool:
+    """Whether ``fn`` is already a ``torch.compile`` wrapper."""
+    return hasattr(fn, '_torchdynamo_orig_callable')
+
+
+def compile_method(obj, name: str, options: Optional[dict] = None) -> bool:
+    """Replace ``obj.name`` by ``torch.compile(obj.name, **options)`` on the
+    instance, as mmengine does for ``train_step``. Nothing happens when the
+    method is missing or already compiled. Returns whether it compiled."""
+    fn = getattr(obj, name, None)
+    if not callable(fn) or is_compiled(fn):
+        return False
+    setattr(obj, name, torch.compile(fn, **(options or {})))
+    return True
+
+
+def apply_compile_exclusions(model: nn.Module) -> list:
+    """Wrap the methods every submodule's class lists in ``compile_exclude``
+    with ``torch.compiler.disable`` on the instance (for methods whose
+    definition cannot carry the decorator, e.g. inherited from another
+    library). Returns the wrapped ``'module.path.method'`` names."""
+    wrapped = []
+    for path, module in model.named_modules():
+        for name in _exclusions(type(module)):
+            fn = getattr(module, name, None)
+            if callable(fn) and not getattr(fn, '_mmfusion_compile_excluded', False):
+                disabled = torch.compiler.disable(fn)
+                disabled._mmfusion_compile_excluded = True
+                setattr(module, name, disabled)
+                wrapped.append(f'{path}.{name}' if path else name)
+    return wrapped
+
+
+def _exclusions(cls) -> Iterable[str]:
+    names = []
+    for klass in cls.__mro__:
+        for name in klass.__dict__.get('compile_exclude', ()):
+            if name not in names:
+                names.append(name)
+    return names
+
+
+#: the model methods an Inferencer calls for a prediction
+INFERENCE_METHODS = ('test_step', 'predict')
+
+
+def compile_inference(model: nn.Module, compile_cfg: CompileCfg = True) -> nn.Module:
+    """Compile the inference entry points of ``model`` in place
+    (``test_step``, and ``predict``, which some Inferencers call directly)
+    with ``compile_cfg`` (``True`` or ``torch.compile`` options). Returns
+    ``model``."""
+    options = compile_options(compile_cfg)
+    if options is None:
+        return model
+    check_compiler(options)
+    apply_compile_exclusions(model)
+    for name in INFERENCE_METHODS:
+        compile_method(model, name, options)
+    return model
