@@ -15,10 +15,12 @@ from mmfusion.models.mmmamba import (
     MultimodalCausalLM,
     mamba_ssm_available,
     segment_sum,
+    ssd,
     ssd_chunked,
     ssd_kernel,
     ssd_recurrent,
 )
+from mmfusion.models.mmmamba.ssd import MAX_FACTORED_DECAY
 from mmfusion.models.tokenizers import WordTokenizer
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
@@ -60,6 +62,50 @@ def test_chunked_scan_equals_recurrence(length, chunk):
         assert y.shape == y_ref.shape == x.shape
         assert (y - y_ref).abs().max() <= 1e-5
         assert (s - s_ref).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize('dt_scale,length,chunk', [
+    (0.3, 1000, 64),   # decay factored as exp(cum_l) * exp(-cum_s)
+    (20.0, 100, 16),   # chunks decaying past MAX_FACTORED_DECAY: masked differences
+    (0.3, 700, 'auto'),
+])
+def test_chunked_scan_fp32_within_1e5_relative_of_float64_recurrence(dt_scale, length, chunk):
+    x, dt, A, B, C = _ssd_inputs(length, dtype=torch.float64)
+    dt = dt / 0.3 * dt_scale
+    state0 = torch.randn(2, 3, 4, 5, dtype=torch.float64)
+    y_ref, s_ref = ssd_recurrent(x, dt, A, B, C, state0)
+    chunk_decay = (dt[:, :16] * A).sum(1).neg().max()
+    assert (chunk_decay > MAX_FACTORED_DECAY) == (dt_scale > 1)  # the branch the case names
+    y, s = ssd_chunked(*(t.float() for t in (x, dt, A, B, C)), chunk, state0.float())
+    assert ((y - y_ref).abs().max() / y_ref.abs().max()) <= 1e-5
+    assert ((s - s_ref).abs().max() / s_ref.abs().max()) <= 1e-5
+
+
+def test_chunked_scan_gradients_match_float64_recurrence():
+    inputs = [t.requires_grad_() for t in _ssd_inputs(45)]
+    y, s = ssd_chunked(*inputs, chunk_size=16)
+    (y.square().sum() + s.sum()).backward()
+    ref = [t.detach().double().requires_grad_() for t in inputs]
+    y, s = ssd_recurrent(*ref)
+    (y.square().sum() + s.sum()).backward()
+    for name, got, want in zip('x dt A B C'.split(), inputs, ref):
+        err = (got.grad - want.grad).abs().max() / want.grad.abs().max()
+        assert err <= 1e-5, name
+
+
+def test_tuned_chunk_size_measures_once_per_shape_bucket(monkeypatch):
+    monkeypatch.setattr(ssd, '_TUNED_CHUNKS', {})
+    calls = []
+    real = ssd.ssd_chunked
+    monkeypatch.setattr(ssd, 'ssd_chunked', lambda *a, **k: calls.append(k['chunk_size'])
+                        or real(*a, **k))
+    inputs = _ssd_inputs(70)
+    first = ssd.tuned_chunk_size(*inputs)
+    assert sorted(set(calls)) == [32, 64, 128]  # candidates up to the length's bucket (128)
+    assert first in (32, 64, 128)
+    calls.clear()
+    assert ssd.tuned_chunk_size(*_ssd_inputs(100)) == first  # same bucket: remembered
+    assert calls == []
 
 
 def test_scan_with_no_decay_and_unit_dt_is_causal_linear_attention():
