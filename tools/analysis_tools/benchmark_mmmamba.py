@@ -9,7 +9,8 @@ sequence length, one image plus text tokens filling the length:
   on CUDA ``torch.cuda.max_memory_allocated``; on CPU the process's peak
   resident-set growth (``ru_maxrss`` minus the RSS before the prefill), each
   measurement in a fresh process so earlier runs cannot hide it;
-* at ``--decode-context``: per-token latency of greedy decoding steps after
+* at ``--decode-context``: per-token latency (eager and, with
+  ``--decode-compile``, with every model's step compiled) of greedy decoding steps after
   the prefill (median over ``--decode-tokens``, at each of
   ``--decode-threads`` CPU threads; each model is reported at its fastest,
   all counts are in the JSON) and the decoding state's
@@ -54,6 +55,9 @@ def parse_args(argv=None):
                         help='CPU thread counts to decode with; each model is reported at '
                         'its fastest (one-token steps of a small model are bound by '
                         'per-operation overhead, which more threads can raise)')
+    parser.add_argument('--decode-compile', action='store_true',
+                        help='also time decoding with each model\'s one-token step compiled '
+                        '(torch.compile, inductor); the compile time is reported')
     parser.add_argument('--hybrid-layers', type=int, nargs='+', default=[2, 5])
     parser.add_argument('--dim', type=int, help='override the config\'s width')
     parser.add_argument('--num-heads', type=int, help='override the config\'s query heads')
@@ -103,7 +107,8 @@ def worker(args) -> dict:
     kind, length = args.worker[0], int(args.worker[1])
     device = torch.device(args.device)
     model = build(kind, args, max(length, args.decode_context)
-                  + args.decode_tokens * len(args.decode_threads) + 1)
+                  + (args.decode_tokens * len(args.decode_threads) + 2)
+                  * (1 + args.decode_compile) + 1)
     patches = model.patch_embed.num_patches
     img = torch.randn(1, 3, model.patch_embed.img_size, model.patch_embed.img_size, device=device)
     ids = torch.randint(4, model.tokenizer.vocab_size, (1, length - patches), device=device)
@@ -137,25 +142,38 @@ def worker(args) -> dict:
         out['prefill_s'] = statistics.median(times)
         if length == args.decode_context:
             nxt = logits[:, -1:].argmax(-1)
-            per_threads = {}
+            paths = dict(eager=model.forward_sequence)
+            if args.decode_compile:
+                # Both models the same way: the whole one-token step through
+                # inductor; dynamic shapes, so the teacher's growing
+                # key/value cache does not recompile every token.
+                paths['compiled'] = torch.compile(model.forward_sequence, dynamic=True)
             threads = args.decode_threads if device.type == 'cpu' else [torch.get_num_threads()]
             default_threads = torch.get_num_threads()
-            for n in threads:
-                torch.set_num_threads(n)
-                steps = []
-                for _ in range(args.decode_tokens):
-                    sync()
+            for path, step in paths.items():
+                if path == 'compiled':
                     start = time.perf_counter()
-                    logits = model.forward_sequence(None, nxt, caches=caches)
-                    sync()
-                    steps.append(time.perf_counter() - start)
-                    nxt = logits[:, -1:].argmax(-1)
-                per_threads[n] = statistics.median(steps) * 1e3
-            torch.set_num_threads(default_threads)
-            best = min(per_threads, key=per_threads.get)
-            out['decode_ms_per_token_by_threads'] = per_threads
-            out['decode_ms_per_token'] = per_threads[best]
-            out['decode_threads'] = best
+                    for _ in range(2):  # compiles, then the first specialisation
+                        nxt = step(None, nxt, caches=caches)[:, -1:].argmax(-1)
+                    out['decode_compile_s'] = time.perf_counter() - start
+                per_threads = {}
+                for n in threads:
+                    torch.set_num_threads(n)
+                    steps = []
+                    for _ in range(args.decode_tokens):
+                        sync()
+                        start = time.perf_counter()
+                        logits = step(None, nxt, caches=caches)
+                        sync()
+                        steps.append(time.perf_counter() - start)
+                        nxt = logits[:, -1:].argmax(-1)
+                    per_threads[n] = statistics.median(steps) * 1e3
+                torch.set_num_threads(default_threads)
+                best = min(per_threads, key=per_threads.get)
+                suffix = '' if path == 'eager' else '_compiled'
+                out[f'decode_ms_per_token_by_threads{suffix}'] = per_threads
+                out[f'decode_ms_per_token{suffix}'] = per_threads[best]
+                out[f'decode_threads{suffix}'] = best
             out['decode_state_mb'] = state_bytes(caches) / 2**20
     return out
 
@@ -169,6 +187,8 @@ def measure(kind: str, length: int, args) -> dict:
            str(args.decode_tokens), '--decode-threads', *map(str, args.decode_threads),
            '--repeats', str(args.repeats), '--device', args.device,
            '--hybrid-layers', *map(str, args.hybrid_layers)]
+    if args.decode_compile:
+        cmd.append('--decode-compile')
     for key in ('dim', 'num_heads', 'num_kv_heads'):
         if getattr(args, key):
             cmd += [f'--{key.replace("_", "-")}', str(getattr(args, key))]
@@ -231,16 +251,19 @@ def main(argv=None) -> dict:
     exponents = {k: fit_exponent([r['length'] for r in runs if r['model'] == k],
                                  [r['prefill_s'] for r in runs if r['model'] == k])
                  for k in KINDS}
-    decode = {r['model']: {k: r[k] for k in ('decode_ms_per_token', 'decode_threads',
-                                              'decode_ms_per_token_by_threads',
-                                              'decode_state_mb')}
-              for r in runs if 'decode_ms_per_token' in r}
+    decode_keys = [k for k in runs[-1] if k.startswith('decode_')]
+    decode = {r['model']: {k: r[k] for k in decode_keys} for r in runs
+              if 'decode_ms_per_token' in r}
     teacher = decode['teacher']
-    ratios = {k: dict(decode_speedup=teacher['decode_ms_per_token'] / decode[k]
-                      ['decode_ms_per_token'],
-                      state_memory_reduction=1 - decode[k]['decode_state_mb']
-                      / teacher['decode_state_mb'])
-              for k in ('linear', 'hybrid')}
+    ratios = {}
+    for k in ('linear', 'hybrid'):
+        ratios[k] = dict(decode_speedup=teacher['decode_ms_per_token']
+                         / decode[k]['decode_ms_per_token'],
+                         state_memory_reduction=1 - decode[k]['decode_state_mb']
+                         / teacher['decode_state_mb'])
+        if args.decode_compile:  # both compiled: the same path for both
+            ratios[k]['decode_speedup_compiled'] = (teacher['decode_ms_per_token_compiled']
+                                                    / decode[k]['decode_ms_per_token_compiled'])
     from mmfusion.models.mmmamba import mamba_ssm_available
     result = dict(config=args.config, device=args.device, threads=_threads(),
                   mamba_ssm_kernel=args.device != 'cpu' and mamba_ssm_available(),
