@@ -42,7 +42,11 @@ class Mamba2Mixer(nn.Module):
         num_heads (int): Heads (C heads).
         num_kv_heads (int, optional): B/x heads, repeated to ``num_heads``.
         conv_kernel (int): Causal convolution width.
-        chunk_size (int): SSD chunk length (any sequence length works).
+        chunk_size (int | str): SSD chunk length (any sequence length
+            works); ``'auto'`` measures the fastest once per input shape
+            (:func:`.ssd.tuned_chunk_size`). The recipes keep a fixed size:
+            a measured choice can differ between machines and runs, and
+            with it the rounding, which exact resume would notice.
         use_kernel (bool | str): ``'auto'`` uses ``mamba_ssm``'s fused kernel
             for CUDA tensors when it is installed; ``True`` the same, but
             refuses to build without ``mamba_ssm``; ``False`` always runs the
@@ -142,7 +146,9 @@ class Mamba2Mixer(nn.Module):
     def _scan(self, x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor,
               state: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
         if self.use_kernel and x.is_cuda and mamba_ssm_available():
-            return ssd_kernel(x, dt, A, B, C, self.chunk_size, state)
+            # The fused kernel is tuned for mamba_ssm's default chunk of 256.
+            chunk = 256 if self.chunk_size == 'auto' else self.chunk_size
+            return ssd_kernel(x, dt, A, B, C, chunk, state)
         return ssd_chunked(x, dt, A, B, C, self.chunk_size, state)
 
     def _step_params(self) -> Tuple[Tensor, Tensor, Tensor]:
