@@ -64,24 +64,40 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--compile-configs', nargs='+',
                         default=list(benchmark_compile.TINY_RECIPES),
                         help='tiny recipes for the compile section (default: one per family)')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
+                        help='where the SSD and decode sections run (the training sections '
+                        'follow mmengine: the GPU when there is one)')
     parser.add_argument('--out-dir', default='work_dirs/benchmark_all')
     return parser.parse_args(argv)
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def _best_seconds(fn: Callable[[], object], repeats: int) -> float:
     fn()
     times = []
     for _ in range(repeats):
+        _sync()
         start = time.perf_counter()
         fn()
+        _sync()
         times.append(time.perf_counter() - start)
     return min(times)
 
 
-def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """fp32 ``torch.mm`` throughput of a square product, best of ``repeats``."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    return 2 * size ** 3 / _best_seconds(lambda: torch.mm(a, b), repeats) / 1e9
+def matmul_peak_gflops(size: int = 2048, repeats: int = 5, device: str = 'cpu') -> float:
+    """fp32 ``torch.mm`` throughput of a square product, best of ``repeats``
+    (TF32 off on CUDA: the peak of true fp32)."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        return 2 * size ** 3 / _best_seconds(lambda: torch.mm(a, b), repeats) / 1e9
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
 def bench_ssd(args) -> dict:
@@ -95,6 +111,7 @@ def bench_ssd(args) -> dict:
     A = -torch.rand(heads, generator=g) * 2 - 0.5
     B = torch.randn(1, length, heads, n, generator=g)
     C = torch.randn(1, length, heads, n, generator=g)
+    x, dt, A, B, C = (t.to(args.device) for t in (x, dt, A, B, C))
     with torch.inference_mode():
         chunk = tuned_chunk_size(x, dt, A, B, C)
         ours = lambda: ssd_chunked(x, dt, A, B, C, chunk)  # noqa: E731
@@ -103,7 +120,7 @@ def bench_ssd(args) -> dict:
                   for q in sorted({256, chunk})}
         ours_s, theirs_s, peaks = [], {q: [] for q in theirs}, []
         for _ in range(3):  # interleaved, so drifts of a shared machine hit all alike
-            peaks.append(matmul_peak_gflops())
+            peaks.append(matmul_peak_gflops(device=args.device))
             ours_s.append(_best_seconds(ours, args.ssd_repeats))
             for q, fn in theirs.items():
                 theirs_s[q].append(_best_seconds(fn, max(2, args.ssd_repeats // 3)))
@@ -129,7 +146,8 @@ def bench_ssd(args) -> dict:
 def bench_decode(args) -> dict:
     bm_args = benchmark_mmmamba.parse_args(
         ['--lengths', str(args.decode_context), '--decode-context', str(args.decode_context),
-         '--decode-tokens', '32', '--repeats', '1', '--decode-compile'])
+         '--decode-tokens', '32', '--repeats', '1', '--decode-compile',
+         '--device', args.device])
     runs = {kind: benchmark_mmmamba.measure(kind, args.decode_context, bm_args)
             for kind in ('teacher', 'linear')}
     teacher, linear = runs['teacher'], runs['linear']
