@@ -64,6 +64,7 @@ from typing import List, Optional, Tuple
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.device import get_device
+from mmengine.hooks import Hook
 from mmengine.optim import build_optim_wrapper
 from mmengine.runner import Runner, set_random_seed
 from torch.utils.data import DataLoader, Dataset
@@ -118,26 +119,45 @@ class _TimedFromWarmup(ThroughputHook):
         self.stamps.append(time.perf_counter())
 
 
-def run_runner(cfg: Config, batches: List[dict], warmup: int,
-               work_dir: str) -> Tuple[float, float, List[float]]:
-    """Train with mmengine's Runner: (iterations/s, median iteration seconds,
-    the loss of every iteration)."""
-    cfg = training_only(copy.deepcopy(cfg), len(batches))
-    cfg.work_dir = work_dir
-    runner = Runner.from_cfg(cfg)
-    # The loop takes a built DataLoader as it is. Batches of one already
-    # collated batch, so the sampler hooks still find a batch sampler. Its own
-    # generator: iterating a loader draws a base seed, which would otherwise
-    # shift torch's global RNG (initial weights, random draws) against the
-    # bare loop's.
-    runner._train_dataloader = DataLoader(ReplayBatches(batches), batch_size=1, shuffle=False,
-                                          num_workers=0, collate_fn=_first,
-                                          generator=torch.Generator())
-    timer = _TimedFromWarmup(warmup)
-    runner.register_hook(timer)
-    runner.train()
-    losses = runner.message_hub.get_scalar('train/loss').data[0][-len(batches):].tolist()
-    return timer.iters_per_s, _median_step(timer.stamps), losses
+class BareLoop:
+    """The hand-written loop: its model, optimizer, schedulers and one step.
+
+    Built as the Runner builds its own: the config's cuDNN setting and
+    ``randomness`` first (so the same initial weights and random draws),
+    then the model, ``init_weights()``, the optimizer (the config's
+    constructor, plain ``OptimWrapper``), the clipping and the parameter
+    schedulers of an iteration-based loop of ``iters`` iterations.
+    """
+
+    def __init__(self, cfg: Config, iters: int) -> None:
+        # What Runner.__init__ sets up before building the model.
+        if cfg.get('env_cfg', {}).get('cudnn_benchmark'):
+            torch.backends.cudnn.benchmark = True
+        set_random_seed(**dict(cfg.get('randomness') or dict(seed=None)))
+        self.model = MODELS.build(copy.deepcopy(cfg.model))
+        self.model.init_weights()
+        self.model.to(get_device()).train()  # where the Runner puts it
+        optim_cfg = copy.deepcopy(cfg.optim_wrapper)
+        self.clip = _clip_fn(optim_cfg.pop('clip_grad', None))
+        optim_cfg['type'] = 'OptimWrapper'
+        self.optimizer = build_optim_wrapper(self.model, optim_cfg).optimizer
+        self.schedulers = [s for s in _build_schedulers(cfg, self.optimizer, iters)
+                           if not s.by_epoch]  # the others step per epoch
+        self.params = [p for group in self.optimizer.param_groups for p in group['params']]
+
+    def step(self, batch: dict) -> torch.Tensor:
+        """One training iteration; the loss, detached (no sync)."""
+        data = self.model.data_preprocessor(batch, True)
+        losses = self.model(**data, mode='loss')
+        loss = sum(v for k, v in losses.items() if 'loss' in k)
+        self.optimizer.zero_grad()  # set_to_none, as the optimizer wrapper's
+        loss.backward()
+        if self.clip is not None:
+            self.clip([p for p in self.params if p.requires_grad and p.grad is not None])
+        self.optimizer.step()
+        for scheduler in self.schedulers:
+            scheduler.step()
+        return loss.detach()
 
 
 def _build_schedulers(cfg: Config, optimizer: torch.optim.Optimizer, iters: int) -> list:
@@ -167,22 +187,9 @@ def _clip_fn(clip: Optional[dict]):
 
 
 def run_bare(cfg: Config, batches: List[dict], warmup: int) -> Tuple[float, float, List[float]]:
-    """Train with a hand-written loop: (iterations/s, median iteration
+    """Train with the hand-written loop: (iterations/s, median iteration
     seconds, the loss of every iteration)."""
-    # What Runner.__init__ sets up before building the model.
-    if cfg.get('env_cfg', {}).get('cudnn_benchmark'):
-        torch.backends.cudnn.benchmark = True
-    randomness = dict(cfg.get('randomness') or dict(seed=None))
-    set_random_seed(**randomness)
-    model = MODELS.build(copy.deepcopy(cfg.model))
-    model.init_weights()
-    model.to(get_device()).train()  # where the Runner puts it
-    optim_cfg = copy.deepcopy(cfg.optim_wrapper)
-    clip = _clip_fn(optim_cfg.pop('clip_grad', None))
-    optim_cfg['type'] = 'OptimWrapper'
-    optimizer = build_optim_wrapper(model, optim_cfg).optimizer
-    schedulers = [s for s in _build_schedulers(cfg, optimizer, len(batches)) if not s.by_epoch]
-    params = [p for group in optimizer.param_groups for p in group['params']]
+    bare = BareLoop(cfg, len(batches))
     losses, stamps = [], []
     for i, batch in enumerate(batches):
         if i == warmup:
@@ -191,22 +198,115 @@ def run_bare(cfg: Config, batches: List[dict], warmup: int) -> Tuple[float, floa
             start = time.perf_counter()
         if i >= warmup:
             stamps.append(time.perf_counter())
-        data = model.data_preprocessor(batch, True)
-        loss_dict = model(**data, mode='loss')
-        loss = sum(v for k, v in loss_dict.items() if 'loss' in k)
-        optimizer.zero_grad()  # set_to_none, as the optimizer wrapper's
-        loss.backward()
-        if clip is not None:
-            clip([p for p in params if p.requires_grad and p.grad is not None])
-        optimizer.step()
-        for scheduler in schedulers:
-            scheduler.step()
-        losses.append(loss.detach())
+        losses.append(bare.step(batch))
     _sync()
     end = time.perf_counter()
     stamps.append(end)
     return ((len(batches) - warmup) / (end - start), _median_step(stamps),
             [float(x) for x in losses])
+
+
+def _runner(cfg: Config, batches: List[dict], work_dir: str) -> Runner:
+    cfg = training_only(copy.deepcopy(cfg), len(batches))
+    cfg.work_dir = work_dir
+    runner = Runner.from_cfg(cfg)
+    # The loop takes a built DataLoader as it is. Batches of one already
+    # collated batch, so the sampler hooks still find a batch sampler. Its own
+    # generator: iterating a loader draws a base seed, which would otherwise
+    # shift torch's global RNG (initial weights, random draws) against the
+    # bare loop's.
+    runner._train_dataloader = DataLoader(ReplayBatches(batches), batch_size=1, shuffle=False,
+                                          num_workers=0, collate_fn=_first,
+                                          generator=torch.Generator())
+    return runner
+
+
+def _runner_losses(runner: Runner, count: int) -> List[float]:
+    """The loss of the last ``count`` iterations, as the runner logged them."""
+    return runner.message_hub.get_scalar('train/loss').data[0][-count:].tolist()
+
+
+def run_runner(cfg: Config, batches: List[dict], warmup: int,
+               work_dir: str) -> Tuple[float, float, List[float]]:
+    """Train with mmengine's Runner: (iterations/s, median iteration seconds,
+    the loss of every iteration)."""
+    runner = _runner(cfg, batches, work_dir)
+    timer = _TimedFromWarmup(warmup)
+    runner.register_hook(timer)
+    runner.train()
+    return timer.iters_per_s, _median_step(timer.stamps), _runner_losses(runner, len(batches))
+
+
+class _Lockstep(Hook):
+    """Runs one bare-loop step before each runner iteration and times both
+    apart: a runner iteration is everything from the end of one bare step to
+    the start of the next (hooks, ``model.train()``, the loader, the train
+    step), the last one ending at ``after_train``. The bare loop draws from
+    its own torch RNG state, swapped in and out untimed."""
+
+    priority = 'HIGHEST'
+
+    def __init__(self, bare: BareLoop, rng: dict, batches: List[dict], warmup: int) -> None:
+        self.bare, self.rng, self.batches, self.warmup = bare, rng, batches, warmup
+        self.bare_losses: List[torch.Tensor] = []
+        self.bare_times: List[float] = []
+        self.runner_times: List[float] = []
+        self._resumed: Optional[float] = None
+
+    def _runner_pause(self, runner) -> None:
+        now = _sync_time()
+        if self._resumed is not None and runner.iter > self.warmup:
+            self.runner_times.append(now - self._resumed)
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        if runner.iter == self.warmup:
+            gc.collect()
+        self._runner_pause(runner)
+        runner_rng = _rng_state()
+        _set_rng_state(self.rng)
+        start = _sync_time()
+        self.bare_losses.append(self.bare.step(self.batches[runner.iter]))
+        end = _sync_time()
+        if runner.iter >= self.warmup:
+            self.bare_times.append(end - start)
+        self.rng = _rng_state()
+        _set_rng_state(runner_rng)
+        self._resumed = time.perf_counter()
+
+    def after_train(self, runner) -> None:
+        self._runner_pause(runner)
+
+
+def _rng_state() -> dict:
+    state = dict(cpu=torch.get_rng_state())
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state['cpu'])
+    if 'cuda' in state:
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+def run_lockstep(cfg: Config, batches: List[dict], warmup: int, work_dir: str
+                 ) -> Tuple[Tuple[float, float, List[float]], Tuple[float, float, List[float]]]:
+    """Both loops in one run, one iteration of each in turn, so that both see
+    the same machine load (on a shared machine the load changes faster than
+    a round lasts). ((bare), (runner)) as (iterations/s, median iteration
+    seconds, the loss of every iteration)."""
+    bare = BareLoop(cfg, len(batches))
+    bare_rng = _rng_state()  # the runner starts from the same seed, then each keeps its own
+    runner = _runner(cfg, batches, work_dir)
+    lockstep = _Lockstep(bare, bare_rng, batches, warmup)
+    runner.register_hook(lockstep)
+    runner.train()
+    results = []
+    for times, losses in ((lockstep.bare_times, [float(x) for x in lockstep.bare_losses]),
+                          (lockstep.runner_times, _runner_losses(runner, len(batches)))):
+        results.append((len(times) / sum(times), statistics.median(times), losses))
+    return results[0], results[1]
 
 
 def _median_step(stamps: List[float]) -> float:
@@ -218,11 +318,19 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
+def _sync_time() -> float:
+    _sync()
+    return time.perf_counter()
+
+
 def run(config: str, iters: int = 40, warmup: int = 5, rounds: int = 2,
-        cfg_options: Optional[dict] = None, work_dir: str = DEFAULT_WORK_DIR) -> dict:
+        cfg_options: Optional[dict] = None, work_dir: str = DEFAULT_WORK_DIR,
+        lockstep: bool = False) -> dict:
     """Benchmark ``config`` (a path): ``rounds`` alternating rounds of the
     bare loop and the runner, each ``warmup`` untimed then ``iters`` timed
-    iterations. Returns the dict :func:`main` prints as JSON."""
+    iterations (``lockstep``: each round runs both, one iteration of each in
+    turn, see :func:`run_lockstep`). Returns the dict :func:`main` prints as
+    JSON."""
     register_all_modules()
     cfg = Config.fromfile(config)
     if cfg_options:
@@ -234,15 +342,19 @@ def run(config: str, iters: int = 40, warmup: int = 5, rounds: int = 2,
     bare, runner, bare_med, runner_med = [], [], [], []
     same_losses = True
     for round_idx in range(rounds):
-        print(f'round {round_idx + 1}/{rounds}: bare loop', flush=True)
-        ips, med, bare_losses = run_bare(cfg, batches, warmup)
-        bare.append(ips)
-        bare_med.append(med)
-        print(f'round {round_idx + 1}/{rounds}: runner', flush=True)
-        ips, med, runner_losses = run_runner(cfg, batches, warmup, work_dir)
-        runner.append(ips)
-        runner_med.append(med)
-        same_losses &= bare_losses == runner_losses
+        if lockstep:
+            print(f'round {round_idx + 1}/{rounds}: bare loop and runner in lockstep', flush=True)
+            bare_res, runner_res = run_lockstep(cfg, batches, warmup, work_dir)
+        else:
+            print(f'round {round_idx + 1}/{rounds}: bare loop', flush=True)
+            bare_res = run_bare(cfg, batches, warmup)
+            print(f'round {round_idx + 1}/{rounds}: runner', flush=True)
+            runner_res = run_runner(cfg, batches, warmup, work_dir)
+        for (ips, med, _), out, out_med in ((bare_res, bare, bare_med),
+                                            (runner_res, runner, runner_med)):
+            out.append(ips)
+            out_med.append(med)
+        same_losses &= bare_res[2] == runner_res[2]
     return dict(
         config=config,
         batch_size=cfg.train_dataloader.batch_size,
@@ -255,7 +367,8 @@ def run(config: str, iters: int = 40, warmup: int = 5, rounds: int = 2,
         runner_over_bare=round(max(runner) / max(bare), 3),
         bare_median_iter_s=[round(x, 4) for x in bare_med],
         runner_median_iter_s=[round(x, 4) for x in runner_med],
-        same_losses=same_losses)
+        same_losses=same_losses,
+        lockstep=lockstep)
 
 
 def parse_args() -> argparse.Namespace:
@@ -266,13 +379,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--rounds', type=int, default=2, help='alternating rounds of both')
     parser.add_argument('--work-dir', default=DEFAULT_WORK_DIR)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--lockstep', action='store_true',
+                        help='one iteration of each loop in turn (for a shared, noisy machine)')
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
     result = run(args.config, iters=args.iters, warmup=args.warmup, rounds=args.rounds,
-                 cfg_options=args.cfg_options, work_dir=args.work_dir)
+                 cfg_options=args.cfg_options, work_dir=args.work_dir, lockstep=args.lockstep)
     print(json.dumps(result))
 
 
