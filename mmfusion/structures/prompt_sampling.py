@@ -59,6 +59,9 @@ def random_points_in(regions: Tensor, generator: Optional[torch.Generator] = Non
     return points, flat.any(1)
 
 
+# torch.compile: excluded, random clicks on data-dependent object counts (no gradient; dynamo's
+# fake tensors reject torch.rand(generator=...) of a dynamic size).
+@torch.compiler.disable
 def corrective_points(pred: Tensor, gt: Tensor, generator: Optional[torch.Generator] = None
                       ) -> Tuple[Tensor, Tensor]:
     """SAM's training clicks: a point drawn uniformly from the error region

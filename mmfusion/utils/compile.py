@@ -14,11 +14,20 @@ Parts of a model that cannot be compiled are excluded where they are defined,
 with ``torch.compiler.disable`` (or a class attribute ``compile_exclude``
 naming methods, wrapped by :func:`apply_compile_exclusions`), each with its
 reason; graph breaks elsewhere are left to dynamo.
+
+Raw Python values in a batch (the texts of ``inputs['text']``) are the other
+hazard: dynamo guards every string that a traced frame holds when it breaks
+its graph, so a new batch of texts recompiles those frames, and after
+``torch._dynamo.config.recompile_limit`` (8) batches the whole step silently
+runs eagerly. Under compilation the data preprocessor therefore hands them to
+the model as a :class:`HostSequence`, which dynamo passes through without
+looking inside; only excluded (eager) code reads the texts.
 """
 import argparse
 import os
 import shutil
-from typing import Iterable, Optional, Union
+from collections.abc import Sequence
+from typing import Any, Iterable, Optional, Union
 
 import torch
 from torch import nn
@@ -95,6 +104,43 @@ def apply_compile_args(cfg, args: argparse.Namespace) -> None:
         enable_compile(cfg, args.compile_backend, args.compile_mode)
 
 
+class HostSequence(Sequence):
+    """A read-only sequence of host-side Python values (e.g. the texts of a
+    batch) that ``torch.compile`` treats as an opaque object: traced frames
+    pass it on, guarded on its type only, and eager (excluded) code reads it
+    like a list. ``len`` is traced (guarded on the batch size)."""
+
+    __slots__ = ('_items', )
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self._items = list(items)
+
+    def __getitem__(self, index):
+        return self._items[index]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, HostSequence):
+            other = other._items
+        return isinstance(other, (list, tuple)) and self._items == list(other)
+
+    def __repr__(self) -> str:
+        return f'HostSequence({self._items!r})'
+
+
+def prepare_for_compile(model: nn.Module) -> list:
+    """Before compiling ``model``: the exclusions of
+    :func:`apply_compile_exclusions`, and every submodule with an
+    ``opaque_host_inputs`` switch (the data preprocessor) turned on, so raw
+    Python inputs arrive as :class:`HostSequence`. Returns the exclusions."""
+    for module in model.modules():
+        if hasattr(module, 'opaque_host_inputs'):
+            module.opaque_host_inputs = True
+    return apply_compile_exclusions(model)
+
+
 def is_compiled(fn) -> bool:
     """Whether ``fn`` is already a ``torch.compile`` wrapper."""
     return hasattr(fn, '_torchdynamo_orig_callable')
@@ -150,7 +196,7 @@ def compile_inference(model: nn.Module, compile_cfg: CompileCfg = True) -> nn.Mo
     if options is None:
         return model
     check_compiler(options)
-    apply_compile_exclusions(model)
+    prepare_for_compile(model)
     for name in INFERENCE_METHODS:
         compile_method(model, name, options)
     return model

@@ -189,7 +189,7 @@ def tiny_cfg(recipe: Recipe, data_root: str, work_dir: str, iters: int = ITERS,
     """``recipe`` shortened to ``iters`` iterations on ``data_root`` (random
     weights, a checkpoint at the end, no validation while training, every
     iteration's losses logged to ``vis_data/scalars.json``, at most
-    ``EVAL_SAMPLES`` evaluation samples)."""
+    ``EVAL_SAMPLES`` test samples)."""
     from mmfusion.utils.config_weights import drop_weight_files
     cfg = Config.fromfile(osp.join(REPO, recipe.config))
     drop_weight_files(cfg.model)  # this checks compiling, not learning
@@ -198,7 +198,9 @@ def tiny_cfg(recipe: Recipe, data_root: str, work_dir: str, iters: int = ITERS,
         unit_tokenizer.checkpoint = fitted_units
     cfg.load_from, cfg.resume = None, False
     cfg.work_dir = work_dir
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+    # tools/test.py evaluates; validation at the end of training would compile val_step too
+    cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
+    for key in ('train_dataloader', 'test_dataloader'):
         loader = cfg.get(key)
         if not loader:
             continue
@@ -209,7 +211,7 @@ def tiny_cfg(recipe: Recipe, data_root: str, work_dir: str, iters: int = ITERS,
                 ds['indices'] = EVAL_SAMPLES
         if key != 'train_dataloader':
             loader.batch_size = min(loader.batch_size, 4)
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=iters + 1)
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters)
     scheds = cfg.get('param_scheduler') or []
     cfg.param_scheduler = [s for s in ([scheds] if isinstance(scheds, dict) else scheds)
                            if not s.get('by_epoch', True) or s.get('convert_to_iter_based')]

@@ -45,7 +45,7 @@ from mmengine.runner import Runner, set_random_seed
 
 from mmfusion.registry import MODELS, PARAM_SCHEDULERS
 from mmfusion.utils import register_all_modules
-from mmfusion.utils.compile import apply_compile_exclusions, check_compiler
+from mmfusion.utils.compile import check_compiler, prepare_for_compile
 from mmfusion.utils.config_weights import drop_weight_files
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -136,7 +136,7 @@ def time_steps(cfg: Config, batches: List[dict], state: dict,
     schedulers = _schedulers(cfg, optim_wrapper, len(batches))
     step = model.train_step
     if options is not None:
-        apply_compile_exclusions(model)
+        prepare_for_compile(model)
         step = torch.compile(step, **options)
     times, losses = [], []
     gc.collect()

@@ -11,7 +11,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from mmfusion.registry import HOOKS
-from mmfusion.utils.compile import apply_compile_exclusions, compile_method, compile_options
+from mmfusion.utils.compile import compile_method, compile_options, prepare_for_compile
 
 
 @HOOKS.register_module()
@@ -26,14 +26,18 @@ class CompileHook(Hook):
       ``train_step`` only (``Runner._maybe_compile``, inside ``train()``), so
       validation, ``Runner.val()`` and ``Runner.test()`` would run eagerly.
     * the methods a model lists in ``compile_exclude`` are wrapped with
-      ``torch.compiler.disable`` before anything is compiled.
+      ``torch.compiler.disable`` before anything is compiled, and raw Python
+      inputs (texts) are passed as opaque :class:`HostSequence` objects
+      (:func:`~mmfusion.utils.compile.prepare_for_compile`).
     * every train/val/test iteration is timed (CUDA synchronised). After the
       first iteration of a loop, its time is logged (it includes compiling);
       at the end of the loop, the steady time (median of the iterations after
       the first) and the compile time estimate: the time of all iterations
-      above the steady one (recompiles for new shapes included). The numbers
-      go to the message hub (``compile/<loop>``) and to
-      ``<log_dir>/compile_times.json``.
+      above the steady one (recompiles for new shapes included), and dynamo's
+      count of compiled graphs after the first iteration and at the end (a
+      count that keeps growing means recompiles: shapes or Python values
+      that change every batch). The numbers go to the message hub
+      (``compile/<loop>``) and to ``<log_dir>/compile_times.json``.
 
     Args:
         compile_eval: compile ``val_step`` / ``test_step``.
@@ -47,6 +51,7 @@ class CompileHook(Hook):
         self.times: Dict[str, List[float]] = {}
         self.results: Dict[str, dict] = {}
         self._start: Optional[float] = None
+        self._graphs_first: Dict[str, int] = {}
 
     # -- compiling ---------------------------------------------------------
     @staticmethod
@@ -58,7 +63,7 @@ class CompileHook(Hook):
         if options is None:
             return
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        excluded = apply_compile_exclusions(model)
+        excluded = prepare_for_compile(model)
         if excluded:
             runner.logger.info(f'torch.compile: excluded (eager) {", ".join(excluded)}')
         if step is not None and self.compile_eval and compile_method(runner.model, step, options):
@@ -93,6 +98,7 @@ class CompileHook(Hook):
         times = self.times.setdefault(loop, [])
         times.append(elapsed)
         if len(times) == 1:
+            self._graphs_first[loop] = _graph_count()
             runner.logger.info(f'torch.compile: first {loop} iteration took {elapsed:.2f} s '
                                '(compiling included)')
 
@@ -100,7 +106,9 @@ class CompileHook(Hook):
         times = self.times.pop(loop, [])
         if not times:
             return
-        result = dict(iterations=len(times), first_iter_s=round(times[0], 4))
+        result = dict(iterations=len(times), first_iter_s=round(times[0], 4),
+                      graphs_after_first_iter=self._graphs_first.pop(loop, None),
+                      graphs=_graph_count(), graph_breaks=_graph_break_count())
         if len(times) > 1:
             steady = statistics.median(times[1:])
             compile_s = sum(max(0.0, t - steady) for t in times)
@@ -109,7 +117,8 @@ class CompileHook(Hook):
                 f'torch.compile: {loop}: first iteration {times[0]:.2f} s, steady '
                 f'{steady:.4f} s/iter (median of iterations 2-{len(times)}), compile time '
                 f'~{compile_s:.1f} s (time above steady over the {len(times)} iterations, '
-                'recompiles included)')
+                f'recompiles included); dynamo graphs: {result["graphs_after_first_iter"]} after '
+                f'the first iteration, {result["graphs"]} now')
         compiled = self._options(runner) is not None
         result['compiled'] = compiled
         self.results[loop] = result
@@ -144,3 +153,14 @@ class CompileHook(Hook):
 
     def after_test_epoch(self, runner, metrics=None) -> None:
         self._report(runner, 'test')
+
+
+def _graph_count() -> int:
+    """Graphs dynamo compiled so far in this process."""
+    from torch._dynamo.utils import counters
+    return int(counters['stats']['unique_graphs'])
+
+
+def _graph_break_count() -> int:
+    from torch._dynamo.utils import counters
+    return int(sum(counters['graph_break'].values()))

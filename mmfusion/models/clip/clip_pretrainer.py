@@ -58,9 +58,18 @@ class CLIPPretrainer(FusionBaseModel):
         return F.normalize(feats, dim=-1)
 
     def embed_texts(self, texts: List[str]) -> Tensor:
+        return F.normalize(self.text_encoder(self.text_inputs(texts))['pooled'], dim=-1)
+
+    # torch.compile: excluded, random templates and tokenization are Python string work.
+    @torch.compiler.disable
+    def text_inputs(self, texts: Sequence[str]) -> Union[Tensor, List[str]]:
+        """``texts``, each in a random training template (if any), as the
+        text encoder's token ids when it tokenizes to a tensor."""
+        texts = list(texts)
         if self.train_templates is not None:
             texts = [fill_templates([random.choice(self.train_templates)], [t])[0] for t in texts]
-        return F.normalize(self.text_encoder(texts)['pooled'], dim=-1)
+        ids = self.text_encoder.tokenize(texts) if hasattr(self.text_encoder, 'tokenize') else None
+        return ids if torch.is_tensor(ids) else texts
 
     def _forward(self, inputs: Dict, data_samples=None) -> Tensor:
         """L2-normalised image embeddings."""
@@ -69,8 +78,11 @@ class CLIPPretrainer(FusionBaseModel):
     def loss(self, inputs: Dict, data_samples=None) -> Dict[str, Tensor]:
         if 'text' not in inputs:
             raise KeyError('CLIPPretrainer needs inputs["text"]: one text per image')
+        # Strings first: under torch.compile, no traced frame holds them past this line
+        # (a frame that does is guarded on every text and recompiles each batch).
+        text_inputs = self.text_inputs(inputs['text'])
         image_features = self.embed_images(inputs['img'], data_samples)
-        text_features = self.embed_texts(list(inputs['text']))
+        text_features = F.normalize(self.text_encoder(text_inputs)['pooled'], dim=-1)
         scale = self.scale()
         # Built per call: the process group may start after the model is built.
         rank, world_size = get_dist_info()

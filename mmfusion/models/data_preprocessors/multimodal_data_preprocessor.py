@@ -1,9 +1,11 @@
 from typing import Dict, Optional
 
+import torch
 import torch.nn as nn
 from mmengine.model import BaseDataPreprocessor
 
 from mmfusion.registry import MODELS
+from mmfusion.utils.compile import HostSequence
 
 
 @MODELS.register_module()
@@ -27,12 +29,19 @@ class MultiModalDataPreprocessor(BaseDataPreprocessor):
     batch size) is written into every data sample's metainfo, as mmdet does.
     """
 
+    #: Under torch.compile (``mmfusion.utils.compile.prepare_for_compile`` turns it on), lists of
+    #: strings (texts) are passed as an opaque ``HostSequence``, which dynamo does not guard.
+    opaque_host_inputs: bool = False
+
     def __init__(self, non_blocking: bool = False, **modalities: Optional[dict]) -> None:
         super().__init__(non_blocking=non_blocking)
         self.preprocessors = nn.ModuleDict({
             name: MODELS.build(cfg) for name, cfg in modalities.items() if cfg is not None
         })
 
+    # torch.compile: this frame runs eagerly (the modality preprocessors it calls compile): the
+    # batch dict it rebuilds holds raw strings (texts), which dynamo would guard, every batch.
+    @torch.compiler.disable(recursive=False)
     def forward(self, data: dict, training: bool = False) -> dict:
         inputs: Dict = data['inputs']
         if not isinstance(inputs, dict):
@@ -47,9 +56,15 @@ class MultiModalDataPreprocessor(BaseDataPreprocessor):
                                      if key not in ('inputs', 'data_samples')})
             else:
                 batch_inputs[name] = self.cast_data(value)
+                if self.opaque_host_inputs and _is_text_list(value):
+                    batch_inputs[name] = HostSequence(value)
         data_samples = self.cast_data(data.get('data_samples'))
         if data_samples is not None and 'img' in batch_inputs:
             batch_input_shape = tuple(batch_inputs['img'].shape[-2:])
             for sample in data_samples:
                 sample.set_metainfo(dict(batch_input_shape=batch_input_shape))
         return dict(inputs=batch_inputs, data_samples=data_samples)
+
+
+def _is_text_list(value) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)

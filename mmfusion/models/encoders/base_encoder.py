@@ -168,13 +168,21 @@ class BaseEncoder(BaseModule):
         ``keys`` keeps only those entries of a dict output (less to store and
         read when the caller needs e.g. only ``'pooled'``).
         """
+        if self.feature_cache is None:
+            return self._select(self(inputs), keys)
+        return self._forward_through_cache(inputs, sample_ids, keys)
+
+    # torch.compile: excluded, per-sample file reads and writes keyed by id strings.
+    @torch.compiler.disable
+    def _forward_through_cache(self, inputs: Any, sample_ids: Optional[Sequence[str]],
+                               keys: Optional[Sequence[str]]) -> Any:
         cache = self.feature_cache
-        if cache is not None and sample_ids is None and not self._warned_no_ids:
-            print_log(f'{type(self).__name__}: a feature cache is attached but the batch has no '
-                      'sample ids (metainfo "sample_id" or "img_path"); encoding without it',
-                      logger='current', level=logging.WARNING)
-            self._warned_no_ids = True
-        if cache is None or sample_ids is None:
+        if sample_ids is None:
+            if not self._warned_no_ids:
+                print_log(f'{type(self).__name__}: a feature cache is attached but the batch has '
+                          'no sample ids (metainfo "sample_id" or "img_path"); encoding without it',
+                          logger='current', level=logging.WARNING)
+                self._warned_no_ids = True
             return self._select(self(inputs), keys)
         if keys is not None:  # a subset is a different entry than the full output
             sample_ids = [f'{i}|{",".join(keys)}' for i in sample_ids]

@@ -118,6 +118,8 @@ class FeatureCache:
             raise
 
 
+# torch.compile: excluded, reads per-sample path strings that would be guarded (a recompile a batch).
+@torch.compiler.disable
 def sample_ids_of(data_samples: Optional[Sequence[Any]]) -> Optional[List[str]]:
     """Cache keys of a batch: each sample's ``sample_id`` (else ``img_path``).
 

@@ -113,7 +113,7 @@ class PointCLIPAligner(FusionBaseModel):
         losses = dict(logit_scale=scale.detach())
         if self.text_loss_weight:
             losses['loss_text'] = self.text_loss_weight * loss_fn(
-                point_feats, self.embed_texts(list(inputs['text'])), scale)
+                point_feats, self.embed_texts(inputs['text']), scale)
         if self.image_loss_weight:
             losses['loss_image'] = self.image_loss_weight * loss_fn(
                 point_feats, self.embed_views(points, lengths), scale)

@@ -170,7 +170,7 @@ class MambaDistiller(FusionBaseModel):
 
     def loss(self, inputs: Dict, data_samples: List[FusionDataSample]) -> Dict[str, Tensor]:
         img = inputs['img']
-        ids, mask = self.student.tokenize(self.student.pick_captions(data_samples, 'random'))
+        ids, mask = self.student.caption_ids(data_samples, 'random')
         t_logits, io = self._run_teacher(img, ids, mask)
         if self.stage in (1, 2):
             valid = ~F.pad(mask, (self.student.patch_embed.num_patches, 0), value=False)

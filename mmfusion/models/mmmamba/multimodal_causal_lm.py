@@ -206,6 +206,16 @@ class MultimodalCausalLM(CausalLMStack, FusionBaseModel):
             out.append(refs[k])
         return out
 
+    # torch.compile: excluded, picks caption strings and tokenizes them (Python string work).
+    @torch.compiler.disable
+    def caption_ids(self, data_samples: Sequence[FusionDataSample], which: str
+                    ) -> Tuple[Tensor, Tensor]:
+        """:meth:`tokenize` of :meth:`pick_captions`, in one excluded call: a traced frame
+        holding the caption strings would be guarded on them (a recompile every batch)."""
+        return self.tokenize(self.pick_captions(data_samples, which))
+
+    # torch.compile: excluded, word tokenization is Python string work.
+    @torch.compiler.disable
     def tokenize(self, captions: Sequence[str]) -> Tuple[Tensor, Tensor]:
         """``<s> words </s>`` per caption, padded: (B, T) ids and (B, T) padding mask."""
         device = self.embedding.weight.device
@@ -239,14 +249,14 @@ class MultimodalCausalLM(CausalLMStack, FusionBaseModel):
                  ) -> Tensor:
         """Logits for the first captions, or after ``<s>`` alone."""
         if data_samples is not None:
-            ids, mask = self.tokenize(self.pick_captions(data_samples, 'first'))
+            ids, mask = self.caption_ids(data_samples, 'first')
         else:
             ids = torch.full((inputs['img'].shape[0], 1), BOS, device=inputs['img'].device)
             mask = None
         return self.forward_sequence(inputs['img'], ids, mask)
 
     def loss(self, inputs: Dict, data_samples: List[FusionDataSample]) -> Dict[str, Tensor]:
-        ids, mask = self.tokenize(self.pick_captions(data_samples, 'random'))
+        ids, mask = self.caption_ids(data_samples, 'random')
         logits = self.forward_sequence(inputs['img'], ids, mask)
         return next_token_loss(logits[:, :-1], ids[:, 1:])
 
@@ -276,9 +286,21 @@ class MultimodalCausalLM(CausalLMStack, FusionBaseModel):
         """Teacher-forced negative log-likelihood of every reference caption,
         summed per image over the references' tokens (``</s>`` included):
         ``(nll (B,), num_tokens (B,))``."""
+        return self._caption_nll(img, *self._reference_ids(references, img.device))
+
+    # torch.compile: excluded, reads and tokenizes the reference strings.
+    @torch.compiler.disable
+    def _reference_ids(self, references: Sequence[Sequence[str]], device: torch.device
+                       ) -> Tuple[Tensor, Tensor, Tensor]:
+        """Per reference caption its image index, token ids and padding mask."""
         owner = torch.tensor([i for i, refs in enumerate(references) for _ in refs],
-                             device=img.device)
+                             device=device)
         ids, mask = self.tokenize([c for refs in references for c in refs])
+        return owner, ids, mask
+
+    @torch.no_grad()
+    def _caption_nll(self, img: Tensor, owner: Tensor, ids: Tensor, mask: Tensor
+                     ) -> Tuple[Tensor, Tensor]:
         logits = self.forward_sequence(img[owner], ids, mask)
         target = ids[:, 1:]
         nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), target, ignore_index=PAD,
@@ -292,10 +314,27 @@ class MultimodalCausalLM(CausalLMStack, FusionBaseModel):
         img = inputs['img']
         seq = self.generate(img)
         data_samples = self.fill_data_samples(data_samples, img.shape[0])
-        with_refs = [i for i, s in enumerate(data_samples) if s.get('gt_caption')]
+        with_refs, refs = self._references(data_samples, img.device)
+        nll = count = None
         if with_refs:
-            nll, count = self.caption_nll(
-                img[with_refs], [data_samples[i].gt_caption for i in with_refs])
+            nll, count = self._caption_nll(img[with_refs], *refs)
+        return self._pack(seq, data_samples, with_refs, nll, count)
+
+    # torch.compile: excluded, reads and tokenizes the reference caption strings.
+    @torch.compiler.disable
+    def _references(self, data_samples: Sequence[FusionDataSample], device: torch.device
+                    ) -> Tuple[List[int], Optional[Tuple[Tensor, Tensor, Tensor]]]:
+        """The samples with reference captions and :meth:`_reference_ids` of those."""
+        with_refs = [i for i, s in enumerate(data_samples) if s.get('gt_caption')]
+        if not with_refs:
+            return with_refs, None
+        return with_refs, self._reference_ids([data_samples[i].gt_caption for i in with_refs],
+                                              device)
+
+    # torch.compile: excluded, decodes ids to caption strings.
+    @torch.compiler.disable
+    def _pack(self, seq: Tensor, data_samples: List[FusionDataSample], with_refs: List[int],
+              nll: Optional[Tensor], count: Optional[Tensor]) -> List[FusionDataSample]:
         for i, sample in enumerate(data_samples):
             sample.pred_caption = self.tokenizer.decode(seq[i, 1:].tolist())
         for j, i in enumerate(with_refs):

@@ -8,6 +8,7 @@ from torch import Tensor
 from torchvision.ops import sigmoid_focal_loss
 
 from mmfusion.models.common import FusionBaseModel
+from mmfusion.models.encoders.feature_cache import sample_ids_of
 from mmfusion.models.encoders.vision import SAMImageEncoder, build_sam_parts
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
@@ -29,6 +30,17 @@ def _dice_loss(logits: Tensor, targets: Tensor, eps: float = 1.0) -> Tensor:
     targets = targets.flatten(1)
     inter = (probs * targets).sum(1)
     return 1 - (2 * inter + eps) / (probs.sum(1) + targets.sum(1) + eps)
+
+
+# torch.compile: excluded, the clicks come from scipy's distance transform on numpy masks.
+@torch.compiler.disable
+def _evaluation_clicks(pred: Tensor, gt: Tensor) -> Tuple[Tensor, Tensor]:
+    """The next evaluation click of each object (:func:`evaluation_click`):
+    points (N, 2) float and labels (N,) long on ``gt``'s device."""
+    clicks = [evaluation_click(p, g) for p, g in zip(pred.cpu().numpy(), gt.cpu().numpy())]
+    points = torch.tensor([c[0] for c in clicks], dtype=torch.float, device=gt.device)
+    labels = torch.tensor([c[1] for c in clicks], dtype=torch.long, device=gt.device)
+    return points.reshape(-1, 2), labels
 
 
 def _group_points(points: Tensor, labels: Tensor, idx: Tensor
@@ -149,8 +161,7 @@ class SAM(FusionBaseModel):
             raise ValueError(f'SAM expects images padded to {self.img_size}x{self.img_size} '
                              f'(data preprocessor pad_size_divisor={self.img_size} after a '
                              f'longest-side resize), got {tuple(img.shape[-2:])}')
-        ids = [s.metainfo.get('sample_id', s.metainfo.get('img_path')) for s in data_samples]
-        ids = None if any(i is None for i in ids) else ids
+        ids = sample_ids_of(data_samples)
         return self.image_encoder.forward_cached(img, ids, keys=['embed'])['embed']
 
     def decode(self, embeddings: Tensor, points: Optional[Tuple[Tensor, Tensor]],
@@ -180,9 +191,11 @@ class SAM(FusionBaseModel):
                 with x2 <= x1 / y2 <= y1, a point outside the image, or a
                 point label other than 1, 0 (or -1 for padding).
         """
-        name = sample.metainfo.get('img_path') or f'sample {sample.metainfo.get("sample_idx")}'
+        def name() -> str:  # read for messages only (torch.compile would guard the path string)
+            return sample.metainfo.get('img_path') or f'sample {sample.metainfo.get("sample_idx")}'
+
         if 'prompts' not in sample:
-            raise KeyError(f'SAM needs prompts for {name} (GeneratePrompts in the pipeline, or '
+            raise KeyError(f'SAM needs prompts for {name()} (GeneratePrompts in the pipeline, or '
                            'data_sample.prompts = build_prompts(...))')
         prompts = sample.prompts
         h, w = img_hw
@@ -190,18 +203,18 @@ class SAM(FusionBaseModel):
         bad = ((boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > w) | (boxes[:, 3] > h)
                | (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1]))
         if bad.any():
-            raise ValueError(f'{name}: box prompts {boxes[bad].tolist()} are empty or outside '
+            raise ValueError(f'{name()}: box prompts {boxes[bad].tolist()} are empty or outside '
                              f'the {w}x{h} input image (x1 y1 x2 y2, input pixels)')
         if 'points' in prompts:
             labels = prompts.point_labels
             wrong = labels[(labels < -1) | (labels > 1)]
             if len(wrong):
-                raise ValueError(f'{name}: point labels must be 1 (foreground), 0 (background) '
+                raise ValueError(f'{name()}: point labels must be 1 (foreground), 0 (background) '
                                  f'or -1 (padding), got {sorted(set(wrong.tolist()))}')
             pts = prompts.points[labels >= 0]
             out = (pts[:, 0] < 0) | (pts[:, 1] < 0) | (pts[:, 0] >= w) | (pts[:, 1] >= h)
             if out.any():
-                raise ValueError(f'{name}: point prompts {pts[out].tolist()} are outside the '
+                raise ValueError(f'{name()}: point prompts {pts[out].tolist()} are outside the '
                                  f'{w}x{h} input image')
         return prompts
 
@@ -345,9 +358,7 @@ class SAM(FusionBaseModel):
             prompts.point_labels = gt.new_zeros((len(gt), 0), dtype=torch.long)
         iou_pred = None
         for _ in range(self.test_cfg['num_clicks']):
-            clicks = [evaluation_click(p, g) for p, g in zip(pred.cpu().numpy(), gt.cpu().numpy())]
-            new_p = torch.tensor([c[0] for c in clicks], dtype=torch.float, device=gt.device)
-            new_l = torch.tensor([c[1] for c in clicks], dtype=torch.long, device=gt.device)
+            new_p, new_l = _evaluation_clicks(pred, gt)
             prompts.points = torch.cat([prompts.points, new_p[:, None]], 1)
             prompts.point_labels = torch.cat([prompts.point_labels, new_l[:, None]], 1)
             prompts.mask_inputs = low
@@ -356,6 +367,8 @@ class SAM(FusionBaseModel):
             ious.append(_mask_iou(pred, gt))
         return low, iou_pred, torch.stack(ious, 1)
 
+    # torch.compile: excluded, segment_anything's mask generator works on numpy (crops, RLE, NMS).
+    @torch.compiler.disable
     def _predict_auto(self, img: Tensor, data_samples: List[FusionDataSample]
                       ) -> List[FusionDataSample]:
         """Every mask of each image (``test_cfg.mode='auto'``), at ``ori_shape``."""

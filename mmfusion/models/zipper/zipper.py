@@ -120,6 +120,9 @@ class Zipper(FusionBaseModel):
                                  f'{sizes[name]}')
 
     # -- sequences -----------------------------------------------------------
+    # torch.compile: excluded, per-utterance Python loops of variable length (text tokenizer,
+    # speech-unit quantisation) on raw strings and waveforms.
+    @torch.compiler.disable
     def _sequences(self, name: str, inputs: Dict, with_specials: bool) -> List[Tensor]:
         device = self.decoder.towers[name].embedding.weight.device
         if name == 'text':
@@ -176,10 +179,10 @@ class Zipper(FusionBaseModel):
         return token_noise(tokens, self.context_noise, first, vocab, keep=mask)
 
     def loss(self, inputs: Dict, data_samples=None) -> Dict[str, Tensor]:
+        target, target_mask = self._batch(self._sequences(self.output, inputs, True))
         tokens, masks = self._context(inputs)
         if self.context_noise > 0 and tokens:
             tokens = {self.context: self._corrupt(tokens[self.context], masks[self.context])}
-        target, target_mask = self._batch(self._sequences(self.output, inputs, True))
         outs = self.decoder({**tokens, self.output: target}, {**masks, self.output: target_mask})
         return next_token_loss(outs[self.output]['logits'][:, :-1], target[:, 1:])
 
@@ -217,7 +220,13 @@ class Zipper(FusionBaseModel):
 
     def predict(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None
                 ) -> List[FusionDataSample]:
-        seq = self.generate(inputs)
+        return self._pack(self.generate(inputs), inputs, data_samples)
+
+    # torch.compile: excluded, decodes ids to strings and reads the reference texts.
+    @torch.compiler.disable
+    def _pack(self, seq: Tensor, inputs: Dict,
+              data_samples: Optional[List[FusionDataSample]]) -> List[FusionDataSample]:
+        """The generated ids ``seq`` as predictions in the data samples."""
         data_samples = self.fill_data_samples(data_samples, seq.shape[0])
         gt_units = None
         if self.output == 'speech' and ('audio' in inputs or 'units' in inputs):

@@ -102,6 +102,8 @@ class PointSampleHungarianMatcher:
         """Uniform normalised (x, y) coordinates in [0, 1], shape (batch, num, 2)."""
         return torch.rand((batch, num, 2), device=device)
 
+    # torch.compile: excluded, Hungarian matching is scipy's linear_sum_assignment on numpy.
+    @torch.compiler.disable
     @torch.no_grad()
     def match_batch(self, cls_logits: Tensor, mask_logits: Tensor,
                     gt_labels: Sequence[Tensor],

@@ -79,6 +79,8 @@ class BagOfWordsTextEncoder(PromptEnsembleMixin, BaseEncoder):
         state_dict = read_openclip_checkpoint(path, prefix, name)
         load_strict(self, state_dict, path, name, hint='check embed_dim, width and prefix')
 
+    # torch.compile: excluded, BPE tokenization is Python string work (and guards on the texts).
+    @torch.compiler.disable
     def tokenize(self, texts: Union[str, Sequence[str]]) -> Tensor:
         """Texts -> ``(B, context_length)`` token ids on the encoder's device."""
         if isinstance(texts, str):

@@ -2,6 +2,7 @@
 import os.path as osp
 from typing import Dict, Optional, Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -63,6 +64,8 @@ class HFTextEncoder(BaseEncoder):
         self.embed_dim: int = self.model.config.hidden_size
         self._apply_freeze()
 
+    # torch.compile: excluded, a Hugging Face tokenizer (Rust/Python), not tensor work.
+    @torch.compiler.disable
     def tokenize(self, texts: Sequence[str]) -> Dict[str, Tensor]:
         """Pad/truncate a batch of texts to model inputs on the model's device."""
         if isinstance(texts, str):

@@ -137,6 +137,8 @@ class OpenCLIPTextEncoder(PromptEnsembleMixin, BaseEncoder):
                     adapt=lambda sd: resize_text_pos_embed(sd, self))
 
     # -- forward -----------------------------------------------------------
+    # torch.compile: excluded, BPE tokenization is Python string work (and guards on the texts).
+    @torch.compiler.disable
     def tokenize(self, texts: Union[str, Sequence[str]],
                  context_length: Optional[int] = None) -> Tensor:
         """Texts -> ``(B, context_length)`` token ids on the encoder's device

@@ -56,6 +56,12 @@ class PromptEnsembleMixin:
         templates = get_templates(templates)
         if torch.is_grad_enabled() and self._has_trainable_weights():
             return self._ensemble(class_names, templates, batch_size)
+        return self._cached_ensemble(class_names, templates, batch_size)
+
+    # torch.compile: excluded, a dict keyed by the class names; the tower runs once per list.
+    @torch.compiler.disable
+    def _cached_ensemble(self, class_names: Sequence[str], templates: Sequence[Template],
+                         batch_size: Optional[int]) -> Tensor:
         param = next(self.parameters())
         key = (tuple(class_names), tuple(templates), str(param.device), param.dtype)
         if key not in self._class_embed_cache:
