@@ -28,6 +28,7 @@ from mmengine.config import DictAction
 from mmfusion.apis import ASRInferencer, TTSInferencer
 from mmfusion.apis.sequence_inferencers import log_mel_image
 from mmfusion.utils import register_all_modules
+from mmfusion.utils.compile import add_compile_args, compile_arg
 
 
 def parse_args(argv=None):
@@ -41,6 +42,7 @@ def parse_args(argv=None):
         p.add_argument('--device', default='cpu')
         p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                        help='override config settings, e.g. model.max_new_tokens=60')
+        add_compile_args(p, 'inference')
     asr.add_argument('audio', help='speech file (WAV, FLAC, OGG, ...)')
     asr.add_argument('--out-file', default=None,
                      help='spectrogram PNG with the transcript (default: next to nothing)')
@@ -59,7 +61,7 @@ def spectrogram_image(wave: np.ndarray, model, height: int = 240) -> np.ndarray:
 
 def run_asr(args) -> str:
     asr = ASRInferencer(args.config, args.checkpoint, args.device, args.cfg_options,
-                        show_progress=False)
+                        show_progress=False, compile=compile_arg(args))
     result = asr(args.audio, return_vis=bool(args.out_file))
     text = result['predictions'][0]['text']
     print(text)
@@ -71,7 +73,7 @@ def run_asr(args) -> str:
 
 def run_tts(args) -> Optional[np.ndarray]:
     tts = TTSInferencer(args.config, args.checkpoint, args.device, args.cfg_options,
-                        show_progress=False)
+                        show_progress=False, compile=compile_arg(args))
     result = tts(args.text, frames_per_unit=args.frames_per_unit)
     wave, pred = result['visualization'][0], result['predictions'][0]
     if wave is None:

@@ -53,6 +53,7 @@ from mmfusion.apis import MedicalSegInferencer, PromptableSegInferencer, XDecode
 from mmfusion.apis.inference import load_image
 from mmfusion.apis.xdecoder_inferencer import TASKS
 from mmfusion.utils import register_all_modules
+from mmfusion.utils.compile import add_compile_args, compile_arg
 
 SEG_TASKS = ('semantic', 'instance', 'panoptic')
 MULTI_TASK = ('XDecoder', 'FrozenSeg')
@@ -118,6 +119,7 @@ def parse_args(argv: Optional[Sequence[str]] = None
                         help='SAM: all masks of the image (automatic mask generation)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='config overrides, e.g. model.text_encoder.checkpoint=None')
+    add_compile_args(parser, 'inference')
     return parser.parse_args(argv), parser
 
 
@@ -155,7 +157,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         parser.error(f'image not found: {image}')
     kind = model_type(args)
     build = dict(weights=weights, device=args.device, cfg_options=args.cfg_options,
-                 show_progress=False)
+                 show_progress=False, compile=compile_arg(args))
     if kind != 'SAM' and (args.box or args.points or args.auto):
         parser.error(f'--box/--points/--auto are for SAM; {args.config} builds a {kind}')
     if kind not in MULTI_TASK and (args.task or args.texts):
@@ -164,7 +166,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     if kind in MULTI_TASK:
         dispatcher = XDecoderInferencer(args.config, weights or None, args.device,
-                                        args.cfg_options)
+                                        args.cfg_options, compile=build['compile'])
         task = args.task or dispatcher.model.default_task
         if task not in dispatcher.tasks:
             parser.error(f'--task {task}: {args.config} predicts {", ".join(dispatcher.tasks)}')

@@ -17,7 +17,7 @@ SynthMatte recipe that ``make semat`` trains; e.g. on the real PASCAL VOC photo
 """
 import argparse
 import os.path as osp
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import mmcv
 from mmengine.utils import mkdir_or_exist
@@ -25,6 +25,7 @@ from mmengine.utils import mkdir_or_exist
 from mmfusion.apis import MattingInferencer
 from mmfusion.apis.inference import load_image
 from mmfusion.apis.vision_inferencers import alpha_to_uint8
+from mmfusion.utils.compile import add_compile_args, compile_arg
 
 NAME = 'semat_sam-tiny_1xb8-1200it_synthmatte'
 DEFAULT_CONFIG = f'configs/semat/{NAME}.py'
@@ -33,16 +34,19 @@ DEFAULT_CHECKPOINT = f'work_dirs/{NAME}/iter_1200.pth'
 
 def run(image_spec: str, box: Sequence[float], background: Optional[str] = None,
         out_dir: str = 'outputs/matting', config: str = DEFAULT_CONFIG,
-        checkpoint: str = DEFAULT_CHECKPOINT, device: str = 'cpu') -> dict:
+        checkpoint: str = DEFAULT_CHECKPOINT, device: str = 'cpu',
+        compile: Union[bool, dict] = False) -> dict:
     """Matte ``image_spec`` inside ``box``; returns the written paths, the
-    alpha (float, [0, 1]) and the prediction dict."""
+    alpha (float, [0, 1]) and the prediction dict (``compile``: see
+    :class:`~mmfusion.apis.FusionInferencer`)."""
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f'checkpoint not found: {checkpoint} (`make semat` trains the '
                                 'tiny SynthMatte SEMat)')
     image = load_image(image_spec)
     if isinstance(image, str) and not osp.isfile(image):
         raise FileNotFoundError(f'image not found: {image}')
-    inferencer = MattingInferencer(config, checkpoint, device=device, show_progress=False)
+    inferencer = MattingInferencer(config, checkpoint, device=device, show_progress=False,
+                                   compile=compile)
     out = inferencer(image, box=[float(v) for v in box], sam_mask=True, background=background,
                      return_datasamples=True)
     sample, drawn = out['predictions'][0], out['visualization'][0]
@@ -74,10 +78,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('--config', default=DEFAULT_CONFIG)
     parser.add_argument('--checkpoint', default=DEFAULT_CHECKPOINT)
     parser.add_argument('--device', default='cpu')
+    add_compile_args(parser, 'inference')
     args = parser.parse_args(argv)
     try:
         run(args.image, args.box, args.background, args.out_dir, args.config, args.checkpoint,
-            args.device)
+            args.device, compile_arg(args))
     except (ValueError, FileNotFoundError) as e:
         parser.error(str(e))
 

@@ -27,12 +27,13 @@ keys) that are not on disk are skipped with a warning.
 """
 import argparse
 import os.path as osp
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 import mmcv
 
 from mmfusion.apis import PointCloudZeroShotInferencer
 from mmfusion.apis.sequence_inferencers import MESH_SUFFIXES
+from mmfusion.utils.compile import add_compile_args, compile_arg
 
 NAME = 'zeroshot_i2pmae-tiny_1xb32-300it_synthshapes3d'
 DEFAULT_CONFIG = f'configs/i2pmae/{NAME}.py'
@@ -53,7 +54,8 @@ def parse_texts(texts: str) -> List[str]:
 
 def run(path: str, texts: Sequence[str], config: str = DEFAULT_CONFIG,
         checkpoint: str = DEFAULT_CHECKPOINT, out_file: Optional[str] = None,
-        num_points: Optional[int] = None, device: str = 'cpu') -> dict:
+        num_points: Optional[int] = None, device: str = 'cpu',
+        compile: Union[bool, dict] = False) -> dict:
     """Rank ``texts`` for the cloud in ``path`` and write the views PNG.
 
     Returns dict with ``ranking`` (``[(name, probability), ...]``, most likely
@@ -68,7 +70,8 @@ def run(path: str, texts: Sequence[str], config: str = DEFAULT_CONFIG,
     if num_points is not None and num_points < 1:
         raise ValueError(f'--num-points must be >= 1, got {num_points}')
     inferencer = PointCloudZeroShotInferencer(config, checkpoint, device=device,
-                                              num_points=num_points, show_progress=False)
+                                              num_points=num_points, show_progress=False,
+                                              compile=compile)
     result = inferencer(path, texts=list(texts), top_k=1, return_datasamples=True)
     sample, image = result['predictions'][0], result['visualization'][0]
     ranking = inferencer.ranking(sample)
@@ -105,10 +108,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         help="points the model sees (mesh samples too); default the config's "
                         "preprocessor num_points (1024 in the default recipe)")
     parser.add_argument('--device', default='cpu')
+    add_compile_args(parser, 'inference')
     args = parser.parse_args(argv)
     try:
         run(args.file, parse_texts(args.texts), args.config, args.checkpoint, args.out_file,
-            args.num_points, args.device)
+            args.num_points, args.device, compile_arg(args))
     except (ValueError, TypeError, FileNotFoundError) as e:
         parser.exit(1, f'{parser.prog}: error: {e}\n')
 

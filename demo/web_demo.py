@@ -14,7 +14,7 @@ import os.path as osp
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Union
 
 import numpy as np
 
@@ -53,11 +53,15 @@ class ModelCache:
         device: where the models run.
         random_weights: build from the config at random init instead of
             loading the index's checkpoint.
+        compile: ``torch.compile`` each model's inference (``True`` or
+            options; see ``FusionInferencer``).
     """
 
-    def __init__(self, device: str = 'cpu', random_weights: bool = False) -> None:
+    def __init__(self, device: str = 'cpu', random_weights: bool = False,
+                 compile: Union[bool, dict] = False) -> None:
         self.device = device
         self.random_weights = random_weights
+        self.compile = compile
         self._built: Dict[str, object] = {}
         self._lock = threading.Lock()
 
@@ -71,9 +75,10 @@ class ModelCache:
                 if self.random_weights:
                     config = osp.join(find_root(), model_info(spec.model)['Config'])
                     self._built[tab] = cls(config, weights=False, device=self.device,
-                                           show_progress=False)
+                                           show_progress=False, compile=self.compile)
                 else:
-                    self._built[tab] = cls(spec.model, device=self.device, show_progress=False)
+                    self._built[tab] = cls(spec.model, device=self.device, show_progress=False,
+                                           compile=self.compile)
             return self._built[tab]
 
 
@@ -267,12 +272,15 @@ def parse_args(argv=None):
                         help='build every model at random init (no checkpoints needed)')
     parser.add_argument('--share', action='store_true',
                         help='ask Gradio for a public link (needs internet)')
+    from mmfusion.utils.compile import add_compile_args
+    add_compile_args(parser, 'inference')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    app = build_app(ModelCache(args.device, args.random_weights))
+    from mmfusion.utils.compile import compile_arg
+    app = build_app(ModelCache(args.device, args.random_weights, compile_arg(args)))
     print(f'[web_demo] serving on http://{args.host}:{args.port}', flush=True)
     app.queue().launch(server_name=args.host, server_port=args.port, share=args.share,
                        show_error=True)

@@ -86,8 +86,9 @@ def enable_compile(cfg, backend: Optional[str] = None, mode: Optional[str] = Non
 def add_compile_args(parser: argparse.ArgumentParser, step: str = 'train') -> None:
     """``--compile``, ``--compile-backend`` and ``--compile-mode`` (tools/train.py,
     tools/test.py; ``step``: what they compile, for the help text)."""
-    what = ("the train step (mmengine's cfg.compile) and the val steps" if step == 'train'
-            else 'the test step')
+    what = {'train': "the train step (mmengine's cfg.compile) and the val steps",
+            'test': 'the test step',
+            'inference': "the model's inference (test_step / predict)"}[step]
     parser.add_argument('--compile', action='store_true',
                         help=f'torch.compile {what}; the first iterations compile (minutes on '
                         'CPU, which needs a C++ compiler), the log says how long')
@@ -96,6 +97,17 @@ def add_compile_args(parser: argparse.ArgumentParser, step: str = 'train') -> No
                         'aot_eager / eager tell compiler problems from model problems)')
     parser.add_argument('--compile-mode', choices=COMPILE_MODES,
                         help='torch.compile mode (implies --compile)')
+
+
+def compile_arg(args: argparse.Namespace) -> Union[bool, dict]:
+    """The Inferencers' ``compile`` argument from :func:`add_compile_args`'
+    flags: ``False``, ``True`` or ``torch.compile`` options."""
+    if not (args.compile or args.compile_backend or args.compile_mode):
+        return False
+    options = {k: v for k, v in (('backend', args.compile_backend), ('mode', args.compile_mode))
+               if v}
+    check_compiler(options)
+    return options or True
 
 
 def apply_compile_args(cfg, args: argparse.Namespace) -> None:

@@ -8,7 +8,6 @@ from mmengine.dist import get_dist_info
 from torch import Tensor, nn
 
 from mmfusion.models.common.base_model import FusionBaseModel
-from mmfusion.models.encoders.feature_cache import sample_ids_of
 from mmfusion.models.encoders.text.prompt_templates import fill_templates, get_templates
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
@@ -53,7 +52,7 @@ class CLIPPretrainer(FusionBaseModel):
         return self.logit_scale.clamp(max=self.max_log_scale).exp()
 
     def embed_images(self, img: Tensor, data_samples=None) -> Tensor:
-        feats = self.image_encoder.forward_cached(img, sample_ids_of(data_samples),
+        feats = self.image_encoder.forward_cached(img, self.image_encoder.cache_ids(data_samples),
                                                   keys=['pooled'])['pooled']
         return F.normalize(feats, dim=-1)
 

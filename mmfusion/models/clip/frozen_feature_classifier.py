@@ -5,7 +5,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmfusion.models.common.base_model import FusionBaseModel
-from mmfusion.models.encoders.feature_cache import sample_ids_of
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
 
@@ -39,7 +38,7 @@ class FrozenFeatureClassifier(FusionBaseModel):
             self.head = nn.Linear(in_channels, num_classes)
 
     def extract_feat(self, img: Tensor, data_samples=None) -> Tensor:
-        feats = self.encoder.forward_cached(img, sample_ids_of(data_samples),
+        feats = self.encoder.forward_cached(img, self.encoder.cache_ids(data_samples),
                                             keys=[self.feature_key])
         return feats[self.feature_key]
 

@@ -1,7 +1,7 @@
 """One freezing mechanism for every encoder wrapper (see ``README.md`` beside this file)."""
 import logging
 import re
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 from mmengine.logging import print_log
@@ -10,7 +10,7 @@ from torch import nn
 
 from mmfusion.utils.dependency import require
 
-from .feature_cache import FeatureCache, split_batch, stack_samples
+from .feature_cache import FeatureCache, sample_ids_of, split_batch, stack_samples
 
 _DTYPES = {'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16,
            'fp16': torch.float16, 'float16': torch.float16,
@@ -156,6 +156,12 @@ class BaseEncoder(BaseModule):
             raise ValueError(f'{type(self).__name__} has trainable parameters; only a fully '
                              'frozen encoder may cache its outputs')
         self.feature_cache = cache
+
+    def cache_ids(self, data_samples: Optional[Sequence[Any]]) -> Optional[List[str]]:
+        """The batch's cache keys (:func:`sample_ids_of`) for
+        :meth:`forward_cached`; ``None`` without an attached cache, so that
+        nothing is read (a compiled model then holds no per-batch strings)."""
+        return None if self.feature_cache is None else sample_ids_of(data_samples)
 
     def forward_cached(self, inputs: Any, sample_ids: Optional[Sequence[str]] = None,
                        keys: Optional[Sequence[str]] = None) -> Any:

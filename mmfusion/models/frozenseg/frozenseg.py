@@ -16,7 +16,6 @@ from mmfusion.models.common.open_vocab_ensemble import (
     split_synonyms,
 )
 from mmfusion.models.common.open_vocab_seg import OpenVocabSegMixin
-from mmfusion.models.encoders.feature_cache import sample_ids_of
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
 
@@ -146,13 +145,14 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
         and the SAM embedding, through
         the encoders' feature cache when a ``FeatureCacheHook`` attached one
         (images must then be the same on every epoch: no random augmentation)."""
-        ids = sample_ids_of(data_samples)
         clip_in = (img - self.clip_mean) / self.clip_std
-        maps = self.clip_encoder.forward_cached(clip_in, ids, keys=['maps'])['maps']
+        maps = self.clip_encoder.forward_cached(clip_in, self.clip_encoder.cache_ids(data_samples),
+                                                keys=['maps'])['maps']
         size = self.sam_encoder.img_size
         sam_in = F.interpolate((img - self.sam_mean) / self.sam_std, size=(size, size),
                                mode='bilinear', align_corners=False)
-        sam_embed = self.sam_encoder.forward_cached(sam_in, ids, keys=['embed'])['embed']
+        sam_embed = self.sam_encoder.forward_cached(
+            sam_in, self.sam_encoder.cache_ids(data_samples), keys=['embed'])['embed']
         # contiguous, as the cache stores them: the same kernels run on cached and live features
         return dict(maps=[m.contiguous() for m in maps], sam_embed=sam_embed.contiguous())
 

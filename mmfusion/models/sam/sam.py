@@ -8,7 +8,6 @@ from torch import Tensor
 from torchvision.ops import sigmoid_focal_loss
 
 from mmfusion.models.common import FusionBaseModel
-from mmfusion.models.encoders.feature_cache import sample_ids_of
 from mmfusion.models.encoders.vision import SAMImageEncoder, build_sam_parts
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
@@ -161,7 +160,7 @@ class SAM(FusionBaseModel):
             raise ValueError(f'SAM expects images padded to {self.img_size}x{self.img_size} '
                              f'(data preprocessor pad_size_divisor={self.img_size} after a '
                              f'longest-side resize), got {tuple(img.shape[-2:])}')
-        ids = sample_ids_of(data_samples)
+        ids = self.image_encoder.cache_ids(data_samples)
         return self.image_encoder.forward_cached(img, ids, keys=['embed'])['embed']
 
     def decode(self, embeddings: Tensor, points: Optional[Tuple[Tensor, Tensor]],

@@ -201,8 +201,8 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
         ``forward_cached``, so a ``FeatureCacheHook`` can serve its maps
         (images of one size: cached maps must not depend on batch padding)."""
         if hasattr(self.backbone, 'forward_cached'):
-            out = self.backbone.forward_cached(img, sample_ids_of(data_samples),
-                                               keys=['maps'])
+            ids = getattr(self.backbone, 'cache_ids', sample_ids_of)(data_samples)
+            out = self.backbone.forward_cached(img, ids, keys=['maps'])
         else:
             out = self.backbone(img)
         maps = list(out['maps'] if isinstance(out, dict) else out)
