@@ -153,6 +153,29 @@ def prepare_for_compile(model: nn.Module) -> list:
     return apply_compile_exclusions(model)
 
 
+def exclude_optimizer_step(optim_wrapper) -> int:
+    """Run ``update_params`` (backward, gradient clipping, optimizer step)
+    of ``optim_wrapper`` (or of each wrapper of an ``OptimWrapperDict``)
+    outside dynamo. Returns how many wrappers it changed.
+
+    Why: inside a compiled ``train_step`` the optimizer step is specialised
+    on the learning rate (a Python float the scheduler changes every
+    iteration) and gradient clipping logs the norm as a Python float to the
+    message hub, so both recompile; PyTorch's foreach/fused optimizers are
+    fused already. The backward still runs the compiled backward graphs."""
+    wrappers = optim_wrapper.values() if hasattr(optim_wrapper, 'optim_wrappers') \
+        else [optim_wrapper]
+    changed = 0
+    for wrapper in wrappers:
+        fn = getattr(wrapper, 'update_params', None)
+        if callable(fn) and not getattr(fn, '_mmfusion_compile_excluded', False):
+            disabled = torch.compiler.disable(fn)
+            disabled._mmfusion_compile_excluded = True
+            wrapper.update_params = disabled
+            changed += 1
+    return changed
+
+
 def is_compiled(fn) -> bool:
     """Whether ``fn`` is already a ``torch.compile`` wrapper."""
     return hasattr(fn, '_torchdynamo_orig_callable')

@@ -5,7 +5,9 @@ config's train loader, replayed from memory) go through ``model.train_step``
 (preprocess, forward, losses, backward, optimizer step: what mmengine's
 ``cfg.compile`` compiles) twice, on two copies of the model with the same
 initial weights, optimizer and per-iteration schedule: first eagerly, then
-compiled with ``torch.compile``. The first ``warmup`` iterations of each are
+compiled with ``torch.compile`` as ``tools/train.py --compile`` compiles it
+(exclusions, texts as opaque objects, the optimizer step eager: see
+``mmfusion/utils/compile.py``). The first ``warmup`` iterations of each are
 not timed; the per-iteration time is the median of the ``iters`` timed ones
 (the machine may be shared). ``compile_s`` is the compiled loop's time above
 ``(warmup + iters) * compiled_s_per_iter``: compiling, and recompiling for new
@@ -45,7 +47,7 @@ from mmengine.runner import Runner, set_random_seed
 
 from mmfusion.registry import MODELS, PARAM_SCHEDULERS
 from mmfusion.utils import register_all_modules
-from mmfusion.utils.compile import check_compiler, prepare_for_compile
+from mmfusion.utils.compile import check_compiler, exclude_optimizer_step, prepare_for_compile
 from mmfusion.utils.config_weights import drop_weight_files
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -135,8 +137,9 @@ def time_steps(cfg: Config, batches: List[dict], state: dict,
     optim_wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
     schedulers = _schedulers(cfg, optim_wrapper, len(batches))
     step = model.train_step
-    if options is not None:
+    if options is not None:  # as tools/train.py --compile sets it up (CompileHook)
         prepare_for_compile(model)
+        exclude_optimizer_step(optim_wrapper)
         step = torch.compile(step, **options)
     times, losses = [], []
     gc.collect()

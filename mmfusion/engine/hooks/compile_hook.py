@@ -11,7 +11,12 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from mmfusion.registry import HOOKS
-from mmfusion.utils.compile import compile_method, compile_options, prepare_for_compile
+from mmfusion.utils.compile import (
+    compile_method,
+    compile_options,
+    exclude_optimizer_step,
+    prepare_for_compile,
+)
 
 
 @HOOKS.register_module()
@@ -39,15 +44,23 @@ class CompileHook(Hook):
       that change every batch). The numbers go to the message hub
       (``compile/<loop>``) and to ``<log_dir>/compile_times.json``.
 
+    * the optimizer wrapper's ``update_params`` (backward call, clipping,
+      optimizer step) runs outside dynamo unless ``compile_optimizer``
+      (:func:`~mmfusion.utils.compile.exclude_optimizer_step` says why); the
+      model's forward and backward graphs are compiled either way.
+
     Args:
         compile_eval: compile ``val_step`` / ``test_step``.
+        compile_optimizer: leave the optimizer step inside the compiled
+            ``train_step`` (mmengine's own behaviour).
     """
 
     # After-iteration timing before the logger and checkpoint hooks' work.
     priority = 'VERY_HIGH'
 
-    def __init__(self, compile_eval: bool = True) -> None:
+    def __init__(self, compile_eval: bool = True, compile_optimizer: bool = False) -> None:
         self.compile_eval = compile_eval
+        self.compile_optimizer = compile_optimizer
         self.times: Dict[str, List[float]] = {}
         self.results: Dict[str, dict] = {}
         self._start: Optional[float] = None
@@ -72,6 +85,10 @@ class CompileHook(Hook):
 
     def before_train(self, runner) -> None:
         self._prepare(runner, None)  # mmengine compiles train_step itself
+        if self._options(runner) is not None and not self.compile_optimizer and \
+                exclude_optimizer_step(runner.optim_wrapper):
+            runner.logger.info('torch.compile: the optimizer step runs eagerly (compile_optimizer'
+                               '=False); forward and backward are compiled')
 
     def before_val(self, runner) -> None:
         self._prepare(runner, 'val_step')

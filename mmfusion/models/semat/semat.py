@@ -40,6 +40,17 @@ _LOSS_WEIGHTS = dict(unknown_l1=1.0, known_l1=1.0, laplacian=1.0, gradient=1.0, 
 _TEST_OUTPUTS = ('alpha', 'sam_mask')
 
 
+
+# torch.compile: excluded, rasterises boxes by data-dependent integer slices (Python ints).
+@torch.compiler.disable
+def _box_masks(boxes: Tensor, like: Tensor) -> Tensor:
+    """(B, 1, S, S) masks of ``like``'s size and dtype, 1 inside each box of
+    ``boxes`` (B, 4) in its pixels."""
+    mask = like.new_zeros((like.shape[0], 1) + like.shape[-2:])
+    for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
+        mask[i, :, int(y1):int(y2), int(x1):int(x2)] = 1.0  # official: truncated ints
+    return mask
+
 @MODELS.register_module()
 class SEMat(FusionBaseModel):
     """SEMat (Xia et al., "Towards Natural Image Matting in the Wild via
@@ -165,9 +176,7 @@ class SEMat(FusionBaseModel):
 
         ``sam_img`` (B, 3, S, S) normalised, ``boxes`` (B, 4) in its pixels.
         """
-        mask = sam_img.new_zeros((sam_img.shape[0], 1) + sam_img.shape[-2:])
-        for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
-            mask[i, :, int(y1):int(y2), int(x1):int(x2)] = 1.0  # official: truncated ints
+        mask = _box_masks(boxes, sam_img)
         self._condition = self.condition_layer['patch_embed'](torch.cat((sam_img, mask), 1))
         try:
             return self.image_encoder(sam_img)
@@ -179,6 +188,9 @@ class SEMat(FusionBaseModel):
     def _name(sample: FusionDataSample) -> str:
         return sample.metainfo.get('img_path') or f'sample {sample.metainfo.get("sample_idx")}'
 
+    # torch.compile: excluded, per-sample box metadata (Python floats, paths in messages) would be
+    # guarded, a recompile every batch.
+    @torch.compiler.disable
     def boxes_of(self, data_samples: Sequence[FusionDataSample]) -> Tensor:
         """The box prompts (B, 4) in input-image pixels (``alpha_box`` scaled
         by the pipeline's ``scale_factor``), checked against the image."""

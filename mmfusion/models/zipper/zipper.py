@@ -121,8 +121,12 @@ class Zipper(FusionBaseModel):
 
     # -- sequences -----------------------------------------------------------
     # torch.compile: excluded, per-utterance Python loops of variable length (text tokenizer,
-    # speech-unit quantisation) on raw strings and waveforms.
+    # speech-unit quantisation) on raw strings and waveforms; only padded tensors come out.
     @torch.compiler.disable
+    def _token_batch(self, name: str, inputs: Dict, with_specials: bool) -> Tuple[Tensor, Tensor]:
+        """:meth:`_batch` of :meth:`_sequences`."""
+        return self._batch(self._sequences(name, inputs, with_specials))
+
     def _sequences(self, name: str, inputs: Dict, with_specials: bool) -> List[Tensor]:
         device = self.decoder.towers[name].embedding.weight.device
         if name == 'text':
@@ -162,13 +166,13 @@ class Zipper(FusionBaseModel):
     def _context(self, inputs: Dict) -> Tuple[Dict, Dict]:
         if self.context is None:
             return {}, {}
-        tokens, mask = self._batch(self._sequences(self.context, inputs, with_specials=False))
+        tokens, mask = self._token_batch(self.context, inputs, with_specials=False)
         return {self.context: tokens}, {self.context: mask}
 
     # -- modes -----------------------------------------------------------------
     def _forward(self, inputs: Dict, data_samples=None) -> Dict[str, Dict]:
         tokens, masks = self._context(inputs)
-        out, out_mask = self._batch(self._sequences(self.output, inputs, True))
+        out, out_mask = self._token_batch(self.output, inputs, True)
         return self.decoder({**tokens, self.output: out}, {**masks, self.output: out_mask})
 
     def _corrupt(self, tokens: Tensor, mask: Tensor) -> Tensor:
@@ -179,7 +183,7 @@ class Zipper(FusionBaseModel):
         return token_noise(tokens, self.context_noise, first, vocab, keep=mask)
 
     def loss(self, inputs: Dict, data_samples=None) -> Dict[str, Tensor]:
-        target, target_mask = self._batch(self._sequences(self.output, inputs, True))
+        target, target_mask = self._token_batch(self.output, inputs, True)
         tokens, masks = self._context(inputs)
         if self.context_noise > 0 and tokens:
             tokens = {self.context: self._corrupt(tokens[self.context], masks[self.context])}
