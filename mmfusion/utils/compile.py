@@ -24,6 +24,7 @@ the model as a :class:`HostSequence`, which dynamo passes through without
 looking inside; only excluded (eager) code reads the texts.
 """
 import argparse
+import functools
 import os
 import shutil
 from collections.abc import Sequence
@@ -193,26 +194,40 @@ def compile_method(obj, name: str, options: Optional[dict] = None) -> bool:
 
 
 def apply_compile_exclusions(model: nn.Module) -> list:
-    """Wrap the methods every submodule's class lists in ``compile_exclude``
-    with ``torch.compiler.disable`` on the instance (for methods whose
-    definition cannot carry the decorator, e.g. inherited from another
-    library). Returns the wrapped ``'module.path.method'`` names."""
+    """Wrap, on each submodule instance, the methods its class lists in
+    ``compile_exclude`` with ``torch.compiler.disable``, and those it lists
+    in ``compile_exclude_without_grad`` with a wrapper that runs them
+    eagerly when autograd is off (inference) and traced otherwise (for
+    methods whose definition cannot carry the decorator, e.g. in files or
+    libraries that must not change). Returns the wrapped
+    ``'module.path.method'`` names."""
     wrapped = []
     for path, module in model.named_modules():
-        for name in _exclusions(type(module)):
-            fn = getattr(module, name, None)
-            if callable(fn) and not getattr(fn, '_mmfusion_compile_excluded', False):
-                disabled = torch.compiler.disable(fn)
-                disabled._mmfusion_compile_excluded = True
-                setattr(module, name, disabled)
-                wrapped.append(f'{path}.{name}' if path else name)
+        for attr, wrap in (('compile_exclude', torch.compiler.disable),
+                           ('compile_exclude_without_grad', _eager_without_grad)):
+            for name in _exclusions(type(module), attr):
+                fn = getattr(module, name, None)
+                if callable(fn) and not getattr(fn, '_mmfusion_compile_excluded', False):
+                    wrapper = wrap(fn)
+                    wrapper._mmfusion_compile_excluded = True
+                    setattr(module, name, wrapper)
+                    wrapped.append(f'{path}.{name}' if path else name)
     return wrapped
 
 
-def _exclusions(cls) -> Iterable[str]:
+def _eager_without_grad(fn):
+    disabled = torch.compiler.disable(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return (fn if torch.is_grad_enabled() else disabled)(*args, **kwargs)
+    return wrapper
+
+
+def _exclusions(cls, attr: str) -> Iterable[str]:
     names = []
     for klass in cls.__mro__:
-        for name in klass.__dict__.get('compile_exclude', ()):
+        for name in klass.__dict__.get(attr, ()):
             if name not in names:
                 names.append(name)
     return names

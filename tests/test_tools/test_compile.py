@@ -18,6 +18,7 @@ import sys
 from typing import Dict, NamedTuple, Optional
 
 import pytest
+import torch
 from mmengine.config import Config
 
 from tests.conftest import REPO, tiny_gms_cfg
@@ -85,9 +86,13 @@ def test_compile_exclusions_and_inference_compile():
 
     class Part(nn.Module):
         compile_exclude = ('host_side',)
+        compile_exclude_without_grad = ('scan',)
 
         def host_side(self, x):
             return x
+
+        def scan(self, x):
+            return x * 2
 
     class Model(nn.Module):
         def __init__(self):
@@ -98,8 +103,12 @@ def test_compile_exclusions_and_inference_compile():
             return data
 
     model = Model()
-    assert apply_compile_exclusions(model) == ['part.host_side']
+    assert apply_compile_exclusions(model) == ['part.host_side', 'part.scan']
     assert apply_compile_exclusions(model) == []  # once
+    traced = torch.compile(lambda x: model.part.scan(x) + 1, backend='eager')
+    assert traced(torch.ones(2)).tolist() == [3, 3]
+    with torch.no_grad():
+        assert traced(torch.ones(2)).tolist() == [3, 3]
     assert compile_inference(model, False) is model and not is_compiled(model.test_step)
     compile_inference(model, dict(backend='eager'))
     assert is_compiled(model.test_step) and not hasattr(model, 'predict')

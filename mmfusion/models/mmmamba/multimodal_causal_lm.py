@@ -26,6 +26,10 @@ from mmfusion.utils import load_strict
 from .mamba2_mixer import Mamba2Mixer
 from .official import convert_official_lm
 
+# torch.compile: the SSD scan runs eagerly without grad: its inference path (ssd.py) writes into
+# preallocated buffers (out=) and views them, which AOTAutograd's functionalisation rejects.
+Mamba2Mixer.compile_exclude_without_grad = ('_scan', )
+
 
 class PatchEmbed(nn.Module):
     """Non-overlapping image patches -> tokens, through a two-step stem
