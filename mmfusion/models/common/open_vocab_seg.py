@@ -57,17 +57,24 @@ class OpenVocabSegMixin:
     def batch_class_embeds(self, data_samples: Sequence[FusionDataSample]) -> List[Tensor]:
         return [self.class_embeds(self.classes_of(s)) for s in data_samples]
 
+    # torch.compile: excluded, reads every metainfo value; strings (paths, class lists) are left
+    # out of the metas: a traced frame holding them is guarded on them (a recompile every batch).
     @staticmethod
+    @torch.compiler.disable
     def _metas(data_samples: Sequence[FusionDataSample], img: Tensor) -> List[dict]:
+        """Per image the metainfo the head reads (shapes), without text
+        values (paths, class names)."""
         metas = []
         for s in data_samples:
-            meta = dict(s.metainfo)
+            meta = {k: v for k, v in s.metainfo.items() if not _is_text(v)}
             meta.setdefault('batch_input_shape', tuple(img.shape[-2:]))
             meta.setdefault('img_shape', tuple(img.shape[-2:]))
             meta.setdefault('ori_shape', meta['img_shape'])
             metas.append(meta)
         return metas
 
+    # torch.compile: excluded, per-sample targets built on the CPU from Python label lists.
+    @torch.compiler.disable
     def gt_segments(self, sample: FusionDataSample, classes: Sequence[str]) -> InstanceData:
         """Thing instances + one segment per stuff label of ``gt_sem_seg``."""
         labels, masks = [], []
@@ -94,3 +101,9 @@ class OpenVocabSegMixin:
         height_width = masks[0].shape[-2:]
         return InstanceData(labels=torch.cat(labels),
                             masks=torch.cat([m.reshape(-1, *height_width) for m in masks]))
+
+
+def _is_text(value) -> bool:
+    """A string, or a list/tuple holding one."""
+    return isinstance(value, str) or (isinstance(value, (list, tuple))
+                                      and any(isinstance(v, str) for v in value))

@@ -251,6 +251,21 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
         """Grounding inputs: token features, their valid mask and the pooled
         sentence embeddings. Longer sentences than the text encoder's
         context are cut (warned once per sentence)."""
+        return self.embed_sentence_ids(self.sentence_ids(sentences))
+
+    def embed_sentence_ids(self, ids: Tensor) -> dict:
+        """:meth:`embed_sentences` of :meth:`sentence_ids`."""
+        out = self.text_encoder(ids)
+        result = dict(tokens=self.project_tokens(out['tokens'].float()), valid=out['mask'],
+                      sentence_embeds=out['pooled'].float())
+        if self.head.no_object == 'text':
+            result['no_object_embed'] = self.no_object_embed().float()
+        return result
+
+    # torch.compile: excluded, length warnings and tokenization are Python string work.
+    @torch.compiler.disable
+    def sentence_ids(self, sentences: Sequence[str]) -> Tensor:
+        """Token ids of the referring sentences (cut to the context, warned)."""
         context = self.text_encoder.context_length
         for text in sentences:
             if text not in self._warned_long and self.text_encoder.num_tokens(text) > context:
@@ -258,17 +273,21 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
                 print_log(f'referring sentence "{text}" has {self.text_encoder.num_tokens(text)} '
                           f'tokens; the text encoder reads {context}, so it is cut to its first '
                           f'{context - 2} words/pieces', logger='current', level=logging.WARNING)
-        out = self.text_encoder(list(sentences))
-        result = dict(tokens=self.project_tokens(out['tokens'].float()), valid=out['mask'],
-                      sentence_embeds=out['pooled'].float())
-        if self.head.no_object == 'text':
-            result['no_object_embed'] = self.no_object_embed().float()
-        return result
+        return self.text_encoder.tokenize(list(sentences))
 
     def caption_inputs(self, captions: Sequence[str]) -> dict:
         """Teacher forcing: token embeddings of ``[start, w1 .. wn]`` and
         targets ``[w1 .. wn, end]`` as output-vocabulary rows (-100 after the
         end). Captions are cut to the head's ``max_len``."""
+        ids, targets = self.caption_targets(captions)
+        return dict(tokens=self.embed_tokens(ids[:, :-1]), targets=targets,
+                    vocab_embeds=self.vocab_embeds())
+
+    # torch.compile: excluded, tokenizes caption strings (and names an unknown one).
+    @torch.compiler.disable
+    def caption_targets(self, captions: Sequence[str]) -> Tuple[Tensor, Tensor]:
+        """Token ids ``[start, w1 .. wn, end]`` (B, L) and their targets
+        (B, L - 1) (see :meth:`caption_inputs`)."""
         ids = self.text_encoder.tokenize(list(captions),
                                          context_length=self.head.caption_cfg['max_len'] + 1)
         # Up to the batch's longest caption: the rest is padding (the causal
@@ -283,8 +302,7 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
             bad = [c for c, u in zip(captions, unknown.tolist()) if u][0]
             raise ValueError(f'caption "{bad}" has tokens outside the caption vocabulary '
                              '(model caption_vocab); add its words there')
-        return dict(tokens=self.embed_tokens(ids[:, :-1]), targets=targets,
-                    vocab_embeds=self.vocab_embeds())
+        return ids, targets
 
     def embed_tokens(self, ids: Tensor) -> Tensor:
         """(B, T) caption token ids -> (B, T, text_width) decoder inputs:
@@ -311,7 +329,12 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
 
     def embed_texts(self, texts: Sequence[str]) -> Tensor:
         """(K, D) pooled text embeddings (retrieval targets)."""
-        return self.text_encoder(list(texts))['pooled'].float()
+        return self.text_encoder(self.text_ids(texts))['pooled'].float()
+
+    # torch.compile: excluded, BPE tokenization of strings.
+    @torch.compiler.disable
+    def text_ids(self, texts: Sequence[str]) -> Tensor:
+        return self.text_encoder.tokenize(list(texts))
 
     # -- training ----------------------------------------------------------
     def loss(self, inputs: Dict, data_samples: List[FusionDataSample]) -> Dict[str, Tensor]:
@@ -321,26 +344,49 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
         none."""
         img = inputs['img']
         class_embeds = self.batch_class_embeds(data_samples)
-        gts = [self.gt_segments(s, self.classes_of(s)).to(img.device) for s in data_samples]
+        targets = self._loss_targets(inputs, data_samples, img.device)
         extra = {}
-        if self.head.grounding_cfg is not None and self._all_have(data_samples, 'gt_ref_mask'):
-            grounding = self.embed_sentences(self.sentences_of(inputs, data_samples))
-            grounding['gt_instances'] = [
-                InstanceData(labels=torch.zeros(1, dtype=torch.long, device=img.device),
-                             masks=s.gt_ref_mask.data.to(img.device).bool())
-                for s in data_samples]
+        if 'sentence_ids' in targets:
+            grounding = self.embed_sentence_ids(targets['sentence_ids'])
+            grounding['gt_instances'] = targets['ref_instances']
             extra['grounding'] = grounding
+        if 'caption_ids' in targets:
+            ids = targets['caption_ids']
+            extra['caption'] = dict(tokens=self.embed_tokens(ids[:, :-1]),
+                                    targets=targets['caption_targets'],
+                                    vocab_embeds=self.vocab_embeds())
+        if 'retrieval_ids' in targets:
+            extra['retrieval'] = dict(
+                text_embeds=self.text_encoder(targets['retrieval_ids'])['pooled'].float(),
+                positives=targets['positives'])
+        return self.head.loss(self.extract_feat(img, data_samples), class_embeds,
+                              targets['gts'], self._metas(data_samples, img), **extra)
+
+    # torch.compile: excluded, the batch's strings (sentences, captions) and per-sample targets,
+    # as tensors and InstanceData; a traced frame holding strings would recompile every batch.
+    @torch.compiler.disable
+    def _loss_targets(self, inputs: Dict, data_samples: List[FusionDataSample],
+                      device: torch.device) -> dict:
+        """Ground-truth segments (``gts``) and, for the branches with data,
+        ``sentence_ids`` / ``ref_instances``, ``caption_ids`` /
+        ``caption_targets`` and ``retrieval_ids`` / ``positives``."""
+        out = dict(gts=[self.gt_segments(s, self.classes_of(s)).to(device) for s in data_samples])
+        if self.head.grounding_cfg is not None and self._all_have(data_samples, 'gt_ref_mask'):
+            out['sentence_ids'] = self.sentence_ids(self.sentences_of(inputs, data_samples))
+            out['ref_instances'] = [
+                InstanceData(labels=torch.zeros(1, dtype=torch.long, device=device),
+                             masks=s.gt_ref_mask.data.to(device).bool())
+                for s in data_samples]
         wants_captions = self.head.caption_cfg is not None or self.head.retrieval_cfg is not None
         if wants_captions and self._all_have(data_samples, 'gt_caption'):
             captions = [random.choice(list(s.gt_caption)) for s in data_samples]
             if self.head.caption_cfg is not None:
-                extra['caption'] = self.caption_inputs(captions)
+                out['caption_ids'], out['caption_targets'] = self.caption_targets(captions)
             if self.head.retrieval_cfg is not None:
-                same = torch.tensor([[a == b for b in captions] for a in captions],
-                                    device=img.device)
-                extra['retrieval'] = dict(text_embeds=self.embed_texts(captions), positives=same)
-        return self.head.loss(self.extract_feat(img, data_samples), class_embeds, gts,
-                              self._metas(data_samples, img), **extra)
+                out['retrieval_ids'] = self.text_ids(captions)
+                out['positives'] = torch.tensor([[a == b for b in captions] for a in captions],
+                                                device=device)
+        return out
 
     @staticmethod
     def _all_have(data_samples: Sequence[FusionDataSample], key: str) -> bool:
@@ -390,6 +436,17 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
                 sample.set_metainfo(dict(classes=list(names)))
         return results
 
+    # torch.compile: excluded, reads and tokenizes a sample's candidate texts (strings).
+    @torch.compiler.disable
+    def _retrieval_ids(self, sample: FusionDataSample) -> Tensor:
+        texts = sample.metainfo.get('texts')
+        if texts is None and 'gt_caption' in sample:
+            texts = sample.gt_caption
+        if not texts:
+            raise ValueError(f'retrieval needs candidate texts (metainfo["texts"] or '
+                             f'gt_caption); image {sample.metainfo.get("img_path")} has none')
+        return self.text_ids(texts)
+
     def _pixels(self, img: Tensor) -> Tensor:
         """0-255 RGB pixels of the normalised batch (for the CLIP ensemble)."""
         preprocessors = getattr(self.data_preprocessor, 'preprocessors', {})
@@ -400,13 +457,23 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
 
     def _predict_referring(self, inputs: Dict, data_samples: Sequence[FusionDataSample],
                            feats: List[Tensor], metas: List[dict], task: str) -> List[dict]:
-        return self.head.predict_referring(
-            feats, metas, self.embed_sentences(self.sentences_of(inputs, data_samples)))
+        ids = self._referring_ids(inputs, data_samples)
+        return self.head.predict_referring(feats, metas, self.embed_sentence_ids(ids))
+
+    # torch.compile: excluded, reads and tokenizes the referring sentences (strings).
+    @torch.compiler.disable
+    def _referring_ids(self, inputs: Dict, data_samples: Sequence[FusionDataSample]) -> Tensor:
+        return self.sentence_ids(self.sentences_of(inputs, data_samples))
 
     def _predict_caption(self, inputs: Dict, data_samples: Sequence[FusionDataSample],
                          feats: List[Tensor], metas: List[dict], task: str) -> List[dict]:
         ids = self.head.generate_captions(feats, metas, self.embed_tokens, self.vocab_embeds(),
                                           self.caption_vocab_ids, self.start_id, self.end_id)
+        return self._caption_results(ids)
+
+    # torch.compile: excluded, decodes token ids to strings.
+    @torch.compiler.disable
+    def _caption_results(self, ids) -> List[dict]:
         decode = self.text_encoder.tokenizer.decode
         texts = [decode(row).strip() for row in ids]
         if self.head.caption_cfg['cut_at_period']:
@@ -418,13 +485,8 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
         image_embeds = self.head.predict_image_embeds(feats, metas)
         results = []
         for b, sample in enumerate(data_samples):
-            texts = sample.metainfo.get('texts')
-            if texts is None and 'gt_caption' in sample:
-                texts = sample.gt_caption
-            if not texts:
-                raise ValueError(f'retrieval needs candidate texts (metainfo["texts"] or '
-                                 f'gt_caption); image {sample.metainfo.get("img_path")} has none')
-            text_embeds = F.normalize(self.embed_texts(texts), dim=-1)
+            ids = self._retrieval_ids(sample)
+            text_embeds = F.normalize(self.text_encoder(ids)['pooled'].float(), dim=-1)
             scores = (self.head.retrieval_scale() * text_embeds @ image_embeds[b]).softmax(-1)
             results.append(dict(pred_image_embedding=image_embeds[b],
                                 pred_text_embeddings=text_embeds,
