@@ -6,6 +6,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
+from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from mmfusion.models.common.base_model import FusionBaseModel
@@ -181,17 +182,25 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
     def loss(self, inputs: Dict, data_samples: List[FusionDataSample]) -> Dict[str, Tensor]:
         img = inputs['img']
         feats = self.extract_feat(img, data_samples)
-        classifiers, gts = [], []
+        gts = self._loss_targets(data_samples, img.device)
         built = {}
+        classifiers = [self._classifier_once(built, self.train_classes or self.classes_of(s))
+                       for s in data_samples]
+        return self.head.loss(feats['maps'], feats['sam_embed'], classifiers, gts,
+                              self._metas(data_samples, img))
+
+    # torch.compile: excluded, per-sample targets whose labels map through Python dicts of names.
+    @torch.compiler.disable
+    def _loss_targets(self, data_samples: List[FusionDataSample],
+                      device: torch.device) -> List[InstanceData]:
+        gts = []
         for sample in data_samples:
             classes = self.classes_of(sample)
             gt = self.gt_segments(sample, classes)
             if self.train_classes is not None:
                 gt.labels = self._to_train_labels(gt.labels, classes, sample)
-            classifiers.append(self._classifier_once(built, self.train_classes or classes))
-            gts.append(gt.to(img.device))
-        return self.head.loss(feats['maps'], feats['sam_embed'], classifiers, gts,
-                              self._metas(data_samples, img))
+            gts.append(gt.to(device))
+        return gts
 
     def _classifier_once(self, built: dict, classes: Sequence[str]) -> dict:
         """:meth:`classifier` of ``classes``, built once per distinct list in
