@@ -36,6 +36,9 @@ def token_noise(tokens: Tensor, prob: float, low: int, high: int,
     return torch.where(hit, torch.randint_like(tokens, low, high), tokens)
 
 
+# torch.compile: excluded, a Python loop over a list of variable-length tensors (a new list and
+# new lengths every batch would recompile the frame).
+@torch.compiler.disable
 def pad_sequences(seqs: Sequence[Tensor], pad_value: float = 0.0) -> Tuple[Tensor, Tensor]:
     """Stack ``(L_i, ...)`` tensors into ``(B, max L_i, ...)`` padded after each item.
 

@@ -51,6 +51,9 @@ def gather_points(points: Tensor, idx: Tensor) -> Tensor:
     return out.reshape(*idx.shape, C)
 
 
+# torch.compile: excluded, n sequential argmax steps that dynamo would unroll into an n-step graph
+# (minutes of compiling per n, for a loop of small kernels).
+@torch.compiler.disable
 def farthest_point_sample(xyz: Tensor,
                           n: int,
                           lengths: Optional[Tensor] = None,
