@@ -133,7 +133,7 @@ class BaseEncoder(BaseModule):
             # the frozen base layers around it stay in eval mode. Listed once
             # (in _apply_freeze, where LoRA is injected): the runner calls
             # train() before every iteration, and re-listing every submodule
-            # was half the cost of that call.
+            # there cost ~0.1 ms a call (a quarter of the tiny KL-VAE's train()).
             names = getattr(self, '_lora_dropout_names', None)
             if names is None:
                 names = self._lora_dropout_names = self._find_lora_dropouts()
