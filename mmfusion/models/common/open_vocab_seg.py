@@ -2,6 +2,7 @@
 segments: what X-Decoder and the region-text backbone pretraining share."""
 from typing import List, Optional, Sequence, Union
 
+import numpy as np
 import torch
 from mmengine.structures import InstanceData
 from torch import Tensor
@@ -57,16 +58,17 @@ class OpenVocabSegMixin:
     def batch_class_embeds(self, data_samples: Sequence[FusionDataSample]) -> List[Tensor]:
         return [self.class_embeds(self.classes_of(s)) for s in data_samples]
 
-    # torch.compile: excluded, reads every metainfo value; strings (paths, class lists) are left
-    # out of the metas: a traced frame holding them is guarded on them (a recompile every batch).
+    # torch.compile: excluded, reads every metainfo value; only numbers and tuples of numbers
+    # (shapes, scale factors) go to the head: a traced frame holding strings (paths, class names)
+    # or per-image lists (segments_info) is guarded on them (a recompile every batch).
     @staticmethod
     @torch.compiler.disable
     def _metas(data_samples: Sequence[FusionDataSample], img: Tensor) -> List[dict]:
-        """Per image the metainfo the head reads (shapes), without text
-        values (paths, class names)."""
+        """Per image the metainfo the head reads: the numeric values
+        (shapes, scale factors, ids), not paths, names or segment lists."""
         metas = []
         for s in data_samples:
-            meta = {k: v for k, v in s.metainfo.items() if not _is_text(v)}
+            meta = {k: v for k, v in s.metainfo.items() if _is_numeric(v)}
             meta.setdefault('batch_input_shape', tuple(img.shape[-2:]))
             meta.setdefault('img_shape', tuple(img.shape[-2:]))
             meta.setdefault('ori_shape', meta['img_shape'])
@@ -103,7 +105,8 @@ class OpenVocabSegMixin:
                             masks=torch.cat([m.reshape(-1, *height_width) for m in masks]))
 
 
-def _is_text(value) -> bool:
-    """A string, or a list/tuple holding one."""
-    return isinstance(value, str) or (isinstance(value, (list, tuple))
-                                      and any(isinstance(v, str) for v in value))
+def _is_numeric(value) -> bool:
+    """A number, or a tuple/list/array of numbers (a shape, a scale factor)."""
+    if isinstance(value, (list, tuple)):
+        return all(isinstance(v, (int, float)) for v in value)
+    return isinstance(value, (int, float, np.ndarray))

@@ -8,6 +8,7 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import nn
 
+from mmfusion.utils.compile import HostSequence
 from mmfusion.utils.dependency import require
 
 from .feature_cache import FeatureCache, sample_ids_of, split_batch, stack_samples
@@ -161,7 +162,11 @@ class BaseEncoder(BaseModule):
         """The batch's cache keys (:func:`sample_ids_of`) for
         :meth:`forward_cached`; ``None`` without an attached cache, so that
         nothing is read (a compiled model then holds no per-batch strings)."""
-        return None if self.feature_cache is None else sample_ids_of(data_samples)
+        if self.feature_cache is None:
+            return None
+        ids = sample_ids_of(data_samples)
+        # opaque to torch.compile (a list of strings would be guarded, a recompile every batch)
+        return None if ids is None else HostSequence(ids)
 
     def forward_cached(self, inputs: Any, sample_ids: Optional[Sequence[str]] = None,
                        keys: Optional[Sequence[str]] = None) -> Any:

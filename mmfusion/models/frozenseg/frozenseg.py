@@ -19,6 +19,7 @@ from mmfusion.models.common.open_vocab_ensemble import (
 from mmfusion.models.common.open_vocab_seg import OpenVocabSegMixin
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
+from mmfusion.utils.compile import HostSequence
 
 
 @MODELS.register_module()
@@ -189,10 +190,11 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
         return self.head.loss(feats['maps'], feats['sam_embed'], classifiers, gts,
                               self._metas(data_samples, img))
 
-    # torch.compile: excluded, per-sample targets whose labels map through Python dicts of names.
+    # torch.compile: excluded, per-sample targets whose labels map through Python dicts of names
+    # (returned as an opaque HostSequence: a fresh list of objects recompiled the frame per batch).
     @torch.compiler.disable
     def _loss_targets(self, data_samples: List[FusionDataSample],
-                      device: torch.device) -> List[InstanceData]:
+                      device: torch.device) -> Sequence[InstanceData]:
         gts = []
         for sample in data_samples:
             classes = self.classes_of(sample)
@@ -200,7 +202,7 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
             if self.train_classes is not None:
                 gt.labels = self._to_train_labels(gt.labels, classes, sample)
             gts.append(gt.to(device))
-        return gts
+        return HostSequence(gts)
 
     def _classifier_once(self, built: dict, classes: Sequence[str]) -> dict:
         """:meth:`classifier` of ``classes``, built once per distinct list in

@@ -17,6 +17,7 @@ from mmfusion.models.common.open_vocab_seg import OpenVocabSegMixin
 from mmfusion.models.encoders.feature_cache import sample_ids_of
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
+from mmfusion.utils.compile import HostSequence
 
 from .tasks import SEG_TASKS, TASKS
 
@@ -370,13 +371,15 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
         """Ground-truth segments (``gts``) and, for the branches with data,
         ``sentence_ids`` / ``ref_instances``, ``caption_ids`` /
         ``caption_targets`` and ``retrieval_ids`` / ``positives``."""
-        out = dict(gts=[self.gt_segments(s, self.classes_of(s)).to(device) for s in data_samples])
+        # object lists as opaque HostSequences (a fresh list of objects recompiled the frame)
+        out = dict(gts=HostSequence([self.gt_segments(s, self.classes_of(s)).to(device)
+                                     for s in data_samples]))
         if self.head.grounding_cfg is not None and self._all_have(data_samples, 'gt_ref_mask'):
             out['sentence_ids'] = self.sentence_ids(self.sentences_of(inputs, data_samples))
-            out['ref_instances'] = [
+            out['ref_instances'] = HostSequence([
                 InstanceData(labels=torch.zeros(1, dtype=torch.long, device=device),
                              masks=s.gt_ref_mask.data.to(device).bool())
-                for s in data_samples]
+                for s in data_samples])
         wants_captions = self.head.caption_cfg is not None or self.head.retrieval_cfg is not None
         if wants_captions and self._all_have(data_samples, 'gt_caption'):
             captions = [random.choice(list(s.gt_caption)) for s in data_samples]

@@ -154,6 +154,8 @@ class OpenCLIPTextEncoder(PromptEnsembleMixin, BaseEncoder):
             ids = self.tokenizer(list(texts), context_length=context_length)
         return ids.to(self._device())
 
+    # torch.compile: excluded, BPE tokenization of a string.
+    @torch.compiler.disable
     def num_tokens(self, text: str) -> int:
         """Tokens ``text`` takes with its start and end tokens (may exceed
         ``context_length``: compare to find texts that would be cut)."""
