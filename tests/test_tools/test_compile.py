@@ -115,6 +115,40 @@ def test_compile_exclusions_and_inference_compile():
     assert model.test_step(3) == 3
 
 
+def test_texts_reach_a_compiled_model_as_an_opaque_sequence():
+    """Under prepare_for_compile the data preprocessor wraps lists of strings
+    in a HostSequence, which dynamo does not guard: new texts every call, no
+    recompile."""
+    from torch._dynamo.utils import counters
+
+    from mmfusion.models.data_preprocessors import MultiModalDataPreprocessor
+    from mmfusion.utils.compile import HostSequence, prepare_for_compile
+    pre = MultiModalDataPreprocessor()
+    data = dict(inputs=dict(text=['a red circle', 'a blue square']), data_samples=None)
+    assert pre(data)['inputs']['text'] == ['a red circle', 'a blue square']
+    model = torch.nn.Sequential()
+    model.data_preprocessor = pre
+    prepare_for_compile(model)
+    texts = pre(data)['inputs']['text']
+    assert isinstance(texts, HostSequence) and list(texts) == ['a red circle', 'a blue square']
+    assert texts == ['a red circle', 'a blue square'] and len(texts) == 2
+
+    @torch.compiler.disable
+    def lengths(texts):
+        return torch.tensor([len(t) for t in texts])
+
+    def step(inputs):
+        return inputs['x'] * 2 + lengths(inputs['text']).sum()
+
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(step, backend='eager')
+    for i in range(4):
+        text = pre(dict(inputs=dict(text=[f'text {i}', 'b'])))['inputs']['text']
+        assert compiled(dict(x=torch.ones(2), text=text)).tolist() == [2 + 5 + len(str(i)) + 1] * 2
+    assert counters['frames']['total'] <= 2  # the first call and its resume, never again
+
+
 def test_inferencer_compile_argument(tmp_path):
     from mmfusion.apis.vision_inferencers import MedicalSegInferencer
     from mmfusion.utils.compile import is_compiled
