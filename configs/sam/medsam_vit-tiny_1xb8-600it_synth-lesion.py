@@ -36,9 +36,14 @@ test_pipeline = [
     dict(type='LoadBinaryMask'),
     dict(type='PackFusionInputs'),
 ]
+# One persistent worker: with the image encoder's features cached, loading
+# (image, mask, box prompts) is a large part of the step; over 30 iterations
+# the data wait per step fell from 0.06-0.09 s (loading in the training
+# process) to 0.04-0.05 s.
 train_dataloader = dict(
     batch_size=8,
-    num_workers=0,
+    num_workers=1,
+    persistent_workers=True,
     sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(type=dataset_type, data_root=data_root, format='mask_folder',
                  ann_file='splits/train.txt', pipeline=train_pipeline))

@@ -95,11 +95,19 @@ test_pipeline = [
 # scene whatever the split sizes, so val and val_novel here are
 # data/synthshapes' (other image ids, same pixels and annotations).
 data_root = 'data/synthshapes-32k'
-train_dataloader = dict(batch_size=8, dataset=dict(
+# Loading in the training processes (no worker processes): a batch of 8 scenes
+# loads in ~7 ms, but a worker hands it over as 48 tensors, each through its
+# own shared-memory file descriptor and socket handshake, and with two training
+# processes on two cores the workers also take CPU from them. Over 30
+# iterations of the 2-process run, the data wait per step fell from 0.034-0.042
+# s (1 persistent worker; prefetch_factor=4: 0.027) to 0.017-0.019 s, and the
+# validation's from 0.05 to 0.02 s.
+train_dataloader = dict(batch_size=8, num_workers=0, persistent_workers=False, dataset=dict(
     data_root=data_root,
     refs_file='refsynth/refs(synth).p', refs_instances_file='refsynth/instances.json',
     pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(data_root=data_root, pipeline=test_pipeline))
+val_dataloader = dict(num_workers=0, persistent_workers=False,
+                      dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 max_iters = 2300
