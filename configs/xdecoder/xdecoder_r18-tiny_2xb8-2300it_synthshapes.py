@@ -99,9 +99,9 @@ data_root = 'data/synthshapes-32k'
 # loads in ~7 ms, but a worker hands it over as 48 tensors, each through its
 # own shared-memory file descriptor and socket handshake, and with two training
 # processes on two cores the workers also take CPU from them. Over 30
-# iterations of the 2-process run, the data wait per step fell from 0.034-0.042
-# s (1 persistent worker; prefetch_factor=4: 0.027) to 0.017-0.019 s, and the
-# validation's from 0.05 to 0.02 s.
+# iterations of the 2-process run (5 runs each, shared machine), the data wait
+# per step fell from 0.034-0.064 s (1 persistent worker; prefetch_factor=4:
+# 0.027) to 0.017-0.026 s, and the validation's from 0.05-0.075 to 0.02 s.
 train_dataloader = dict(batch_size=8, num_workers=0, persistent_workers=False, dataset=dict(
     data_root=data_root,
     refs_file='refsynth/refs(synth).p', refs_instances_file='refsynth/instances.json',
