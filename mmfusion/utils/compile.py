@@ -21,7 +21,10 @@ its graph, so a new batch of texts recompiles those frames, and after
 ``torch._dynamo.config.recompile_limit`` (8) batches the whole step silently
 runs eagerly. Under compilation the data preprocessor therefore hands them to
 the model as a :class:`HostSequence`, which dynamo passes through without
-looking inside; only excluded (eager) code reads the texts.
+looking inside; only excluded (eager) code reads the texts. Likewise a call
+that breaks the graph (an excluded one) is kept out of the arguments of a
+method call: the bound method left on the stack is a new object each batch,
+and the resumed frame, guarded on it, recompiles every time.
 """
 import argparse
 import functools

@@ -52,8 +52,10 @@ class CLIPPretrainer(FusionBaseModel):
         return self.logit_scale.clamp(max=self.max_log_scale).exp()
 
     def embed_images(self, img: Tensor, data_samples=None) -> Tensor:
-        feats = self.image_encoder.forward_cached(img, self.image_encoder.cache_ids(data_samples),
-                                                  keys=['pooled'])['pooled']
+        # cache_ids breaks the graph when a cache is attached: not inside forward_cached(...),
+        # whose bound method would be left on the stack (a new object every batch, a recompile)
+        ids = self.image_encoder.cache_ids(data_samples)
+        feats = self.image_encoder.forward_cached(img, ids, keys=['pooled'])['pooled']
         return F.normalize(feats, dim=-1)
 
     def embed_texts(self, texts: List[str]) -> Tensor:

@@ -38,8 +38,8 @@ class FrozenFeatureClassifier(FusionBaseModel):
             self.head = nn.Linear(in_channels, num_classes)
 
     def extract_feat(self, img: Tensor, data_samples=None) -> Tensor:
-        feats = self.encoder.forward_cached(img, self.encoder.cache_ids(data_samples),
-                                            keys=[self.feature_key])
+        ids = self.encoder.cache_ids(data_samples)  # see CLIPPretrainer.embed_images
+        feats = self.encoder.forward_cached(img, ids, keys=[self.feature_key])
         return feats[self.feature_key]
 
     def _forward(self, inputs: Dict, data_samples=None) -> Tensor:

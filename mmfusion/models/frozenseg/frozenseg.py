@@ -19,7 +19,6 @@ from mmfusion.models.common.open_vocab_ensemble import (
 from mmfusion.models.common.open_vocab_seg import OpenVocabSegMixin
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
-from mmfusion.utils.compile import HostSequence
 
 
 @MODELS.register_module()
@@ -148,13 +147,15 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
         the encoders' feature cache when a ``FeatureCacheHook`` attached one
         (images must then be the same on every epoch: no random augmentation)."""
         clip_in = (img - self.clip_mean) / self.clip_std
-        maps = self.clip_encoder.forward_cached(clip_in, self.clip_encoder.cache_ids(data_samples),
-                                                keys=['maps'])['maps']
+        # (a call that breaks the graph is kept out of another call's arguments: a bound method
+        # left on the stack is a new object every batch, which recompiles under torch.compile)
+        clip_ids = self.clip_encoder.cache_ids(data_samples)
+        maps = self.clip_encoder.forward_cached(clip_in, clip_ids, keys=['maps'])['maps']
         size = self.sam_encoder.img_size
         sam_in = F.interpolate((img - self.sam_mean) / self.sam_std, size=(size, size),
                                mode='bilinear', align_corners=False)
-        sam_embed = self.sam_encoder.forward_cached(
-            sam_in, self.sam_encoder.cache_ids(data_samples), keys=['embed'])['embed']
+        sam_ids = self.sam_encoder.cache_ids(data_samples)
+        sam_embed = self.sam_encoder.forward_cached(sam_in, sam_ids, keys=['embed'])['embed']
         # contiguous, as the cache stores them: the same kernels run on cached and live features
         return dict(maps=[m.contiguous() for m in maps], sam_embed=sam_embed.contiguous())
 
@@ -187,14 +188,13 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
         built = {}
         classifiers = [self._classifier_once(built, self.train_classes or self.classes_of(s))
                        for s in data_samples]
-        return self.head.loss(feats['maps'], feats['sam_embed'], classifiers, gts,
-                              self._metas(data_samples, img))
+        metas = self._metas(data_samples, img)  # not inside head.loss(...): see extract_feat
+        return self.head.loss(feats['maps'], feats['sam_embed'], classifiers, gts, metas)
 
-    # torch.compile: excluded, per-sample targets whose labels map through Python dicts of names
-    # (returned as an opaque HostSequence: a fresh list of objects recompiled the frame per batch).
+    # torch.compile: excluded, per-sample targets whose labels map through Python dicts of names.
     @torch.compiler.disable
     def _loss_targets(self, data_samples: List[FusionDataSample],
-                      device: torch.device) -> Sequence[InstanceData]:
+                      device: torch.device) -> List[InstanceData]:
         gts = []
         for sample in data_samples:
             classes = self.classes_of(sample)
@@ -202,7 +202,7 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
             if self.train_classes is not None:
                 gt.labels = self._to_train_labels(gt.labels, classes, sample)
             gts.append(gt.to(device))
-        return HostSequence(gts)
+        return gts
 
     def _classifier_once(self, built: dict, classes: Sequence[str]) -> dict:
         """:meth:`classifier` of ``classes``, built once per distinct list in
@@ -260,8 +260,8 @@ class FrozenSeg(OpenVocabSegMixin, FusionBaseModel):
             flags.append(self.thing_flags_of(sample, classes))
             if not sample.metainfo.get('classes'):  # so drawings can name the labels
                 sample.set_metainfo(dict(classes=list(classes)))
-        results = self.head.postprocessor(task, cls_logits, mask_logits,
-                                          self._metas(data_samples, img), flags)
+        metas = self._metas(data_samples, img)  # not inside a call's arguments: see extract_feat
+        results = self.head.postprocessor(task, cls_logits, mask_logits, metas, flags)
         for sample, result in zip(data_samples, results):
             for key, value in result.items():
                 setattr(sample, key, value)

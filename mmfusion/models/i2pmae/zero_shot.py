@@ -111,12 +111,14 @@ class PointCLIPAligner(FusionBaseModel):
         loss_fn = self._open_clip.loss.ClipLoss(gather_with_grad=True, rank=rank,
                                                 world_size=world_size)
         losses = dict(logit_scale=scale.detach())
+        # embeddings first, not inside loss_fn(...): a call that breaks the graph there leaves the
+        # new loss_fn object on the stack, which recompiles every batch under torch.compile
         if self.text_loss_weight:
-            losses['loss_text'] = self.text_loss_weight * loss_fn(
-                point_feats, self.embed_texts(inputs['text']), scale)
+            text_feats = self.embed_texts(inputs['text'])
+            losses['loss_text'] = self.text_loss_weight * loss_fn(point_feats, text_feats, scale)
         if self.image_loss_weight:
-            losses['loss_image'] = self.image_loss_weight * loss_fn(
-                point_feats, self.embed_views(points, lengths), scale)
+            view_feats = self.embed_views(points, lengths)
+            losses['loss_image'] = self.image_loss_weight * loss_fn(point_feats, view_feats, scale)
         return losses
 
     def _forward(self, inputs: Dict, data_samples=None) -> Tensor:

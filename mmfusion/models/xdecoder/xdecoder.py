@@ -17,7 +17,6 @@ from mmfusion.models.common.open_vocab_seg import OpenVocabSegMixin
 from mmfusion.models.encoders.feature_cache import sample_ids_of
 from mmfusion.registry import MODELS
 from mmfusion.structures import FusionDataSample
-from mmfusion.utils.compile import HostSequence
 
 from .tasks import SEG_TASKS, TASKS
 
@@ -214,7 +213,9 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
         """The head's decoded outputs of every layer."""
         img = inputs['img']
         samples = self.fill_data_samples(data_samples, len(img))
-        return self.head(self.extract_feat(img, data_samples), self._metas(samples, img))
+        feats = self.extract_feat(img, data_samples)
+        metas = self._metas(samples, img)  # not inside head(...): see loss
+        return self.head(feats, metas)
 
     @property
     def tasks(self) -> Tuple[str, ...]:
@@ -360,8 +361,11 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
             extra['retrieval'] = dict(
                 text_embeds=self.text_encoder(targets['retrieval_ids'])['pooled'].float(),
                 positives=targets['positives'])
-        return self.head.loss(self.extract_feat(img, data_samples), class_embeds,
-                              targets['gts'], self._metas(data_samples, img), **extra)
+        # Calls that break the graph are kept out of other calls' arguments: a bound method left
+        # on the stack is a new object every batch, which recompiles under torch.compile.
+        feats = self.extract_feat(img, data_samples)
+        metas = self._metas(data_samples, img)
+        return self.head.loss(feats, class_embeds, targets['gts'], metas, **extra)
 
     # torch.compile: excluded, the batch's strings (sentences, captions) and per-sample targets,
     # as tensors and InstanceData; a traced frame holding strings would recompile every batch.
@@ -371,15 +375,13 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
         """Ground-truth segments (``gts``) and, for the branches with data,
         ``sentence_ids`` / ``ref_instances``, ``caption_ids`` /
         ``caption_targets`` and ``retrieval_ids`` / ``positives``."""
-        # object lists as opaque HostSequences (a fresh list of objects recompiled the frame)
-        out = dict(gts=HostSequence([self.gt_segments(s, self.classes_of(s)).to(device)
-                                     for s in data_samples]))
+        out = dict(gts=[self.gt_segments(s, self.classes_of(s)).to(device) for s in data_samples])
         if self.head.grounding_cfg is not None and self._all_have(data_samples, 'gt_ref_mask'):
             out['sentence_ids'] = self.sentence_ids(self.sentences_of(inputs, data_samples))
-            out['ref_instances'] = HostSequence([
+            out['ref_instances'] = [
                 InstanceData(labels=torch.zeros(1, dtype=torch.long, device=device),
                              masks=s.gt_ref_mask.data.to(device).bool())
-                for s in data_samples])
+                for s in data_samples]
         wants_captions = self.head.caption_cfg is not None or self.head.retrieval_cfg is not None
         if wants_captions and self._all_have(data_samples, 'gt_caption'):
             captions = [random.choice(list(s.gt_caption)) for s in data_samples]
@@ -432,8 +434,9 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
         if self.clip_ensemble is not None:  # (class logits, mask logits) -> ensembled logits
             refine = functools.partial(self.clip_ensemble, self._pixels(inputs['img']),
                                        classes=classes)
-        results = self.head.predict(feats, self.batch_class_embeds(data_samples), metas,
-                                    flags, task=task, refine_logits=refine)
+        class_embeds = self.batch_class_embeds(data_samples)  # not inside predict(...): see loss
+        results = self.head.predict(feats, class_embeds, metas, flags, task=task,
+                                    refine_logits=refine)
         for sample, names in zip(data_samples, classes):
             if not sample.metainfo.get('classes'):  # so drawings can name the labels
                 sample.set_metainfo(dict(classes=list(names)))
@@ -461,7 +464,8 @@ class XDecoder(OpenVocabSegMixin, FusionBaseModel):
     def _predict_referring(self, inputs: Dict, data_samples: Sequence[FusionDataSample],
                            feats: List[Tensor], metas: List[dict], task: str) -> List[dict]:
         ids = self._referring_ids(inputs, data_samples)
-        return self.head.predict_referring(feats, metas, self.embed_sentence_ids(ids))
+        grounding = self.embed_sentence_ids(ids)  # not inside predict_referring(...): see loss
+        return self.head.predict_referring(feats, metas, grounding)
 
     # torch.compile: excluded, reads and tokenizes the referring sentences (strings).
     @torch.compiler.disable

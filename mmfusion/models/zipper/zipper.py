@@ -224,7 +224,8 @@ class Zipper(FusionBaseModel):
 
     def predict(self, inputs: Dict, data_samples: Optional[List[FusionDataSample]] = None
                 ) -> List[FusionDataSample]:
-        return self._pack(self.generate(inputs), inputs, data_samples)
+        seq = self.generate(inputs)  # not inside _pack(...): its bound method would recompile
+        return self._pack(seq, inputs, data_samples)
 
     # torch.compile: excluded, decodes ids to strings and reads the reference texts.
     @torch.compiler.disable
