@@ -396,12 +396,18 @@ class XDecoderHead(BaseModule):
         losses = self.criterion(all_cls, out['mask_logits'], batch_gt_instances,
                                 batch_img_metas)
         losses['logit_scale'] = self.scale().detach()
+        # Each branch's losses into a local first: a call that breaks the graph inside
+        # losses.update(...) would leave that bound method (new every batch) on the stack, and
+        # torch.compile would recompile every iteration.
         if grounding:
-            losses.update(self.grounding_loss(out, grounding, batch_img_metas))
+            branch = self.grounding_loss(out, grounding, batch_img_metas)
+            losses.update(branch)
         if caption:
-            losses.update(self.caption_loss(out, caption))
+            branch = self.caption_loss(out, caption)
+            losses.update(branch)
         if retrieval:
-            losses.update(self.retrieval_loss(out, retrieval))
+            branch = self.retrieval_loss(out, retrieval)
+            losses.update(branch)
         return losses
 
     @staticmethod

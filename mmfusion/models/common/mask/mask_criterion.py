@@ -133,7 +133,8 @@ class MaskCriterion(BaseModule):
 
         # Normalise by the number of masks over all ranks, as Mask2Former.
         num_masks = sum(len(g) for _, g in matches)
-        num_masks = max(reduce_mean(cls_logits.new_tensor(float(num_masks))).item(), 1.0)
+        # a tensor, not .item(): a Python float avg_factor recompiles the losses under torch.compile
+        num_masks = reduce_mean(cls_logits.new_tensor(float(num_masks))).clamp(min=1.0)
         if sum(len(q) for q, _ in matches) == 0:
             zero = mask_logits.sum() * 0
             return dict(loss_cls=loss_cls, loss_mask=zero, loss_dice=zero)
