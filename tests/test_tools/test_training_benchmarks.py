@@ -1,6 +1,8 @@
 """The framework-overhead benchmark and the GPU check run end to end (on CPU,
 tiny settings) and report what they promise; no timing is asserted."""
+import importlib.util
 import json
+import os.path as osp
 import subprocess
 import sys
 
@@ -26,6 +28,26 @@ def test_runner_overhead_benchmark_reports_both_throughputs(tmp_path):
     assert result['timed_iters'] == 3 and result['batch_size'] == 2
     assert len(result['bare_iters_per_s']) == len(result['runner_iters_per_s']) == 1
     assert result['bare_best'] > 0 and result['runner_best'] > 0
+    assert abs(result['runner_over_bare'] - result['runner_best'] / result['bare_best']) < 0.01
+    # Same seed, weights, random draws and learning rates: the same losses.
+    assert result['same_losses'] is True and result['lockstep'] is False
+
+
+def test_runner_overhead_run_importable_in_lockstep(tmp_path):
+    """run() returns the dict main() prints; in lockstep (one iteration of
+    each loop in turn, each with its own RNG state) both still compute the
+    same losses, round after round."""
+    path = osp.join(REPO, 'tools', 'analysis_tools', 'benchmark_runner_overhead.py')
+    spec = importlib.util.spec_from_file_location('benchmark_runner_overhead', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cfg_file = str(tmp_path / 'gms_tiny.py')
+    tiny_gms_cfg(str(tmp_path / 'work')).dump(cfg_file)
+    result = module.run(cfg_file, iters=3, warmup=1, rounds=2,
+                        cfg_options={'model.posterior_sample_prob': 1.0},
+                        work_dir=str(tmp_path / 'bench'), lockstep=True)
+    assert result['lockstep'] is True and result['same_losses'] is True
+    assert len(result['bare_iters_per_s']) == len(result['runner_median_iter_s']) == 2
     assert abs(result['runner_over_bare'] - result['runner_best'] / result['bare_best']) < 0.01
 
 

@@ -1,7 +1,9 @@
 """Framework-overhead benchmark: mmfusion's runner against a bare PyTorch loop.
 
 Both train the same model on the same pre-collated batches, in the same
-process, one after the other, for ``--rounds`` alternating rounds. The runner
+process, one after the other, for ``--rounds`` alternating rounds (with
+``--lockstep``, one iteration of each in turn within every round, so that both
+see the same load on a shared machine; see :func:`run_lockstep`). The runner
 is mmengine's ``Runner`` with the config's hooks (logger, timer, parameter
 scheduler, RNG-state, sampler seed); checkpoint saving and validation are
 switched off, since the bare loop does neither. The bare loop is what one
@@ -23,24 +25,33 @@ from detached tensors, so neither pays for a sync).
 Data loading is outside both timings: each round replays the same batches
 from memory, so the comparison measures the framework, not the dataset.
 
-What the runner costs (tiny GMS, 2 CPU cores, ~0.35 s per iteration): about
-1.5 ms per iteration, 0.4%. Per iteration, ``model.train()`` (mmengine calls it
-before every iteration; ~300 modules) ~0.7 ms, of which the frozen encoders'
-``BaseEncoder.train`` used to spend half re-listing every submodule to find
-LoRA dropouts (now listed once); hooks ~0.35 ms; the loader's ``next`` ~0.1
-ms; ``parse_losses`` and the loss scaling <0.1 ms. The 5.6% this benchmark
-once reported (runner_over_bare 0.944) was mostly not the runner: (1) garbage
-collection: the process tracks ~550k objects (the imported libraries), so a
-full collection takes ~0.3 s, and the garbage a Runner leaves (its setup, the
-previous round's runner in reference cycles) set one off inside a timed
-window, ~2% of a 40-iteration round each time; now both loops collect before
-their first timed iteration. (2) the shared machine's noise, which best-of
-rounds only partly removes; ``*_median_iter_s`` (per-iteration medians) are
-reported beside the throughputs as a burst-resistant view. (3) the two loops
-did not quite do the same work (different initial weights and random draws,
-no schedule in the bare loop); not a cost, but the comparison now holds it
-equal. In a real run there is no earlier runner to collect and the setup's
-garbage is collected once.
+What the runner costs (tiny GMS, 2 CPU cores, ~0.35 s per iteration; timed
+per part inside both loops and with cProfile): about 1.1 ms per iteration,
+0.3%. ``model.train()``, which mmengine calls before every iteration, walks
+the model's ~300 modules: ~0.6 ms (it was ~0.73 ms while the frozen
+encoders' ``BaseEncoder.train`` re-listed every submodule to find LoRA
+dropouts on each call; they are now listed once). The hooks ~0.35 ms in all
+(none of mmfusion's does per-iteration work beyond a flag check), the
+loader's ``next`` ~0.1 ms, ``parse_losses`` and the loss scaling <0.1 ms;
+the data preprocessor, forward, backward, ``zero_grad`` (set to None) and
+``step`` cost the same in both loops. No hook syncs or copies; the only
+per-iteration ``.item()`` calls are mmengine's logging of the losses (free on
+CPU; a sync per iteration on CUDA, as is the grad-norm ``float()`` when
+clipping).
+
+The 5.6% this benchmark once reported (runner_over_bare 0.944) was mostly
+not the runner: (1) garbage collection: the process tracks ~550k objects
+(the imported libraries), so a full collection takes ~0.3 s, and the garbage
+a Runner leaves (its setup, the previous round's runner in reference cycles)
+set one off inside a timed window: ~2% of a 40-iteration round each time.
+Both loops now collect before their first timed iteration; in 100 timed
+iterations of either loop no full collection followed. In a real run the
+setup's garbage is collected once. (2) the shared machine's load, which
+changes within a round and which best-of rounds only partly removes: the
+per-iteration medians (``*_median_iter_s``) and ``--lockstep`` resist it. (3)
+the two loops did not quite do the same work (different initial weights and
+random draws, no learning-rate schedule in the bare loop): not a cost, but
+the comparison now holds it equal.
 
 Prints JSON: iterations/s of every round for both, the best of each, and
 ``runner_over_bare`` (runner throughput / bare-loop throughput; 1.0 = no
@@ -294,7 +305,8 @@ def run_lockstep(cfg: Config, batches: List[dict], warmup: int, work_dir: str
                  ) -> Tuple[Tuple[float, float, List[float]], Tuple[float, float, List[float]]]:
     """Both loops in one run, one iteration of each in turn, so that both see
     the same machine load (on a shared machine the load changes faster than
-    a round lasts). ((bare), (runner)) as (iterations/s, median iteration
+    a round lasts). On CUDA every switch synchronises, so that each loop's
+    time is its own. ((bare), (runner)) as (iterations/s, median iteration
     seconds, the loss of every iteration)."""
     bare = BareLoop(cfg, len(batches))
     bare_rng = _rng_state()  # the runner starts from the same seed, then each keeps its own
