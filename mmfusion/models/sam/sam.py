@@ -239,6 +239,8 @@ class SAM(FusionBaseModel):
             image_idx.append(torch.full((len(keep), ), i, device=m.device))
         return torch.cat(image_idx), torch.cat(masks), InstanceData.cat(prompts)
 
+    # torch.compile: excluded, a random schedule of Python strings (int() of a torch draw).
+    @torch.compiler.disable
     def _schedule(self) -> List[str]:
         """Kinds of the iterations after the first prompt: ``'point'`` adds a
         corrective point, ``'mask'`` only feeds the previous mask back (one
