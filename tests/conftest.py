@@ -1,4 +1,5 @@
 import os.path as osp
+import sys
 
 import pytest
 import torch
@@ -66,6 +67,17 @@ def _ssl_units_standin(tokenizer_cfg, fitted_units: str) -> str:
 def build_shrunk_model(cfg: Config, fitted_units: str) -> torch.nn.Module:
     """The model of :func:`shrink_model_cfg`."""
     return MODELS.build(shrink_model_cfg(cfg, fitted_units))
+
+
+def build_train_cfg(argv) -> Config:
+    """The config ``tools/train.py ARGV`` would run (its ``build_cfg``)."""
+    sys.path.insert(0, osp.join(REPO, 'tools'))
+    try:
+        import train
+    finally:
+        sys.path.pop(0)
+    sys.argv = ['train.py', *argv]
+    return train.build_cfg(train.parse_args())
 
 
 def tiny_gms_cfg(work_dir: str, max_iters: int = 4) -> Config:

@@ -21,33 +21,23 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from tests.conftest import REPO, tiny_gms_cfg
+from tests.conftest import REPO, build_train_cfg, tiny_gms_cfg
 
 ITERS = 20
 EVAL_SAMPLES = 8
 
 
 # -- default suite: plumbing ---------------------------------------------------
-def _train_cfg(argv):
-    sys.path.insert(0, f'{REPO}/tools')
-    try:
-        import train
-    finally:
-        sys.path.pop(0)
-    sys.argv = ['train.py', *argv]
-    return train.build_cfg(train.parse_args())
-
-
 def test_compile_flags_set_mmengine_compile_and_the_hook():
     gms = f'{REPO}/configs/gms/gms_kl-f4-tiny_1xb8-800it_synth-lesion.py'
-    assert _train_cfg([gms]).get('compile') is None
-    cfg = _train_cfg([gms, '--compile'])
+    assert build_train_cfg([gms]).get('compile') is None
+    cfg = build_train_cfg([gms, '--compile'])
     assert cfg.compile is True
     assert [h['type'] for h in cfg.custom_hooks].count('CompileHook') == 1
-    cfg = _train_cfg([gms, '--compile-backend', 'eager', '--compile-mode', 'default'])
+    cfg = build_train_cfg([gms, '--compile-backend', 'eager', '--compile-mode', 'default'])
     assert cfg.compile == dict(backend='eager', mode='default')
     with pytest.raises(SystemExit):
-        _train_cfg([gms, '--compile-mode', 'fastest'])
+        build_train_cfg([gms, '--compile-mode', 'fastest'])
 
 
 def test_test_tool_takes_the_compile_flags():

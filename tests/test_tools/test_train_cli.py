@@ -4,28 +4,18 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import GMS_TINY, REPO
-
-
-def _build_cfg(argv):
-    sys.path.insert(0, f'{REPO}/tools')
-    try:
-        import train
-    finally:
-        sys.path.pop(0)
-    sys.argv = ['train.py', *argv]
-    return train.build_cfg(train.parse_args())
+from tests.conftest import GMS_TINY, REPO, build_train_cfg
 
 
 def test_cfg_options_amp_resume_and_auto_scale_lr():
-    cfg = _build_cfg([GMS_TINY, '--cfg-options', 'train_cfg.max_iters=7',
-                      'model.mapping_net.base_channels=16', '--amp', '--resume', '--auto-scale-lr',
-                      '--work-dir', '/tmp/x'])
+    cfg = build_train_cfg([GMS_TINY, '--cfg-options', 'train_cfg.max_iters=7',
+                           'model.mapping_net.base_channels=16', '--amp', '--resume',
+                           '--auto-scale-lr', '--work-dir', '/tmp/x'])
     assert cfg.train_cfg.max_iters == 7 and cfg.model.mapping_net.base_channels == 16
     assert cfg.optim_wrapper.type == 'CPUAmpOptimWrapper'
     assert cfg.resume is True and cfg.load_from is None
     assert cfg.auto_scale_lr.enable and cfg.work_dir == '/tmp/x'
-    cfg = _build_cfg([GMS_TINY, '--resume', 'some/iter_10.pth'])
+    cfg = build_train_cfg([GMS_TINY, '--resume', 'some/iter_10.pth'])
     assert cfg.resume is True and cfg.load_from == 'some/iter_10.pth'
     assert cfg.work_dir.endswith('work_dirs/gms_kl-f4-tiny_1xb8-800it_synth-lesion')
 
@@ -45,7 +35,7 @@ def test_gpu_only_launchers_fail_clearly_on_cpu(launcher):
     if torch.cuda.is_available():
         pytest.skip('GPU present')
     with pytest.raises(RuntimeError, match='needs GPUs'):
-        _build_cfg([GMS_TINY, '--launcher', launcher])
+        build_train_cfg([GMS_TINY, '--launcher', launcher])
 
 
 def test_amp_training_step_keeps_the_frozen_encoder_in_its_dtype(synthshapes_root, tmp_path):
@@ -61,7 +51,8 @@ def test_amp_training_step_keeps_the_frozen_encoder_in_its_dtype(synthshapes_roo
                     dict(type='ToyImageEncoder', frozen_dtype='bf16'), max_iters=2)
     cfg_file = str(tmp_path / 'probe.py')
     cfg.dump(cfg_file)
-    runner = Runner.from_cfg(_build_cfg([cfg_file, '--amp', '--work-dir', str(tmp_path / 'work')]))
+    runner = Runner.from_cfg(
+        build_train_cfg([cfg_file, '--amp', '--work-dir', str(tmp_path / 'work')]))
     model = runner.model
     encoder_before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
     head_before = model.head.weight.detach().clone()
@@ -90,7 +81,7 @@ def test_strategy_configs_need_a_launcher_and_run_under_flexible_runner():
     from mmfusion.utils.dist import runner_class
     for path in (FSDP_CFG, DEEPSPEED_CFG):
         with pytest.raises(RuntimeError, match='needs several processes'):
-            _build_cfg([path])
+            build_train_cfg([path])
     from mmengine.config import Config
     assert runner_class(Config.fromfile(FSDP_CFG)) is FlexibleRunner
     assert runner_class(Config.fromfile(GMS_TINY)) is Runner
@@ -100,9 +91,9 @@ def test_gpu_only_strategy_and_sync_bn_outside_ddp_fail_clearly():
     if torch.cuda.is_available():
         pytest.skip('GPU present')
     with pytest.raises(RuntimeError, match='DeepSpeedStrategy needs GPUs'):
-        _build_cfg([DEEPSPEED_CFG, '--launcher', 'pytorch'])
+        build_train_cfg([DEEPSPEED_CFG, '--launcher', 'pytorch'])
     with pytest.raises(RuntimeError, match='--sync-bn applies to DDP'):
-        _build_cfg([FSDP_CFG, '--launcher', 'pytorch', '--sync-bn', 'torch'])
+        build_train_cfg([FSDP_CFG, '--launcher', 'pytorch', '--sync-bn', 'torch'])
 
 
 def test_ddp_wrapper_settings_from_the_model_class(monkeypatch):
@@ -121,7 +112,7 @@ def test_ddp_wrapper_settings_from_the_model_class(monkeypatch):
     monkeypatch.setenv('WORLD_SIZE', '1')
     monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')
     monkeypatch.setenv('MASTER_PORT', '29500')
-    xdec = _build_cfg([f'{REPO}/configs/xdecoder/xdecoder_focalt_8xb4-50e_coco-panoptic.py',
+    xdec = build_train_cfg([f'{REPO}/configs/xdecoder/xdecoder_focalt_8xb4-50e_coco-panoptic.py',
                        '--launcher', 'pytorch'])
     assert xdec.model_wrapper_cfg == dict(type='MMDistributedDataParallel', broadcast_buffers=False,
                                           find_unused_parameters=True, device_ids=None)
@@ -129,16 +120,16 @@ def test_ddp_wrapper_settings_from_the_model_class(monkeypatch):
     # mmengine's top-level switch still decides when given: the tiny config,
     # whose every step uses every branch, turns the search off; its stage 1
     # (X-Decoder's parts it does not train) turns it back on.
-    xdec = _build_cfg([f'{REPO}/configs/xdecoder/xdecoder_r18-tiny_2xb8-2300it_synthshapes.py',
+    xdec = build_train_cfg([f'{REPO}/configs/xdecoder/xdecoder_r18-tiny_2xb8-2300it_synthshapes.py',
                        '--launcher', 'pytorch'])
     assert xdec.model_wrapper_cfg.find_unused_parameters is False
     stage1 = 'region-text-pretrain_r18-tiny_2xb8-1000it_synthshapes.py'
-    pre = _build_cfg([f'{REPO}/configs/xdecoder/{stage1}', '--launcher', 'pytorch'])
+    pre = build_train_cfg([f'{REPO}/configs/xdecoder/{stage1}', '--launcher', 'pytorch'])
     assert pre.model_wrapper_cfg.find_unused_parameters is True
-    gms = _build_cfg([GMS_TINY, '--launcher', 'pytorch', '--sync-bn', 'torch'])
+    gms = build_train_cfg([GMS_TINY, '--launcher', 'pytorch', '--sync-bn', 'torch'])
     assert gms.model_wrapper_cfg == dict(type='MMDistributedDataParallel', broadcast_buffers=False,
                                          device_ids=None)
     assert gms.sync_bn == 'torch'
-    fsdp = _build_cfg([FSDP_CFG, '--launcher', 'pytorch'])
+    fsdp = build_train_cfg([FSDP_CFG, '--launcher', 'pytorch'])
     assert fsdp.strategy.model_wrapper.type == 'FusionFSDP'
     assert fsdp.strategy.state_dict_cfg['state_dict_config']['offload_to_cpu'] is False
