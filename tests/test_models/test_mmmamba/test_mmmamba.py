@@ -52,38 +52,45 @@ def test_segment_sum_matches_explicit_sums():
             torch.testing.assert_close(out[:, i, j], want)
 
 
-@pytest.mark.parametrize('length,chunk', [(37, 8), (50, 16), (5, 16), (64, 16)])
-def test_chunked_scan_equals_recurrence(length, chunk):
+@pytest.mark.parametrize('length,chunk,block_chunks', [
+    (37, 8, None), (50, 16, None), (5, 16, None), (64, 16, None),
+    (37, 8, 2),   # blocks of two chunks, the last one short
+    (50, 16, 1),  # one chunk per block
+])
+def test_chunked_scan_equals_recurrence(length, chunk, block_chunks):
     x, dt, A, B, C = _ssd_inputs(length)
     state0 = torch.randn(2, 3, 4, 5) * 0.3
     for init in (None, state0):
         y_ref, s_ref = ssd_recurrent(x, dt, A, B, C, init)
-        y, s = ssd_chunked(x, dt, A, B, C, chunk, init)
+        y, s = ssd_chunked(x, dt, A, B, C, chunk, init, block_chunks=block_chunks)
         assert y.shape == y_ref.shape == x.shape
         assert (y - y_ref).abs().max() <= 1e-5
         assert (s - s_ref).abs().max() <= 1e-5
 
 
-@pytest.mark.parametrize('dt_scale,length,chunk', [
-    (0.3, 1000, 64),   # decay factored as exp(cum_l) * exp(-cum_s)
-    (20.0, 100, 16),   # chunks decaying past MAX_FACTORED_DECAY: masked differences
-    (0.3, 700, 'auto'),
+@pytest.mark.parametrize('dt_scale,length,chunk,block_chunks', [
+    (0.3, 1000, 64, 4),    # decay factored as exp(cum_l) * exp(-cum_s), four blocks
+    (20.0, 100, 16, 2),    # chunks decaying past MAX_FACTORED_DECAY: masked differences
+    (0.3, 700, 'auto', None),
 ])
-def test_chunked_scan_fp32_within_1e5_relative_of_float64_recurrence(dt_scale, length, chunk):
+def test_chunked_scan_fp32_within_1e5_relative_of_float64_recurrence(dt_scale, length, chunk,
+                                                                      block_chunks):
     x, dt, A, B, C = _ssd_inputs(length, dtype=torch.float64)
     dt = dt / 0.3 * dt_scale
     state0 = torch.randn(2, 3, 4, 5, dtype=torch.float64)
     y_ref, s_ref = ssd_recurrent(x, dt, A, B, C, state0)
     chunk_decay = (dt[:, :16] * A).sum(1).neg().max()
     assert (chunk_decay > MAX_FACTORED_DECAY) == (dt_scale > 1)  # the branch the case names
-    y, s = ssd_chunked(*(t.float() for t in (x, dt, A, B, C)), chunk, state0.float())
+    y, s = ssd_chunked(*(t.float() for t in (x, dt, A, B, C)), chunk, state0.float(),
+                       block_chunks=block_chunks)
     assert ((y - y_ref).abs().max() / y_ref.abs().max()) <= 1e-5
     assert ((s - s_ref).abs().max() / s_ref.abs().max()) <= 1e-5
 
 
-def test_chunked_scan_gradients_match_float64_recurrence():
+@pytest.mark.parametrize('block_chunks', [None, 1])
+def test_chunked_scan_gradients_match_float64_recurrence(block_chunks):
     inputs = [t.requires_grad_() for t in _ssd_inputs(45)]
-    y, s = ssd_chunked(*inputs, chunk_size=16)
+    y, s = ssd_chunked(*inputs, chunk_size=16, block_chunks=block_chunks)
     (y.square().sum() + s.sum()).backward()
     ref = [t.detach().double().requires_grad_() for t in inputs]
     y, s = ssd_recurrent(*ref)
