@@ -42,3 +42,30 @@ def test_table_has_a_row_per_measured_ratio():
     assert [r['ratio'] for r in rows] == [2.0, 4.0, 0.98, 1.5, 3.0]
     assert 'a.py' in rows[3]['what']
     assert benchmark_all.format_table(rows).count('\n') == len(rows) + 1
+
+
+def test_a_failed_section_keeps_the_others_and_is_reported(tmp_path, monkeypatch):
+    def broken(args):
+        raise FileNotFoundError('data/x/annotations/panoptic_train.json')
+
+    monkeypatch.setattr(benchmark_all, 'bench_decode', broken)
+    out = benchmark_all.main(['--only', 'decode', 'ssd', '--ssd-shape', '64', '1', '4', '4',
+                              '--ssd-repeats', '1', '--out-dir', str(tmp_path)])
+    saved = json.load(open(tmp_path / 'benchmark_all.json'))
+    assert saved['results']['decode'] == {
+        'error': 'FileNotFoundError: data/x/annotations/panoptic_train.json'}
+    assert [row['what'][:8] for row in saved['table']] == ['SSD scan']
+    assert benchmark_all.failures(out['results']) == {
+        'decode': 'FileNotFoundError: data/x/annotations/panoptic_train.json'}
+    compile_failed = {'compile': {'a.py': dict(speedup=1.2), 'b.py': dict(error='E: b')}}
+    assert benchmark_all.failures(compile_failed) == {'compile: b.py': 'E: b'}
+
+
+def test_compile_section_keeps_each_tiny_recipes_overrides(monkeypatch):
+    seen = []
+    monkeypatch.setattr(benchmark_all.benchmark_compile, 'run',
+                        lambda configs, iters: seen.extend(configs) or {})
+    args = benchmark_all.parse_args([])
+    benchmark_all.bench_compile(args)
+    assert dict(seen) == benchmark_all.benchmark_compile.TINY_RECIPES
+    assert any(overrides for _, overrides in seen)  # the X-Decoder recipe's data root

@@ -337,3 +337,23 @@ def test_benchmark_compile_run_returns_the_promised_keys(tmp_path):
     assert {'eager_s_per_iter', 'compiled_s_per_iter', 'speedup', 'compile_s'} <= set(entry)
     assert entry['eager_s_per_iter'] > 0 and entry['compiled_s_per_iter'] > 0
     assert entry['losses_finite'] and entry['first_loss']['rel_diff'] < 0.05
+
+
+def test_benchmark_compile_records_a_failed_recipe_and_runs_the_next(tmp_path, monkeypatch):
+    """Not opt-in: nothing compiles, the first recipe's data is missing."""
+    sys.path.insert(0, f'{REPO}/tools/analysis_tools')
+    try:
+        import benchmark_compile
+    finally:
+        sys.path.pop(0)
+    done = []
+    monkeypatch.setattr(benchmark_compile, 'benchmark_one',
+                        lambda cfg, *args: done.append(cfg.filename) or dict(speedup=1.0)
+                        if 'clip' in cfg.filename else benchmark_compile.collect_batches(cfg, 1))
+    missing = str(tmp_path / 'no-data')
+    result = benchmark_compile.run([
+        ('configs/gms/gms_kl-f4-tiny_1xb8-800it_synth-lesion.py',
+         {'train_dataloader.dataset.data_root': missing}),
+        'configs/clip/clip_vit-tiny_1xb128-1k_synthshapes.py'])
+    gms, clip = result.values()
+    assert missing in gms['error'] and clip == dict(speedup=1.0) and len(done) == 1

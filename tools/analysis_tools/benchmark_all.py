@@ -37,6 +37,7 @@ import os.path as osp
 import platform
 import sys
 import time
+import traceback
 from typing import Callable, Dict, List
 
 import torch
@@ -163,7 +164,9 @@ def bench_runner(args) -> dict:
 
 
 def bench_compile(args) -> dict:
-    return benchmark_compile.run(args.compile_configs, iters=args.compile_iters)
+    # The overrides TINY_RECIPES keeps for its recipes (data roots) go along.
+    configs = [(c, benchmark_compile.TINY_RECIPES.get(c, {})) for c in args.compile_configs]
+    return benchmark_compile.run(configs, iters=args.compile_iters)
 
 
 def bench_cache(args) -> dict:
@@ -174,6 +177,7 @@ def bench_cache(args) -> dict:
 def table(results: Dict[str, dict]) -> List[dict]:
     """Rows of (what, baseline, ratio, detail)."""
     rows = []
+    results = {k: r for k, r in results.items() if 'error' not in r}
     if 'ssd' in results:
         r = results['ssd']
         shape = 'L={L} H={H} P={P} N={N}'.format(**r['shape'])
@@ -244,26 +248,39 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     benches = dict(ssd=bench_ssd, decode=bench_decode, runner=bench_runner,
                    compile=bench_compile, cache=bench_cache)
+    os.makedirs(args.out_dir, exist_ok=True)
+    machine = dict(platform=platform.platform(), processor=platform.processor(),
+                   cpus=os.cpu_count(), threads=torch.get_num_threads(),
+                   torch=torch.__version__,
+                   cuda=torch.cuda.get_device_name() if torch.cuda.is_available() else None)
     results = {}
     for name in args.only:
         print(f'== {name}', flush=True)
         start = time.perf_counter()
-        results[name] = benches[name](args)
+        try:
+            results[name] = benches[name](args)
+        except Exception as exc:  # a failed section must not lose the others' minutes
+            traceback.print_exc()
+            results[name] = dict(error=f'{type(exc).__name__}: {exc}')
         print(f'== {name}: {time.perf_counter() - start:.0f} s', flush=True)
-    rows = table(results)
-    os.makedirs(args.out_dir, exist_ok=True)
-    out = dict(machine=dict(platform=platform.platform(), processor=platform.processor(),
-                            cpus=os.cpu_count(), threads=torch.get_num_threads(),
-                            torch=torch.__version__,
-                            cuda=torch.cuda.get_device_name() if torch.cuda.is_available()
-                            else None),
-               table=rows, results=results)
-    with open(osp.join(args.out_dir, 'benchmark_all.json'), 'w') as f:
-        json.dump(out, f, indent=2, default=str)
-    plot(rows, osp.join(args.out_dir, 'benchmark_all.png'))
-    print(format_table(rows))
+        out = dict(machine=machine, table=table(results), results=results)
+        with open(osp.join(args.out_dir, 'benchmark_all.json'), 'w') as f:
+            json.dump(out, f, indent=2, default=str)  # after every section
+    plot(out['table'], osp.join(args.out_dir, 'benchmark_all.png'))
+    print(format_table(out['table']))
+    for name, error in failures(results).items():
+        print(f'{name} failed: {error}', file=sys.stderr)
     return out
 
 
+def failures(results: Dict[str, dict]) -> Dict[str, str]:
+    """Section (or ``compile: config``) -> error, for what did not measure."""
+    failed = {k: r['error'] for k, r in results.items() if 'error' in r}
+    failed.update({f'compile: {k}': r['error'] for k, r in results.get('compile', {}).items()
+                   if isinstance(r, dict) and 'error' in r})
+    return failed
+
+
 if __name__ == '__main__':
-    main()
+    sys.exit(1 if failures(main()['results']) else 0)
+

@@ -19,7 +19,8 @@ Missing weight files of the config (pretrained parts, ``load_from``) are
 dropped: random weights time the same.
 
 Prints one JSON object, config -> ``{eager_s_per_iter, compiled_s_per_iter,
-speedup, compile_s, ...}``; :func:`run` returns it.
+speedup, compile_s, ...}`` (``{error}`` for a config that failed; the others
+still run, and the exit status is 1); :func:`run` returns it.
 
 Example::
 
@@ -37,6 +38,7 @@ import os.path as osp
 import statistics
 import sys
 import time
+import traceback
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -199,7 +201,11 @@ def run(configs: list, iters: int = 20, warmup: int = 3, backend: Optional[str] 
     for spec in configs:
         name, cfg = load_cfg(spec, cfg_options)
         print(f'benchmarking {name}', file=sys.stderr, flush=True)
-        results[name] = benchmark_one(cfg, iters, warmup, options, warm_cache)
+        try:
+            results[name] = benchmark_one(cfg, iters, warmup, options, warm_cache)
+        except Exception as exc:  # one recipe failing must not lose the others' minutes
+            traceback.print_exc()
+            results[name] = dict(error=f'{type(exc).__name__}: {exc}')
         print(json.dumps({name: results[name]}), file=sys.stderr, flush=True)
     return results
 
@@ -229,4 +235,4 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(1 if any('error' in r for r in main().values()) else 0)
