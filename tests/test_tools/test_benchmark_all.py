@@ -18,7 +18,7 @@ def test_ssd_section_writes_table_json_and_chart(tmp_path):
     assert ssd['chunk_size'] in (32, 64, 128, 256, 512)
     # Equality with the float64 recurrence is part of the measurement.
     assert ssd['max_rel_err_y'] <= 1e-5 and ssd['max_rel_err_state'] <= 1e-5
-    assert set(ssd['transformers_seconds']) >= {256}
+    assert set(ssd['transformers_seconds']) == {32, 64, 128, 256}  # its fastest is the baseline
     # The ratios are what their parts say (no timing is asserted).
     assert ssd['speedup_vs_transformers'] == min(ssd['transformers_seconds'].values()) \
         / ssd['seconds']

@@ -231,8 +231,9 @@ def _bmm(a: Tensor, b: Tensor, out: Optional[Tensor], rows: int, cols: int) -> T
     return torch.bmm(a, b, out=out[:a.shape[0] * rows * cols].view(a.shape[0], rows, cols))
 
 
-#: Chunk sizes :func:`tuned_chunk_size` measures.
+#: Chunk sizes :func:`tuned_chunk_size` measures, and how many times each.
 CHUNK_CANDIDATES = (32, 64, 128, 256)
+TUNING_ROUNDS = 3
 _TUNED_CHUNKS: Dict[tuple, int] = {}
 
 
@@ -250,17 +251,18 @@ def tuned_chunk_size(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor,
         candidates = [q for q in CHUNK_CANDIDATES if q <= bucket] or [CHUNK_CANDIDATES[0]]
         args = [t.detach() for t in (x, dt, A, B, C)]
         state = None if initial_state is None else initial_state.detach()
-        seconds = {}
+        seconds = {q: float('inf') for q in candidates}
         with torch.no_grad():
-            for q in candidates:
-                best = float('inf')
-                for _ in range(2):  # the first run also warms the allocator
+            # Best of TUNING_ROUNDS, the candidates taking turns, so that a
+            # drift of the machine does not favour one (the first round also
+            # warms the allocator).
+            for _ in range(TUNING_ROUNDS):
+                for q in candidates:
                     _synchronize(x.device)
                     start = time.perf_counter()
                     ssd_chunked(*args, chunk_size=q, initial_state=state)
                     _synchronize(x.device)
-                    best = min(best, time.perf_counter() - start)
-                seconds[q] = best
+                    seconds[q] = min(seconds[q], time.perf_counter() - start)
         _TUNED_CHUNKS[key] = min(seconds, key=seconds.get)
         print_log(f'SSD chunk size for (batch {b}, length <= {bucket}, heads {h}, head_dim {p}, '
                   f'state {B.shape[-1]}, {key[-1]} threads): {_TUNED_CHUNKS[key]} (measured '

@@ -109,6 +109,7 @@ def test_tuned_chunk_size_measures_once_per_shape_bucket(monkeypatch):
     inputs = _ssd_inputs(70)
     first = ssd.tuned_chunk_size(*inputs)
     assert sorted(set(calls)) == [32, 64, 128]  # candidates up to the length's bucket (128)
+    assert calls == [32, 64, 128] * ssd.TUNING_ROUNDS  # taking turns
     assert first in (32, 64, 128)
     calls.clear()
     assert ssd.tuned_chunk_size(*_ssd_inputs(100)) == first  # same bucket: remembered
