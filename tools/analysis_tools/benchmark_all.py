@@ -8,8 +8,9 @@ Sections (``--only`` picks some):
   (``mamba2_chunk_scan``, the path its ``Mamba2Mixer`` takes without
   ``mamba_ssm``) at the same shapes (default L = 16384, 8 heads,
   P = N = 32), given its fastest of the chunk sizes ours chooses from
-  (``CHUNK_CANDIDATES``, 32-256; its config's default is 256). Also the fraction of the fp32 matmul peak this machine reaches
-  (a 2048^3 ``torch.mm``, measured between the scan runs): counted with
+  (``CHUNK_CANDIDATES``, 32-256; its config's default is 256). Also the
+  fraction of the fp32 matmul peak this machine reaches (a 2048^3
+  ``torch.mm``, measured between the scan runs): counted with
   the scan's useful work, ``4 L H P N`` multiply-adds x 2 (the recurrence's,
   independent of the chunk size), and with what the chunked algorithm
   executes. Equality with the float64 recurrence is checked at the same shape.
@@ -104,8 +105,12 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 5, device: str = 'cpu') 
 def bench_ssd(args) -> dict:
     from transformers.models.mamba2.modeling_mamba2 import mamba2_chunk_scan
 
-    from mmfusion.models.mmmamba.ssd import (CHUNK_CANDIDATES, ssd_chunked, ssd_recurrent,
-                                             tuned_chunk_size)
+    from mmfusion.models.mmmamba.ssd import (
+        CHUNK_CANDIDATES,
+        ssd_chunked,
+        ssd_recurrent,
+        tuned_chunk_size,
+    )
     length, heads, p, n = args.ssd_shape
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1, length, heads, p, generator=g)

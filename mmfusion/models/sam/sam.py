@@ -163,6 +163,13 @@ class SAM(FusionBaseModel):
         ids = self.image_encoder.cache_ids(data_samples)
         return self.image_encoder.forward_cached(img, ids, keys=['embed'])['embed']
 
+    # torch.compile: excluded. The number of prompt tokens grows with every
+    # corrective click, and with torch 2.9.1 the backward of the mask
+    # decoder's token attention, recompiled for a new count (dynamic shapes),
+    # fails inductor's stride assertion ("expected size 15==15, stride
+    # 576==640"; benchmark_compile on the tiny SAM recipe). The image encoder,
+    # most of a step, stays compiled.
+    @torch.compiler.disable
     def decode(self, embeddings: Tensor, points: Optional[Tuple[Tensor, Tensor]],
                boxes: Optional[Tensor], mask_inputs: Optional[Tensor],
                multimask: bool) -> Tuple[Tensor, Tensor]:
