@@ -97,11 +97,13 @@ def _head_major(t: Tensor, factor: Tensor, out: Optional[Tensor]) -> Tensor:
     b, h, g, q = factor.shape
     k = t.shape[-1]
     src = t.view(b, g, q, h, k).permute(0, 3, 1, 2, 4)
-    if out is None:
-        return (src * factor[..., None]).reshape(b * h * g, q, k)
-    out = out[:b * h * g * q * k].view(b, h, g, q, k)
-    torch.mul(src, factor[..., None], out=out)
-    return out.view(b * h * g, q, k)
+    return torch.mul(src, factor[..., None], out=_slot(out, b, h, g, q, k)).reshape(b * h * g, q, k)
+
+
+def _slot(buffer: Optional[Tensor], *shape: int) -> Optional[Tensor]:
+    """The start of the flat ``buffer`` viewed as ``shape`` (``None`` without
+    a buffer: the op then allocates, as autograd needs)."""
+    return None if buffer is None else buffer[:math.prod(shape)].view(shape)
 
 
 #: Bytes of intermediates :func:`ssd_chunked` keeps per block of chunks (the
@@ -185,7 +187,8 @@ def ssd_chunked(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, chunk_si
         Ct = _head_major(C[:, tokens], decay_from_start[:, :, chunks], ct_buf)
         if factored:
             Bt = _head_major(B[:, tokens], decay_to_start[:, :, chunks], bt_buf)
-            scores = _bmm(Ct, Bt.transpose(1, 2), scores_buf, q, q).tril_()
+            scores = torch.bmm(Ct, Bt.transpose(1, 2), out=_slot(scores_buf, b * h * g, q, q))
+            scores = scores.tril_()
             states = torch.bmm(Bt.transpose(1, 2), xdt).view(b, h, g, n, p)
             states = states * decay[:, :, chunks]
         else:  # the decay inside a chunk as masked differences of ``cum``
@@ -207,14 +210,15 @@ def ssd_chunked(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, chunk_si
                 state = torch.addcmul(states[i], decays[i], state)
             entering = torch.stack(entering, dim=2)
         else:
-            entering = entering_buf[:b * h * g * n * p].view(b, h, g, n, p)
+            entering = _slot(entering_buf, b, h, g, n, p)
             slots = entering.unbind(2)
             slots[0].copy_(state)
             for i in range(g - 1):
                 torch.addcmul(states[i], decays[i], slots[i], out=slots[i + 1])
             state = torch.addcmul(states[-1], decays[-1], slots[-1])
         # In place even under autograd: bmm's backward needs its inputs only.
-        y_blk = _bmm(scores, xdt, y_buf, q, p).baddbmm_(Ct, entering.view(b * h * g, n, p))
+        y_blk = torch.bmm(scores, xdt, out=_slot(y_buf, b * h * g, q, p))
+        y_blk = y_blk.baddbmm_(Ct, entering.view(b * h * g, n, p))
         y_blk = y_blk.view(b, h, g * q, p)
         if grad:
             y.append(y_blk)
@@ -222,13 +226,6 @@ def ssd_chunked(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, chunk_si
             y[:, tokens].copy_(y_blk.transpose(1, 2))
     y = torch.cat(y, dim=2).transpose(1, 2) if grad else y
     return y[:, :length], state.transpose(-1, -2)
-
-
-def _bmm(a: Tensor, b: Tensor, out: Optional[Tensor], rows: int, cols: int) -> Tensor:
-    """``torch.bmm(a, b)``, written into the buffer ``out`` when given."""
-    if out is None:
-        return torch.bmm(a, b)
-    return torch.bmm(a, b, out=out[:a.shape[0] * rows * cols].view(a.shape[0], rows, cols))
 
 
 #: Chunk sizes :func:`tuned_chunk_size` measures, and how many times each.
